@@ -1,0 +1,20 @@
+"""Custom ops for the StyleGAN2-family networks: CUDA kernels with an exact PyTorch twin.
+
+Public API: ``upfirdn2d``, ``make_kernel``, ``fused_leaky_relu``, ``FusedLeakyReLU``,
+``status()``, ``OpsBuildError``. Importing this package compiles nothing; the
+kernels are built on the first call with a CUDA tensor (see ``cuda_ops.build``).
+This package imports nothing from ``gcgan_cli``.
+"""
+
+from .build import OpsBuildError, status
+from .fused_act import FusedLeakyReLU, fused_leaky_relu
+from .upfirdn2d import make_kernel, upfirdn2d
+
+__all__ = [
+    "FusedLeakyReLU",
+    "OpsBuildError",
+    "fused_leaky_relu",
+    "make_kernel",
+    "status",
+    "upfirdn2d",
+]
