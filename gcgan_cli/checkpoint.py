@@ -1,0 +1,172 @@
+"""Checkpoints as plain dicts: written atomically, read without unpickling code.
+
+A checkpoint holds only tensors, numbers, strings, None and lists / tuples /
+dicts of those (state_dicts, optimizer states, a JSON-able config, the step,
+RNG states), plus two marker keys, ``format`` and ``format_version``. Saving
+checks that, so every file we write loads with ``torch.load(weights_only=True)``;
+loading refuses anything else instead of executing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gcgan_cli.errors import CheckpointError
+
+FORMAT_NAME = "gcgan-checkpoint"
+FORMAT_VERSION = 1
+
+_SCALARS = (str, int, float, bool, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise TypeError naming the first value that weights_only loading would refuse."""
+    if isinstance(value, (torch.Tensor, *_SCALARS)):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"checkpoint key {where}[{key!r}] is a {type(key).__name__}")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    raise TypeError(
+        f"checkpoint value {where} is a {type(value).__name__}; store plain types "
+        "(tensors, numbers, strings, lists, dicts) so it loads with weights_only=True"
+    )
+
+
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` (+ format markers) to ``path`` atomically; return the path.
+
+    A temp file in the same folder is written, flushed and fsynced, then renamed
+    over ``path``: a crash leaves either the old file or the new one, never half.
+    ``payload['config']``, when present, must survive a JSON round trip.
+    """
+    path = Path(path)
+    if "config" in payload:
+        try:
+            json.dumps(payload["config"])
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"checkpoint config is not JSON-able: {exc}") from exc
+    record = {**payload, "format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+    _check_plain(record, "checkpoint")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(record, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    required: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Read a gcgan checkpoint with ``weights_only=True``, mapped to ``map_location``.
+
+    Raises CheckpointError, naming the file, when it is missing, truncated or
+    corrupt, carries pickled objects, is not a gcgan checkpoint, was written by
+    another format version, or lacks one of the ``required`` keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        record = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "unsafe content"
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it carries pickled objects that are not plain "
+            f"data ({reason[:160]}). gcgan never unpickles code; re-save it as plain tensors"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({str(exc).splitlines()[0][:160]}); "
+            "use an earlier checkpoint or re-run the step that wrote it"
+        ) from exc
+    if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path} is not a gcgan checkpoint (no '{FORMAT_NAME}' marker)")
+    version = record.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version}; this gcgan reads version "
+            f"{FORMAT_VERSION}"
+        )
+    missing = [key for key in required if key not in record]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks required entries: {', '.join(missing)}")
+    return record
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every generator a training step draws from, as plain data."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of ``capture_rng_state`` (CUDA states are restored where GPUs exist)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": np_state["bit_generator"],
+            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)

@@ -1,0 +1,39 @@
+"""The one place that turns ``--device auto|cpu|cuda|cuda:N`` into a torch.device."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from gcgan_cli.errors import UsageError
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+_PATTERN = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` is the first CUDA GPU when torch sees one, else the CPU.
+
+    Raises UsageError (naming ``--device``) for a malformed value or a GPU that
+    is not there, rather than failing later inside a model.
+    """
+    text = spec.strip().lower()
+    match = _PATTERN.match(text)
+    if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise UsageError(f"--device {spec!r} is not valid: use {DEVICE_CHOICES}")
+    kind, index = match.group(1), match.group(2)
+    if kind == "auto":
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UsageError(
+            f"--device {spec}: torch {torch.__version__} sees no CUDA GPU on this machine; "
+            "use --device cpu (or auto)"
+        )
+    count = torch.cuda.device_count()
+    number = int(index) if index is not None else 0
+    if number >= count:
+        raise UsageError(f"--device {spec}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", number)

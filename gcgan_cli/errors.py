@@ -1,0 +1,22 @@
+"""Exceptions a user can cause; the CLI prints them as one line and exits 2.
+
+A leaf module: every layer may import it, it imports nothing of gcgan.
+"""
+
+
+class GcganError(Exception):
+    """A problem the user can fix (bad option, missing file, wrong format)."""
+
+    exit_code = 2
+
+
+class UsageError(GcganError):
+    """An option or argument has a value gcgan cannot use."""
+
+
+class DatasetError(GcganError):
+    """A dataset, image folder or label file is missing or malformed."""
+
+
+class CheckpointError(GcganError):
+    """A checkpoint is missing, truncated, foreign, unsafe or of another format version."""

@@ -1,0 +1,33 @@
+"""--device resolution: the one place device strings become torch.device."""
+
+import pytest
+import torch
+
+from gcgan_cli.device import resolve_device
+from gcgan_cli.errors import UsageError
+
+
+def test_cpu_and_auto():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert resolve_device(" AUTO ") == expected
+
+
+@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "cpu:1", "auto:0", "cuda:-1", ""])
+def test_malformed_values_name_the_option(spec):
+    with pytest.raises(UsageError, match="--device .* is not valid"):
+        resolve_device(spec)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu():
+    with pytest.raises(UsageError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+@pytest.mark.cuda
+def test_cuda_indices():
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(UsageError, match="only"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
