@@ -1,0 +1,3 @@
+from gcgan_cli.cli import main
+
+main()

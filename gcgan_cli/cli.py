@@ -1,0 +1,99 @@
+"""The `gcgan` command: registers the subcommands and turns errors into one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+import gcgan_cli
+from cuda_ops import OpsBuildError
+from gcgan_cli.commands.doctor import doctor
+from gcgan_cli.console import err_console
+from gcgan_cli.errors import GcganError
+
+HELP = """Gaze-labelled face images from few labels: GC-GAN (gaze-aware compositional GAN)
+and FP-GAN (feature-preserving eye translation) in one tool.
+
+[bold]Pipeline[/bold], in order:
+
+  1. [cyan]segment[/cyan]     datasets (ETH-XGaze .h5, CelebAMask-HQ, synthetic) -> eye-strip images + part masks
+  2. [cyan]pack[/cyan]        image + mask folders -> LMDB (+ gaze label set)
+  3. [cyan]inception[/cyan]   FID statistics of a packed dataset
+  4. [cyan]train[/cyan]       --stage 1 on labelled data, then --stage 2 on an unlabelled domain (torchrun/DDP)
+  5. [cyan]sample[/cyan] / [cyan]interpolate[/cyan]   gaze-annotated images with masks; part-wise and gaze animations
+
+  Beside it: [cyan]transfer[/cyan] (FP-GAN synthetic <-> real eye translation) and [cyan]gaze[/cyan]
+  (a gaze estimator that measures what the generated data is worth).
+
+Commands appear here as they are implemented; [cyan]gcgan doctor[/cyan] checks this machine.
+Set GCGAN_DEBUG=1 to see tracebacks."""
+
+app = typer.Typer(
+    name="gcgan",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gcgan {gcgan_cli.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Gaze-labelled face images from few labels."""
+
+
+app.command("doctor")(doctor)
+
+
+def _fail(message: str, code: int) -> int:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, emoji=False)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; user mistakes become one line and code 2."""
+    debug = os.environ.get("GCGAN_DEBUG") == "1"
+    try:
+        result = app(args=argv, prog_name="gcgan", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return _fail("aborted", 130)
+    except typer.TyperException as exc:  # bad option, missing argument, unknown command
+        if debug:
+            raise
+        message = exc.format_message().replace("\n", " ")
+        return _fail(message, exc.exit_code) if message else exc.exit_code
+    except GcganError as exc:
+        if debug:
+            raise
+        return _fail(str(exc), exc.exit_code)
+    except OpsBuildError as exc:
+        if debug:
+            raise
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a bug: one line, with the way to see the traceback
+        if debug:
+            raise
+        return _fail(f"{type(exc).__name__}: {exc} (set GCGAN_DEBUG=1 for the traceback)", 1)
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

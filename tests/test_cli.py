@@ -1,0 +1,103 @@
+"""The `gcgan` command: help, version, doctor, and one-line errors for user mistakes."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import gcgan_cli
+from gcgan_cli import cli
+from gcgan_cli.commands import doctor as doctor_command
+from gcgan_cli.errors import UsageError
+
+
+def run_cli(capsys, *args):
+    code = cli.run(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_explains_the_pipeline(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    order = [out.index(word) for word in ("segment", "pack", "inception", "train", "sample", "interpolate")]
+    assert order == sorted(order), "the pipeline is listed in order"
+    assert "transfer" in out and "gaze" in out and "doctor" in out and "GCGAN_DEBUG" in out
+
+
+def test_version(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"gcgan {gcgan_cli.__version__}"
+
+
+def test_doctor_reports_and_exits_zero(capsys):
+    code, out, _ = run_cli(capsys, "doctor", "--device", "cpu")
+    assert code == 0
+    for part in ("Python", "torch", "ops (reference)", "mediapipe", "FID Inception", "disk"):
+        assert part in out
+    assert "core OK" in out
+
+
+def test_doctor_fails_when_the_core_is_broken(capsys, monkeypatch):
+    monkeypatch.setattr(
+        "gcgan_cli.core.ops_check.reference_vectors", lambda: ["upfirdn2d blur[0,0]=9.0≠0.3125"]
+    )
+    code, out, _ = run_cli(capsys, "doctor", "--device", "cpu")
+    assert code == 1 and "core broken" in out
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["doctor", "--device", "gpu7"], "--device 'gpu7' is not valid"),
+        (["doctor", "--bogus"], "No such option: --bogus"),
+        (["segmnt"], "No such command 'segmnt'"),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2(capsys, args, needle):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+    assert "Traceback" not in err + out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_asking_for_a_missing_gpu_is_a_user_mistake(capsys):
+    code, _, err = run_cli(capsys, "doctor", "--device", "cuda:0")
+    assert code == 2 and "no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gcgan_errors_become_one_line_and_debug_shows_them(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise UsageError("--dataset /nope: no such folder")
+
+    monkeypatch.setattr(doctor_command, "run_checks", broken)
+    code, _, err = run_cli(capsys, "doctor", "--device", "cpu")
+    assert code == 2 and err.strip() == "error: --dataset /nope: no such folder"
+    monkeypatch.setenv("GCGAN_DEBUG", "1")
+    with pytest.raises(UsageError):
+        cli.run(["doctor", "--device", "cpu"])
+
+
+def test_bugs_say_how_to_get_the_traceback(capsys, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(doctor_command, "run_checks", bug)
+    code, _, err = run_cli(capsys, "doctor", "--device", "cpu")
+    assert code == 1 and "ZeroDivisionError" in err and "GCGAN_DEBUG=1" in err
+
+
+def test_installed_entry_point_runs():
+    """The console script's target, through a fresh interpreter as a user would run it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gcgan_cli", "doctor", "--device", "tpu"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --device 'tpu' is not valid: use auto, cpu, cuda or cuda:N"]
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "gcgan"]
+    assert script.value == "gcgan_cli.cli:main"
