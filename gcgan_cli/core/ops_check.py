@@ -74,6 +74,7 @@ class ParityResult:
 
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
     return float((a - b).norm() / b.norm().clamp_min(1e-12))
 
 
