@@ -30,7 +30,7 @@ import torch
 POLICIES = ("auto", "off", "force")
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("bindings.cpp", "upfirdn2d_kernel.cu", "fused_bias_act_kernel.cu")
-HEADERS = ("kernels.h",)
+HEADERS = ("kernels.h", "element.cuh")
 
 _FIX_HINTS = (
     "needs a CUDA build of torch, nvcc from a CUDA toolkit matching torch.version.cuda "
