@@ -27,10 +27,11 @@ import cuda_ops  # noqa: E402
 
 SHAPES = [(8, 512, 4), (8, 512, 8), (8, 512, 16), (8, 512, 32), (8, 512, 64), (8, 128, 128), (8, 64, 256)]
 KERNEL = cuda_ops.make_kernel([1, 3, 3, 1])
+# name: (kernel gain, upfirdn2d arguments); the upsampler scales its kernel by up**2.
 RESAMPLINGS = {
-    "upsample x2": dict(up=2, pad=(2, 1), gain=4.0),
-    "blur pad 2": dict(pad=(2, 2), gain=1.0),
-    "downsample x2": dict(down=2, pad=(1, 1), gain=1.0),
+    "upsample x2": (4.0, dict(up=2, pad=(2, 1))),
+    "blur pad 2": (1.0, dict(pad=(2, 2))),
+    "downsample x2": (1.0, dict(down=2, pad=(1, 1))),
 }
 
 
@@ -54,13 +55,10 @@ def time_ms(fn, device: torch.device, repeat: int, warmup: int = 5) -> float:
     return statistics.median(samples)
 
 
-def upfirdn_step(x, grad, impl, kwargs):
-    kernel = (KERNEL * kwargs["gain"]).to(x.device)
-    args = {k: v for k, v in kwargs.items() if k != "gain"}
-
+def upfirdn_step(x, grad, impl, kernel, kwargs):
     def run():
         xi = x.detach().requires_grad_(True)
-        cuda_ops.upfirdn2d(xi, kernel, impl=impl, **args).backward(grad)
+        cuda_ops.upfirdn2d(xi, kernel, impl=impl, **kwargs).backward(grad)
 
     return run
 
@@ -103,10 +101,11 @@ def main() -> None:
         x = torch.randn(n, c, size, size, generator=gen).to(device)
         bias = torch.randn(c, generator=gen).to(device)
         cases = {}
-        for name, kwargs in RESAMPLINGS.items():
-            out_shape = cuda_ops.upfirdn2d(x, KERNEL.to(device), impl="ref", **{k: v for k, v in kwargs.items() if k != "gain"}).shape
+        for name, (gain, kwargs) in RESAMPLINGS.items():
+            kernel = (KERNEL * gain).to(device)
+            out_shape = cuda_ops.upfirdn2d(x, kernel, impl="ref", **kwargs).shape
             grad = torch.randn(out_shape, generator=gen).to(device)
-            cases[f"upfirdn2d {name}"] = {impl: upfirdn_step(x, grad, impl, kwargs) for impl in impls}
+            cases[f"upfirdn2d {name}"] = {impl: upfirdn_step(x, grad, impl, kernel, kwargs) for impl in impls}
         grad = torch.randn(x.shape, generator=gen).to(device)
         cases["fused_leaky_relu"] = {impl: act_step(x, bias, grad, impl) for impl in impls}
         for op, fns in cases.items():

@@ -63,34 +63,32 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _describe(exc: Exception) -> tuple[str, int]:
+    """One line and an exit code for an exception that escaped a command."""
+    if isinstance(exc, typer.TyperException):  # bad option, missing argument, unknown command
+        return exc.format_message().replace("\n", " "), exc.exit_code
+    if isinstance(exc, GcganError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OpsBuildError):
+        return str(exc), 1
+    return f"{type(exc).__name__}: {exc} (set GCGAN_DEBUG=1 for the traceback)", 1  # a bug
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user mistakes become one line and code 2."""
-    debug = os.environ.get("GCGAN_DEBUG") == "1"
     try:
         result = app(args=argv, prog_name="gcgan", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
         return _fail("aborted", 130)
-    except typer.TyperException as exc:  # bad option, missing argument, unknown command
-        if debug:
-            raise
-        message = exc.format_message().replace("\n", " ")
-        return _fail(message, exc.exit_code) if message else exc.exit_code
-    except GcganError as exc:
-        if debug:
-            raise
-        return _fail(str(exc), exc.exit_code)
-    except OpsBuildError as exc:
-        if debug:
-            raise
-        return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
-    except Exception as exc:  # a bug: one line, with the way to see the traceback
-        if debug:
+    except Exception as exc:
+        if os.environ.get("GCGAN_DEBUG") == "1":
             raise
-        return _fail(f"{type(exc).__name__}: {exc} (set GCGAN_DEBUG=1 for the traceback)", 1)
+        message, code = _describe(exc)
+        return _fail(message, code) if message else code
     return result if isinstance(result, int) else 0
 
 

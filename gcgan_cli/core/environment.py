@@ -128,7 +128,7 @@ def check_cuda_ops(device: torch.device) -> Check:
             f"build failed, using the reference ops: {result.error}",
             "install nvcc matching torch.version.cuda and ninja, or set GCGAN_CUDA_OPS=off",
         )
-    status = OK if result.max_error is not None and result.max_error < 1e-5 else FAIL
+    status = OK if result.max_error < 1e-5 else FAIL
     return Check(
         "ops (CUDA)",
         status,
