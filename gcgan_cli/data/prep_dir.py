@@ -1,0 +1,142 @@
+"""The segmented-dataset folder (PREP_DIR) that `gcgan segment` writes and `gcgan pack` reads.
+
+    PREP_DIR/rgb/NAME.png        RGB eye strip
+    PREP_DIR/mask/NAME.png       class ids (masks.CLASS_NAMES), one channel
+    PREP_DIR/manifest.jsonl      one JSON object per strip; the last row for a name wins
+    PREP_DIR/segment_report.json counts and every skipped item with its reason
+    PREP_DIR/preview.png         a few strips beside their mask overlays
+
+Names keep the reference's gaze encoding, `{cam}_s{subject}_{k}_eregion_{pitch:.4f}_{yaw:.4f}_c_{cam}`
+(fields 4 and 5 of a split on `_`), so its tools can still read them; the manifest, with full-precision
+gaze, is what gcgan reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MANIFEST = "manifest.jsonl"
+REPORT = "segment_report.json"
+PREVIEW = "preview.png"
+_TMP_SUFFIX = ".tmp"
+
+
+def strip_name(camera: int, subject: str, k: int, pitch: float | None, yaw: float | None) -> str:
+    """The reference's file stem; an unlabelled strip gets its dummy gaze `0_0`."""
+    gaze = "0_0" if pitch is None or yaw is None else f"{pitch:.4f}_{yaw:.4f}"
+    return f"{camera}_s{subject}_{k}_eregion_{gaze}_c_{camera}"
+
+
+@dataclass(frozen=True)
+class PrepDir:
+    root: Path
+    rgb_dir: Path
+    mask_dir: Path
+
+    @classmethod
+    def at(cls, root: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None) -> PrepDir:
+        return cls(root, rgb_dir or root / "rgb", mask_dir or root / "mask")
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    @property
+    def preview(self) -> Path:
+        return self.root / PREVIEW
+
+    def create(self) -> None:
+        for folder in (self.root, self.rgb_dir, self.mask_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.rgb_dir, self.mask_dir):  # leftovers of a killed run
+            for stale in folder.glob(f".*{_TMP_SUFFIX}"):
+                stale.unlink(missing_ok=True)
+
+    def has_files(self, name: str) -> bool:
+        return (self.rgb_dir / f"{name}.png").is_file() and (self.mask_dir / f"{name}.png").is_file()
+
+    def write_pair(self, name: str, rgb_png: bytes, mask_png: bytes) -> None:
+        """Both PNGs of one strip, each written under a temp name and renamed."""
+        write_atomic(self.rgb_dir / f"{name}.png", rgb_png)
+        write_atomic(self.mask_dir / f"{name}.png", mask_png)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}{_TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, value) -> None:
+    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def read_manifest(path: Path) -> dict[str, dict]:
+    """Rows by name, last one winning; a line cut short by a killed run is ignored."""
+    rows: dict[str, dict] = {}
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("name"), str):
+                rows.pop(row["name"], None)
+                rows[row["name"]] = row
+    return rows
+
+
+def rewrite_manifest(path: Path, rows: Iterable[dict]) -> None:
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+
+
+def encode_png(image: np.ndarray, level: int = 1) -> bytes:
+    """PNG bytes of an RGB [H, W, 3] or single-channel [H, W] uint8 image.
+
+    Our own writer: the "Sub" row filter in numpy and zlib at `level`. OpenCV's encoder picks a
+    filter per row and takes about twice as long for files of the same size.
+    """
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"encode_png: expected uint8 [H, W] or [H, W, 3], got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else 3
+    rows = np.ascontiguousarray(image).reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), np.uint8)
+    filtered[:, 0] = 1  # filter type Sub: each byte minus the same channel of the pixel to its left
+    filtered[:, 1 : channels + 1] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1 :])
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """RGB [H, W, 3] or [H, W] uint8 from PNG bytes."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return image[:, :, ::-1] if image.ndim == 3 else image

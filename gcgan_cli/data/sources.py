@@ -1,0 +1,165 @@
+"""What `gcgan segment` can read: each source lists its strips (name, manifest row, work item)
+in the main process and makes one strip from a work item in a worker process.
+
+A source is picklable: it carries only settings, and opens its heavy state (a FaceMesh, HDF5
+handles) lazily, once per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import h5py
+import numpy as np
+
+from gcgan_cli.data import celeba, ethx, face_strip, synthetic
+from gcgan_cli.data.landmarks import LandmarkDetector
+from gcgan_cli.data.prep_dir import strip_name
+
+
+@dataclass(frozen=True)
+class Task:
+    """One strip to make: its file stem, its manifest row, what the worker needs, and how the
+    report names its input."""
+
+    name: str
+    row: dict
+    item: Any
+    label: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input that yields no strip, and why (listed in the report)."""
+
+    item: str
+    reason: str
+
+
+class ItemError(Exception):
+    """This item cannot become a strip (no face, broken image...); the run goes on."""
+
+
+_detector: LandmarkDetector | None = None
+
+
+def locate_face(rgb: np.ndarray, view: face_strip.DetectionView):
+    """Landmarks and strip box of the face in `rgb`, with this process's one FaceMesh."""
+    global _detector
+    if _detector is None:
+        _detector = LandmarkDetector()
+    try:
+        return face_strip.locate(rgb, _detector, view)
+    except face_strip.NoFace as exc:
+        raise ItemError(str(exc)) from exc
+
+
+@dataclass
+class EthxSource:
+    h5_dir: Path
+    size: int = 256
+    keep: ethx.EthxFilter = field(default_factory=ethx.EthxFilter)
+    limit: int | None = None
+    kind = "ethx"
+
+    def tasks(self) -> tuple[list[Task], list[Skipped]]:
+        tasks: list[Task] = []
+        skipped: list[Skipped] = []
+        for path in ethx.subject_files(self.h5_dir, self.keep.subjects):
+            try:
+                rows = ethx.scan_subject(path, self.keep)
+            except ethx.EthxFileError as exc:
+                skipped.append(Skipped(path.name, str(exc)))
+                continue
+            for r in rows:
+                if self.limit is not None and len(tasks) >= self.limit:
+                    return tasks, skipped
+                name = strip_name(r.camera, r.subject, r.k, r.pitch, r.yaw)
+                row = {"name": name, "pitch": r.pitch, "yaw": r.yaw, "subject": r.subject, "camera": r.camera,
+                       "frame": r.frame, "source": self.kind, "file": path.name, "row": r.row}
+                tasks.append(Task(name, row, (r.path, r.row), f"{path.name} row {r.row}"))
+        return tasks, skipped
+
+    def make(self, item) -> tuple[np.ndarray, np.ndarray]:
+        path, row = item
+        try:
+            rgb = ethx.read_face(self._open(path), row)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ItemError(f"unreadable face_patch ({exc})") from exc
+        points, box = locate_face(rgb, face_strip.ETHX_VIEW)
+        return face_strip.strip_from_landmarks(rgb, points, box, self.size)
+
+    def _open(self, path: str) -> h5py.File:
+        handles = self.__dict__.setdefault("_handles", {})
+        if path not in handles:
+            handles[path] = h5py.File(path, "r")
+        return handles[path]
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_handles"}
+
+
+@dataclass
+class CelebaSource:
+    root: Path
+    size: int = 256
+    use_annotations: bool = False
+    limit: int | None = None
+    kind = "celeba"
+
+    def tasks(self) -> tuple[list[Task], list[Skipped]]:
+        images = celeba.list_images(self.root)
+        if self.limit is not None:
+            images = images[: self.limit]
+        anno = celeba.annotation_root(self.root) if self.use_annotations else None
+        tasks = []
+        for image_id, path in images:
+            name = strip_name(0, "0", image_id, None, None)
+            row = {"name": name, "pitch": None, "yaw": None, "subject": None, "camera": None,
+                   "frame": image_id, "source": self.kind, "file": path.name,
+                   "annotations": anno is not None}
+            tasks.append(Task(name, row, (str(path), image_id, str(anno) if anno else None), path.name))
+        return tasks, []
+
+    def make(self, item) -> tuple[np.ndarray, np.ndarray]:
+        path, image_id, anno = item
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ItemError("unreadable image")
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        points, box = locate_face(rgb, face_strip.CELEBA_VIEW)
+        if anno is None:
+            return face_strip.strip_from_landmarks(rgb, points, box, self.size)
+        try:
+            parts = celeba.load_annotations(Path(anno), image_id)
+        except ValueError as exc:
+            raise ItemError(str(exc)) from exc
+        return face_strip.strip_from_annotations(rgb, points, box, parts, self.size)
+
+
+@dataclass
+class SyntheticSource:
+    n: int
+    seed: int = 0
+    size: int = 256
+    style: str = synthetic.DEFAULT_STYLE
+    per_subject: int = 20
+    kind = "synthetic"
+
+    def tasks(self) -> tuple[list[Task], list[Skipped]]:
+        tasks = []
+        for index in range(self.n):
+            pitch, yaw = synthetic.gaze_of(self.seed, index, self.style)
+            subject = f"{index // self.per_subject:04d}"
+            name = strip_name(0, subject, index, pitch, yaw)
+            row = {"name": name, "pitch": pitch, "yaw": yaw, "subject": subject, "camera": None,
+                   "frame": index, "source": self.kind, "style": self.style, "seed": self.seed}
+            tasks.append(Task(name, row, index, f"synthetic #{index}"))
+        return tasks, []
+
+    def make(self, item) -> tuple[np.ndarray, np.ndarray]:
+        strip = synthetic.render(self.seed, item, self.size, self.style, self.per_subject)
+        return strip.rgb, strip.mask

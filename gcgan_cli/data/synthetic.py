@@ -1,0 +1,414 @@
+"""Procedural eye-region strips with exact part masks and known gaze: data that needs no download.
+
+Each strip has the layout of a FaceMesh strip (`eye_crop.band_rows`, classes of `masks`): skin
+inside a face oval, two brows, a nose wedge, two almond eyes, and an iris disk in each eye that
+moves with the gaze the way ETH-XGaze's gaze arrow does (spec §7.4): right in the image for
+negative yaw, up for positive pitch. Shapes are drawn once into the mask; every pixel's colour
+then comes from the texture of its mask class, so image and mask agree by construction.
+
+Identity (skin tone, eye shape and opening, brows, nose, iris colour, face oval) is drawn per
+subject, so a subject's strips differ only in gaze, lighting and sensor effects; everything is a
+function of (seed, index) alone, independent of the worker that renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from gcgan_cli.data import masks
+from gcgan_cli.data.eye_crop import band_rows
+
+
+@dataclass(frozen=True)
+class GazePrior:
+    """Truncated normal (pitch, yaw) in radians."""
+
+    pitch_mean: float
+    pitch_std: float
+    pitch_range: tuple[float, float]
+    yaw_mean: float
+    yaw_std: float
+    yaw_range: tuple[float, float]
+
+
+# ETH-XGaze training labels (spec §1.7): pitch mean -0.141 std 0.239 in [-0.7026, 0.3953],
+# yaw mean -0.049 std 0.571 in [-1.5062, 1.4829].
+ETHX_GAZE = GazePrior(-0.141, 0.239, (-0.7026, 0.3953), -0.049, 0.571, (-1.5062, 1.4829))
+# Portrait photos mostly look near the camera.
+PORTRAIT_GAZE = GazePrior(-0.05, 0.15, (-0.5, 0.35), 0.0, 0.3, (-0.9, 0.9))
+
+
+@dataclass(frozen=True)
+class Style:
+    """The look of a domain. Colours are RGB; lengths are fractions of the strip size."""
+
+    description: str
+    gaze: GazePrior
+    skin_tones: tuple[tuple[int, int, int], ...]  # identities blend two neighbours
+    backgrounds: tuple[tuple[int, int, int], ...]
+    light: tuple[float, float]  # strength of the lighting gradient across the face
+    blur: tuple[float, float]  # Gaussian sigma, pixels at 256
+    noise: tuple[float, float]  # sensor noise std, 0..255 scale
+    contrast: float
+    saturation: float
+
+
+STYLES: dict[str, Style] = {
+    "studio": Style(
+        description="ETH-XGaze-like: even studio light, neutral palette, sharp",
+        gaze=ETHX_GAZE,
+        skin_tones=((236, 200, 178), (214, 168, 138), (176, 128, 96), (122, 84, 60), (84, 58, 44)),
+        backgrounds=((40, 40, 44), (70, 70, 74), (96, 96, 100)),
+        light=(0.05, 0.25),
+        blur=(0.0, 0.6),
+        noise=(1.0, 4.0),
+        contrast=1.0,
+        saturation=1.0,
+    ),
+    "wild": Style(
+        description="CelebA-like stand-in for the unlabelled domain: warm palette, strong side light, soft focus, high contrast",
+        gaze=PORTRAIT_GAZE,
+        skin_tones=((250, 212, 184), (232, 176, 140), (198, 136, 98), (150, 96, 66)),
+        backgrounds=((120, 60, 40), (40, 80, 120), (160, 140, 90), (30, 30, 30)),
+        light=(0.25, 0.55),
+        blur=(0.8, 1.6),
+        noise=(0.5, 2.0),
+        contrast=1.25,
+        saturation=1.3,
+    ),
+}
+DEFAULT_STYLE = "studio"
+
+BROW_COLOURS = ((40, 28, 20), (70, 48, 30), (110, 80, 50), (20, 18, 16), (150, 120, 80))
+IRIS_COLOURS = ((80, 50, 25), (50, 32, 18), (70, 110, 150), (90, 120, 70), (120, 90, 50))
+SCLERA = (232, 226, 220)
+PUPIL = (18, 16, 16)
+GLINT = (245, 245, 245)
+# Texture ids beyond the classes: parts of the iris class with their own colour.
+_PUPIL, _RING, _GLINT = len(masks.CLASS_NAMES), len(masks.CLASS_NAMES) + 1, len(masks.CLASS_NAMES) + 2
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Per-subject shape and colour; lengths are fractions of the strip size."""
+
+    eye_width: float
+    eye_spacing: float  # distance between eye centres
+    eye_height: float  # vertical position of the eye centres
+    lid_upper: float  # opening above / below the corner line, fractions of the eye width
+    lid_lower: float
+    tilt: float  # outer corner raised by this fraction of the eye width
+    iris_radius: float  # fraction of the eye width
+    brow_gap: float
+    brow_thickness: float
+    brow_arch: float
+    brow_density: float
+    nose_top: float
+    nose_top_width: float
+    nose_bottom_width: float
+    face_width: float  # semi-axes of the face oval
+    face_height: float
+    skin: np.ndarray
+    brow: np.ndarray
+    iris: np.ndarray
+    background: np.ndarray
+
+
+@dataclass(frozen=True)
+class SyntheticStrip:
+    rgb: np.ndarray  # [S, S, 3] uint8
+    mask: np.ndarray  # [S, S] uint8 class ids
+    pitch: float
+    yaw: float
+    subject: int
+    iris_centres: np.ndarray  # [2, 2] (x, y) pixels, the subject's right eye first
+
+
+def _pick_colour(rng: np.random.Generator, palette, jitter: float) -> np.ndarray:
+    return np.clip(np.array(palette[rng.integers(len(palette))], np.float32) + rng.normal(0, jitter, 3), 0, 255)
+
+
+@lru_cache(maxsize=256)
+def identity(seed: int, subject: int, style: str) -> Identity:
+    """The subject's face, a function of (seed, subject, style) only."""
+    style = STYLES[style]
+    rng = np.random.default_rng((seed, 0, subject))
+    tones = np.array(style.skin_tones, dtype=np.float32)
+    i = rng.integers(len(tones) - 1)
+    skin = tones[i] + rng.uniform() * (tones[i + 1] - tones[i]) + rng.normal(0, 4, 3)
+    return Identity(
+        eye_width=rng.uniform(0.185, 0.21),
+        eye_spacing=rng.uniform(0.40, 0.46),
+        eye_height=rng.uniform(0.49, 0.53),
+        lid_upper=rng.uniform(0.20, 0.34),
+        lid_lower=rng.uniform(0.12, 0.20),
+        tilt=rng.uniform(-0.03, 0.07),
+        iris_radius=rng.uniform(0.20, 0.24),
+        brow_gap=rng.uniform(0.075, 0.11),
+        brow_thickness=rng.uniform(0.022, 0.05),
+        brow_arch=rng.uniform(0.008, 0.035),
+        brow_density=rng.uniform(0.6, 0.95),
+        nose_top=rng.uniform(0.50, 0.56),
+        nose_top_width=rng.uniform(0.04, 0.07),
+        nose_bottom_width=rng.uniform(0.13, 0.19),
+        face_width=rng.uniform(0.42, 0.50),
+        face_height=rng.uniform(0.58, 0.72),
+        skin=np.clip(skin, 0, 255).astype(np.float32),
+        brow=_pick_colour(rng, BROW_COLOURS, 6),
+        iris=_pick_colour(rng, IRIS_COLOURS, 10),
+        background=_pick_colour(rng, style.backgrounds, 12),
+    )
+
+
+def sample_gaze(rng: np.random.Generator, prior: GazePrior) -> tuple[float, float]:
+    """(pitch, yaw) from the truncated normal prior (rejection sampling)."""
+
+    def draw(mean, std, bounds):
+        for _ in range(64):
+            value = rng.normal(mean, std)
+            if bounds[0] <= value <= bounds[1]:
+                return float(value)
+        return float(np.clip(mean, *bounds))
+
+    return draw(prior.pitch_mean, prior.pitch_std, prior.pitch_range), draw(prior.yaw_mean, prior.yaw_std, prior.yaw_range)
+
+
+def _image_rng(seed: int, index: int, look: Style) -> tuple[np.random.Generator, tuple[float, float]]:
+    """The per-image random stream, whose first draws are the gaze."""
+    rng = np.random.default_rng((seed, 1, index))
+    return rng, sample_gaze(rng, look.gaze)
+
+
+def gaze_of(seed: int, index: int, style: str = DEFAULT_STYLE) -> tuple[float, float]:
+    """The (pitch, yaw) that `render(seed, index, style=style)` will draw, without rendering."""
+    return _image_rng(seed, index, STYLES[style])[1]
+
+
+def iris_offset(pitch: float, yaw: float, eye_width: float) -> tuple[float, float]:
+    """Iris displacement (dx, dy) from the eye centre, same direction as the gaze arrow (§7.4)."""
+    return -0.30 * eye_width * np.sin(yaw) * np.cos(pitch), -0.28 * eye_width * np.sin(pitch)
+
+
+_T13 = np.linspace(-1.0, 1.0, 13, dtype=np.float32)
+_T9 = np.linspace(-1.0, 1.0, 9, dtype=np.float32)
+FACE_CENTRE = np.array([0.5, 0.72], np.float32)  # of the face oval, in strip fractions
+_OUTWARD = np.array([[-1.0], [1.0]], np.float32)  # image-left eye, image-right eye
+_LASH = np.array([35.0, 25.0, 22.0], np.float32)[:, None, None]
+
+
+def _eye_contours(centres: np.ndarray, width: float, ident: Identity) -> np.ndarray:
+    """Almond outlines [2, 24, 2] of both eyes, upper lid first (13 points, corner to corner).
+
+    Two parabolic lids between the corners (convex); the outer corner is raised by tilt x width.
+    """
+    t = _T13[None, :]
+    x = np.broadcast_to(t * width / 2, (2, 13))
+    lift = -ident.tilt * width * t * _OUTWARD / 2
+    lids = 1 - t**2
+    top = np.stack([x, lift - ident.lid_upper * width * lids], axis=2)
+    bottom = np.stack([x, lift + ident.lid_lower * width * lids], axis=2)[:, -2:0:-1]
+    return np.concatenate([top, bottom], axis=1) + centres[:, None, :]
+
+
+def _brow_points(centres: np.ndarray, ident: Identity, scale: float) -> np.ndarray:
+    """Thick arched bands above both eyes, as points [2, 18, 2]; their hulls are the brows."""
+    width = ident.eye_width * 1.25 * scale
+    t = _T9[None, :]
+    x = centres[:, :1] + t * width / 2 - _OUTWARD * 0.08 * width  # reaching toward the nose
+    base = centres[:, 1:] - ident.brow_gap * scale - ident.brow_arch * scale * (1 - t**2)
+    half = ident.brow_thickness * scale * (1.0 - 0.45 * t * _OUTWARD) / 2  # thicker at the inner end
+    return np.concatenate([np.stack([x, base - half], 2), np.stack([x, base + half], 2)], axis=1)
+
+
+@dataclass(frozen=True)
+class Outline:
+    """A subject's part outlines in strip fractions, before the per-image framing jitter."""
+
+    eyes: np.ndarray  # [2, 2] eye centres, image-left eye first
+    contours: np.ndarray  # [2, 24, 2] eye outlines
+    brows: np.ndarray  # [2, 18, 2] points whose hulls are the brows
+    nose: np.ndarray  # [4, 2] wedge: top left, top right, bottom right, bottom left
+
+
+@lru_cache(maxsize=256)
+def outline(seed: int, subject: int, style: str) -> Outline:
+    ident = identity(seed, subject, style)
+    eyes = np.array([[0.5 - ident.eye_spacing / 2, ident.eye_height], [0.5 + ident.eye_spacing / 2, ident.eye_height]], np.float32)
+    top, bottom = ident.nose_top_width / 2, ident.nose_bottom_width / 2
+    return Outline(
+        eyes=eyes,
+        contours=_eye_contours(eyes, ident.eye_width, ident),
+        brows=_brow_points(eyes, ident, 1.0),
+        nose=np.array([[0.5 - top, ident.nose_top], [0.5 + top, ident.nose_top], [0.5 + bottom, 0.8], [0.5 - bottom, 0.8]], np.float32),
+    )
+
+
+@lru_cache(maxsize=8)
+def _noise_field(size: int) -> np.ndarray:
+    """A fixed [2S, 2S] field of unit Gaussian noise; each strip reads a random window of it."""
+    return np.random.default_rng(2024).standard_normal((2 * size, 2 * size), dtype=np.float32)
+
+
+@lru_cache(maxsize=8)
+def _columns(size: int) -> np.ndarray:
+    return (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
+
+
+def render(
+    seed: int,
+    index: int,
+    size: int = 256,
+    style: str = DEFAULT_STYLE,
+    per_subject: int = 20,
+    gaze: tuple[float, float] | None = None,
+) -> SyntheticStrip:
+    """Strip number `index` of the dataset `seed`; subject = index // per_subject.
+
+    `gaze` (pitch, yaw) in radians replaces the drawn gaze, all else unchanged (gaze sweeps).
+    """
+    look = STYLES[style]
+    subject = index // per_subject
+    ident = identity(seed, subject, style)
+    rng, (pitch, yaw) = _image_rng(seed, index, look)
+    if gaze is not None:
+        pitch, yaw = float(gaze[0]), float(gaze[1])
+    jitter = rng.uniform(0.97, 1.03), *rng.normal(0, 0.008, 2)
+    scale = size * jitter[0]  # strip fractions -> pixels, about the jittered strip centre
+    origin = np.array([size / 2 + jitter[1] * size, size / 2 + jitter[2] * size], np.float32) - 0.5 * scale
+    shapes = outline(seed, subject, style)
+    eyes = origin + shapes.eyes * scale
+    contours = origin + shapes.contours * scale
+    eye_w = ident.eye_width * scale
+    iris_centres = eyes + np.array(iris_offset(pitch, yaw, eye_w), np.float32)
+    iris_r = ident.iris_radius * eye_w
+
+    # The mask, painted in the order of masks.PAINT_ORDER (the strip shows no mouth).
+    mask = np.zeros((size, size), np.uint8)
+    masks.fill_ellipse(mask, origin + FACE_CENTRE * scale, (ident.face_width * scale, ident.face_height * scale), masks.SKIN)
+    for brow in shapes.brows:
+        masks.fill_hull(mask, origin + brow * scale, masks.EYEBROW)
+    nose = origin + shapes.nose * scale
+    masks.fill_hull(mask, nose, masks.NOSE)
+    nose_x, nose_top, half_bottom = float(nose[:, 0].mean()), float(nose[0, 1]), ident.nose_bottom_width * scale / 2
+    eye_area = _EyeArea(contours, eyes, iris_centres, iris_r, nose_x, size)
+    eye_area.paint(mask)
+    masks.blank_bands(mask)
+    top, bottom = band_rows(size)
+    texture = mask[top:bottom].copy()  # class ids, plus pupil / limbal ring / catch light
+    eye_area.paint_iris_texture(texture, top)
+
+    # Colours: one per class, graded by the style, times a lighting gradient; details in boxes.
+    theta, light = rng.uniform(0, 2 * np.pi), rng.uniform(*look.light)
+    exposure = 1.0 + rng.normal(0, 0.04)
+    xs = _columns(size)
+    shade = exposure + 0.5 * light * (np.cos(theta) * xs[None, :] + np.sin(theta) * xs[top:bottom, None])
+    # Sensor noise, multiplicative (brighter pixels get more, as with shot noise); shade stays > 0.
+    oy, ox = rng.integers(0, size, 2)
+    shade += _noise_field(size)[oy : oy + bottom - top, ox : ox + size] * (rng.uniform(*look.noise) / 128)
+    colours = np.zeros((_GLINT + 1, 3), np.float32)
+    colours[masks.BACKGROUND] = ident.background
+    colours[masks.SKIN] = colours[masks.NOSE] = ident.skin
+    colours[masks.EYEBROW] = ident.skin * (1 - ident.brow_density) + ident.brow * ident.brow_density
+    colours[masks.EYE] = SCLERA
+    colours[masks.IRIS] = ident.iris
+    colours[_RING] = ident.iris * 0.45
+    colours[_PUPIL] = PUPIL
+    colours[_GLINT] = GLINT
+    grey = colours.mean(axis=1, keepdims=True)
+    colours = np.clip(128 + (grey + (colours - grey) * look.saturation - 128) * look.contrast, 0, 255)
+    lut = np.zeros((3, 256), np.uint8)
+    lut[:, : len(colours)] = colours.T.round()
+    image = np.empty((3, bottom - top, size), np.float32)  # channel-first: cheap broadcasting
+    for channel in range(3):
+        np.multiply(cv2.LUT(texture, lut[channel]), shade, out=image[channel])
+    _shade_nose(image, texture, top, nose_x, nose_top, half_bottom)
+    eye_area.detail(image, texture, top, eye_w, size)
+
+    # Camera: blur.
+    np.minimum(image, 255, out=image)
+    strip = cv2.merge(list(image.astype(np.uint8)))
+    sigma = rng.uniform(*look.blur) * size / 256
+    if sigma > 0.25:
+        strip = cv2.GaussianBlur(strip, (0, 0), sigma)
+    rgb = np.zeros((size, size, 3), np.uint8)
+    rgb[top:bottom] = strip
+    return SyntheticStrip(rgb, mask, pitch, yaw, subject, iris_centres)
+
+
+def _shade_nose(image, band, top, nose_x, nose_top, half_bottom) -> None:
+    """A lit ridge down the middle of the nose, darker flanks."""
+    y0 = max(int(nose_top) - top, 0)
+    x0, x1 = max(int(nose_x - half_bottom) - 1, 0), min(int(nose_x + half_bottom) + 2, band.shape[1])
+    if y0 >= band.shape[0] or x1 <= x0:
+        return
+    xs = np.arange(x0, x1, dtype=np.float32) + 0.5
+    ridge = 0.9 + 0.16 * np.clip(1 - np.abs(xs - nose_x) / max(half_bottom, 1e-3), 0, 1)
+    region = image[:, y0:, x0:x1]
+    region *= np.where(band[y0:, x0:x1] == masks.NOSE, ridge[None, :], 1.0)
+
+
+class _EyeArea:
+    """One pixel box around both eyes: their mask (eye, iris) and their texture details.
+
+    Each column belongs to the eye on its side of the nose line, so both eyes are handled by
+    the same handful of array operations.
+    """
+
+    def __init__(self, contours, eyes, iris_centres, iris_r, nose_x, size):
+        lo = np.floor(contours.min(axis=(0, 1))).astype(int) - 3
+        hi = np.ceil(contours.max(axis=(0, 1))).astype(int) + 3
+        self.x0, self.y0 = max(lo[0], 0), max(lo[1], 0)
+        self.x1, self.y1 = max(min(hi[0], size), self.x0), max(min(hi[1], size), self.y0)
+        self.contours = contours - np.array([self.x0, self.y0], np.float32)
+        xs = np.arange(self.x0, self.x1, dtype=np.float32)[None, :] + 0.5
+        ys = np.arange(self.y0, self.y1, dtype=np.float32)[:, None] + 0.5
+        side = (xs >= nose_x).astype(np.intp)  # 0: image-left eye, 1: image-right eye
+        self.iris_x, self.iris_y = xs - iris_centres[side, 0], ys - iris_centres[side, 1]
+        self.rho = np.sqrt(self.iris_x**2 + self.iris_y**2) / iris_r
+        self.from_centre = xs - eyes[side, 0]
+        self.iris_r = iris_r
+
+    def paint(self, mask: np.ndarray) -> None:
+        eye = np.zeros((self.y1 - self.y0, self.x1 - self.x0), np.uint8)
+        for contour in self.contours:
+            masks.fill_hull(eye, contour, 1)
+        eye = eye.astype(bool)
+        region = mask[self.y0 : self.y1, self.x0 : self.x1]
+        region[eye] = masks.EYE
+        region[eye & (self.rho <= 1.0)] = masks.IRIS
+
+    def paint_iris_texture(self, texture: np.ndarray, top: int) -> None:
+        """Mark pupil, limbal ring and catch light inside the iris of the band's texture ids."""
+        y0, y1 = max(self.y0 - top, 0), min(self.y1 - top, texture.shape[0])
+        if y1 <= y0:
+            return
+        rows = slice(y0 + top - self.y0, y1 + top - self.y0)
+        region = texture[y0:y1, self.x0 : self.x1]
+        iris = region == masks.IRIS
+        rho = self.rho[rows]
+        region[iris & (rho < 0.42)] = _PUPIL
+        region[iris & (rho > 0.85)] = _RING
+        glint = (self.iris_x + 0.35 * self.iris_r) ** 2 + (self.iris_y[rows] + 0.35 * self.iris_r) ** 2
+        region[iris & (glint < (0.16 * self.iris_r) ** 2)] = _GLINT
+
+    def detail(self, image, texture, top, eye_w, size) -> None:
+        """Sclera darker toward the corners, a radial ramp on the iris, lashes on the lids."""
+        y0, y1 = max(self.y0 - top, 0), min(self.y1 - top, texture.shape[0])
+        if y1 <= y0 or self.x1 <= self.x0:
+            return
+        rows = slice(y0 + top - self.y0, y1 + top - self.y0)
+        region = image[:, y0:y1, self.x0 : self.x1]
+        ids = texture[y0:y1, self.x0 : self.x1]
+        corner = 1 - 0.3 * (self.from_centre / (eye_w / 2)) ** 2
+        region *= np.where(ids == masks.EYE, corner, np.where(ids == masks.IRIS, 0.7 + 0.45 * self.rho[rows], 1.0))
+        # Lashes: a dark line along each upper lid, kept only on skin.
+        shift = np.array([0.5, 0.5 + y0 + top - self.y0], np.float32)
+        lines = [((c[:13] - shift) * 16).round().astype(np.int32) for c in self.contours]
+        alpha = np.zeros(ids.shape, np.float32)
+        cv2.polylines(alpha, lines, False, 1.0, max(1, round(size / 128)), cv2.LINE_AA, shift=4)
+        alpha *= ids == masks.SKIN
+        region -= alpha * (region - _LASH)
