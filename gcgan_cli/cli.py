@@ -9,6 +9,7 @@ import typer
 
 import gcgan_cli
 from cuda_ops import OpsBuildError
+from gcgan_cli.commands import segment
 from gcgan_cli.commands.doctor import doctor
 from gcgan_cli.console import err_console
 from gcgan_cli.errors import GcganError
@@ -56,6 +57,7 @@ def root(
 
 
 app.command("doctor")(doctor)
+app.add_typer(segment.app, name="segment")
 
 
 def _fail(message: str, code: int) -> int:

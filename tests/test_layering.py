@@ -1,4 +1,4 @@
-"""Data flows one way: cli -> commands -> core -> cuda_ops. An import walk keeps it so."""
+"""Data flows one way: cli -> commands -> core -> data / cuda_ops. An import walk keeps it so."""
 
 import ast
 from pathlib import Path
@@ -32,6 +32,17 @@ def test_cuda_ops_is_independent_of_the_application():
 def test_core_has_no_ui():
     banned = ["typer", "rich", "gcgan_cli.cli", "gcgan_cli.commands", "gcgan_cli.console"]
     assert offenders("gcgan_cli/core", banned) == []
+
+
+def test_data_has_no_ui_no_core_and_no_torch():
+    """Dataset code runs in worker processes: it must stay cheap to import."""
+    banned = ["typer", "rich", "torch", "cuda_ops", "gcgan_cli.cli", "gcgan_cli.commands", "gcgan_cli.console", "gcgan_cli.core"]
+    assert offenders("gcgan_cli/data", banned) == []
+
+
+def test_segment_workers_import_no_torch():
+    """What a segment worker imports (core.segment and the data package) stays free of torch."""
+    assert not any(n == "torch" or n.startswith("torch.") for n in imports_of(ROOT / "gcgan_cli/core/segment.py"))
 
 
 def test_errors_is_a_leaf():

@@ -1,0 +1,210 @@
+"""`gcgan segment` on fixtures in the real formats (ETH-XGaze .h5, CelebAMask-HQ) and on
+synthetic data: outputs, manifest, filters, failures, resume, interruption, CLI errors."""
+
+import json
+import shutil
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from gcgan_cli import cli
+from gcgan_cli.core import segment as segment_core
+from gcgan_cli.data import ethx, masks
+from gcgan_cli.data.prep_dir import PrepDir, read_manifest, strip_name
+from gcgan_cli.data.sources import EthxSource, SyntheticSource
+
+import face_fixtures
+
+pytest.importorskip("mediapipe")  # a dependency only where its wheel exists (Python < 3.13)
+
+
+def run_cli(capsys, *args):
+    code = cli.run([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def ethx_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ethx")
+    face_fixtures.write_ethx_subject(folder / "subject0000.h5")
+    face_fixtures.write_ethx_subject(folder / "subject0001.h5", labelled=False)  # test split
+    face_fixtures.write_truncated(folder / "subject0002.h5", folder / "subject0000.h5")
+    with h5py.File(folder / "subject0003.h5", "w") as h5:  # keys missing
+        h5.create_dataset("face_patch", data=np.zeros((2, 224, 224, 3), np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ethx_prep(ethx_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prep") / "ethx"
+    code = cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "--workers", "1"])
+    assert code == 0
+    return out
+
+
+def strips(prep):
+    rows = [json.loads(line) for line in (prep / "manifest.jsonl").read_text().splitlines()]
+    for row in rows:
+        rgb = cv2.imread(str(prep / "rgb" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(prep / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED)
+        yield row, rgb, mask
+
+
+def test_ethx_rows_names_and_labels_match_the_h5(ethx_prep):
+    rows = [row for row, _, _ in strips(ethx_prep)]
+    kept = [(i, r) for i, r in enumerate(face_fixtures.ETHX_ROWS) if r[1] in (1, 2, 3, 8) and r[2] <= 524]
+    expected = []
+    for subject, labelled in (("0000", True), ("0001", False)):
+        for k, (i, (variant, cam, frame, pitch, yaw)) in enumerate(kept):
+            if variant is None:
+                continue  # the no-face row
+            gaze = (pitch, yaw) if labelled else (None, None)
+            expected.append((strip_name(cam, subject, k, *gaze), f"subject{subject}.h5", i, cam, frame))
+    assert [(r["name"], r["file"], r["row"], r["camera"], r["frame"]) for r in rows] == expected
+    for row in rows:
+        if row["subject"] == "0000":
+            truth = face_fixtures.ETHX_ROWS[row["row"]]
+            assert row["pitch"] == pytest.approx(truth[3], abs=1e-6) and row["yaw"] == pytest.approx(truth[4], abs=1e-6)
+        else:
+            assert row["pitch"] is None and row["yaw"] is None
+        assert row["source"] == "ethx"
+
+
+def test_ethx_strips_have_all_parts_in_place(ethx_prep):
+    for row, rgb, mask in strips(ethx_prep):
+        assert rgb.shape == (256, 256, 3) and mask.shape == (256, 256) and mask.dtype == np.uint8
+        assert set(range(6)) <= set(np.unique(mask)), row["name"]  # 0 bg ... 5 iris
+        rows = {c: np.nonzero(mask == c)[0].mean() for c in (masks.EYEBROW, masks.EYE, masks.NOSE)}
+        assert rows[masks.EYEBROW] < rows[masks.EYE] < rows[masks.NOSE]
+        # One iris per eye, each inside the box of its own eye region.
+        for side in (slice(0, 128), slice(128, 256)):
+            half = mask[:, side]
+            iris = np.argwhere(half == masks.IRIS)
+            eye = np.argwhere(np.isin(half, (masks.EYE, masks.IRIS)))
+            assert len(iris) > 20
+            assert (iris.min(0) >= eye.min(0)).all() and (iris.max(0) <= eye.max(0)).all()
+            assert len(np.argwhere(half == masks.EYE)) > len(iris) / 4
+
+
+def test_ethx_report_lists_every_skip_with_its_reason(ethx_prep):
+    report = json.loads((ethx_prep / "segment_report.json").read_text())
+    reasons = {f["item"]: f["reason"] for f in report["failed"]}
+    assert reasons["subject0000.h5 row 5"] == "no face found"
+    assert reasons["subject0001.h5 row 5"] == "no face found"
+    assert "unreadable HDF5" in reasons["subject0002.h5"]
+    assert "missing key(s) frame_index, cam_index" in reasons["subject0003.h5"]
+    assert report["counts"] == {"candidates": 10, "written": 8, "already_done": 0, "failed": 4}
+    assert (ethx_prep / "preview.png").exists()
+
+
+def test_ethx_filters(ethx_dir, tmp_path):
+    out = tmp_path / "all"
+    assert cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "-j", "1",
+                    "--cameras", "all", "--max-frame", "all", "--subjects", "0000"]) == 0
+    rows = read_manifest(out / "manifest.jsonl")
+    assert sorted(r["camera"] for r in rows.values()) == [1, 2, 3, 4, 8, 8]  # cam 4 and frame 600 kept
+    assert 600 in {r["frame"] for r in rows.values()}
+    assert {r["subject"] for r in rows.values()} == {"0000"}
+    source = EthxSource(ethx_dir, keep=ethx.EthxFilter(cameras=(8,), subjects=("0000",)), limit=1)
+    tasks, _ = source.tasks()
+    assert [t.row["camera"] for t in tasks] == [8]
+
+
+def test_rerun_skips_and_overwrite_redoes(ethx_dir, ethx_prep, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(ethx_prep, out)
+    code, stdout, _ = run_cli(capsys, "segment", "ethx", ethx_dir, "--out", out, "-j", "1")
+    report = json.loads((out / "segment_report.json").read_text())
+    assert code == 0 and report["counts"]["written"] == 0 and report["counts"]["already_done"] == 8
+    assert "already done" in stdout
+    (out / "rgb" / f"{next(iter(read_manifest(out / 'manifest.jsonl')))}.png").unlink()  # a lost file is redone
+    cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "-j", "1"])
+    assert json.loads((out / "segment_report.json").read_text())["counts"]["written"] == 1
+    cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "-j", "1", "--overwrite"])
+    assert json.loads((out / "segment_report.json").read_text())["counts"]["written"] == 8
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 8  # no duplicate rows
+
+
+def test_worker_processes_give_the_same_strips(ethx_dir, ethx_prep, tmp_path):
+    out = tmp_path / "pool"
+    assert cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "--workers", "2"]) == 0
+    for row, rgb, mask in strips(ethx_prep):
+        assert np.array_equal(cv2.imread(str(out / "rgb" / f"{row['name']}.png")), rgb[:, :, :3])
+        assert np.array_equal(cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED), mask)
+
+
+@pytest.mark.parametrize("annotations", [False, True])
+def test_celeba(tmp_path, annotations):
+    root = tmp_path / "CelebAMask-HQ"
+    face_fixtures.write_celeba(root, ids=(0, 1, 2), no_face_id=2, annotations=annotations)
+    out = tmp_path / "prep"
+    args = ["segment", "celeba", str(root), "--out", str(out), "-j", "1"] + (["--use-annotations"] if annotations else [])
+    assert cli.run(args) == 0
+    rows = list(read_manifest(out / "manifest.jsonl").values())
+    assert [r["name"] for r in rows] == ["0_s0_0_eregion_0_0_c_0", "0_s0_1_eregion_0_0_c_0"]
+    assert all(r["pitch"] is None and r["annotations"] == annotations for r in rows)
+    report = json.loads((out / "segment_report.json").read_text())
+    assert report["failed"] == [{"item": "2.jpg", "reason": "no face found"}]
+    for row in rows:
+        mask = cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED)
+        assert set(range(6)) <= set(np.unique(mask))
+
+
+def test_synthetic_cli_is_deterministic_and_labelled(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--out", str(a), "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--out", str(b), "-j", "2"]) == 0
+    for name in read_manifest(a / "manifest.jsonl"):
+        for folder in ("rgb", "mask"):
+            assert (a / folder / f"{name}.png").read_bytes() == (b / folder / f"{name}.png").read_bytes()
+    rows = list(read_manifest(a / "manifest.jsonl").values())
+    assert len(rows) == 24 and all(-0.71 < r["pitch"] < 0.4 for r in rows)
+    assert rows[0]["subject"] == "0000" and rows[-1]["subject"] == "0001"
+
+
+def test_interrupted_run_keeps_whole_files_and_resumes(tmp_path, monkeypatch):
+    prep = PrepDir.at(tmp_path / "prep")
+    source = SyntheticSource(n=12, size=32)
+    real_make, calls = SyntheticSource.make, []
+
+    def make_then_interrupt(self, item):
+        calls.append(item)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_make(self, item)
+
+    monkeypatch.setattr(SyntheticSource, "make", make_then_interrupt)
+    result = segment_core.segment(source, prep, workers=1)
+    assert result.interrupted and result.written == 4
+    assert len(read_manifest(prep.manifest)) == 4
+    assert json.loads(prep.report.read_text())["interrupted"] is True
+    assert not list(prep.rgb_dir.glob(".*")) and not list(prep.mask_dir.glob(".*"))
+    monkeypatch.setattr(SyntheticSource, "make", real_make)
+    again = segment_core.segment(source, prep, workers=1)
+    assert (again.written, again.already_done) == (8, 4)
+    assert len(read_manifest(prep.manifest)) == 12
+
+
+def test_user_errors_are_one_line(tmp_path, capsys, ethx_dir):
+    code, _, err = run_cli(capsys, "segment", "ethx", tmp_path / "nope", "--out", tmp_path / "o")
+    assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--cameras", "1,x")
+    assert code == 2 and "--cameras" in err
+    code, _, err = run_cli(capsys, "segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--subjects", "0042")
+    assert code == 2 and "--subjects" in err and "0042" in err
+    code, _, err = run_cli(capsys, "segment", "synthetic", "--out", tmp_path / "o", "--style", "neon")
+    assert code == 2 and "--style" in err and "studio" in err
+    code, _, err = run_cli(capsys, "segment", "celeba", tmp_path, "--out", tmp_path / "o")
+    assert code == 2 and "no CelebA-HQ images" in err
+
+
+def test_nothing_usable_exits_non_zero_with_a_report(tmp_path, capsys, ethx_dir):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(ethx_dir / "subject0002.h5", bad / "subject0002.h5")
+    code, _, err = run_cli(capsys, "segment", "ethx", bad, "--out", tmp_path / "o")
+    assert code == 2 and "nothing could be segmented" in err and "segment_report.json" in err
+    assert json.loads((tmp_path / "o" / "segment_report.json").read_text())["failed"][0]["item"] == "subject0002.h5"
