@@ -21,6 +21,7 @@ setup: $(VENV)/.installed
 
 run: setup
 	$(BIN)/gcgan doctor
+	$(BIN)/gcgan segment synthetic --n 2000 --out runs/quickstart/prep
 
 test: setup
 	$(BIN)/python -m pytest -q
