@@ -1,11 +1,12 @@
 """Throughput of `gcgan segment`: ours against the reference's way, measured in the same run.
 
-    python benchmarks/segment.py [--images 400] [--workers N] [--repeat 3] [--csv segment.csv]
+    python benchmarks/segment.py [--images 600] [--workers N] [--repeat 3] [--csv segment.csv]
 
 ETH-XGaze rows: an ETH-format .h5 of `--images` real face photographs (tests/face_fixtures.py:
 the scikit-image astronaut, shifted and mirrored) goes through
   - baseline: one process that builds a new FaceMesh for every image, as the reference does;
-  - gcgan: `core.segment` with `--workers` processes, one FaceMesh each (worker start included).
+  - gcgan: `core.segment` in one process with one FaceMesh, and with `--workers` processes, one
+    FaceMesh each (worker start included).
 Both do the same detection, crop, mask, PNG encoding and writing. Synthetic rows: the renderer
 alone on one core (OpenCV single-threaded), and `segment synthetic` end to end with the workers.
 Each number is the median of `--repeat` runs; ratio = gcgan img/s / baseline img/s.
@@ -83,7 +84,7 @@ def render_rate(size: int, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
@@ -96,17 +97,18 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "h5").mkdir()
         write_fixture(tmp / "h5" / "subject0000.h5", args.images)
-        runs = {"baseline": [], "gcgan": []}
+        runs = {"baseline": [], "one": [], "pool": []}
+        source = EthxSource(tmp / "h5", args.size)
         for r in range(args.repeat):
             seconds, count = timed(lambda: baseline(tmp / "h5", tmp / f"base{r}", args.size))
             runs["baseline"].append(count / seconds)
-            source = EthxSource(tmp / "h5", args.size)
-            seconds, _ = timed(lambda: segment(source, PrepDir.at(tmp / f"ours{r}"), args.workers))
-            runs["gcgan"].append(count / seconds)
-        base = statistics.median(runs["baseline"])
-        ours = statistics.median(runs["gcgan"])
+            for key, workers in (("one", 1), ("pool", args.workers)):
+                seconds, _ = timed(lambda: segment(source, PrepDir.at(tmp / f"{key}{r}"), workers))
+                runs[key].append(count / seconds)
+        base, one, pool = (statistics.median(runs[k]) for k in ("baseline", "one", "pool"))
         rows.append(("ethx", "baseline: FaceMesh per image, 1 process", count, base, 1.0))
-        rows.append(("ethx", f"gcgan: FaceMesh per worker, {args.workers} workers", count, ours, ours / base))
+        rows.append(("ethx", "gcgan: one FaceMesh, 1 process", count, one, one / base))
+        rows.append(("ethx", f"gcgan: one FaceMesh per worker, {args.workers} workers", count, pool, pool / base))
 
         render = statistics.median(render_rate(args.size, min(args.synthetic, 1000)) for _ in range(args.repeat))
         rows.append(("synthetic", "renderer only, 1 core", min(args.synthetic, 1000), render, float("nan")))

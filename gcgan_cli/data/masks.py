@@ -68,22 +68,6 @@ def fill_hull(canvas: np.ndarray, points: np.ndarray, value: int) -> None:
     canvas[row0 : row1 + 1, col0 : col1 + 1][(left <= columns) & (columns <= right)] = value
 
 
-def fill_ellipse(canvas: np.ndarray, centre: tuple[float, float], axes: tuple[float, float], value: int) -> None:
-    """Paint `value` on every pixel whose centre lies in the axis-aligned ellipse (exact, per row)."""
-    height, width = canvas.shape[:2]
-    (cx, cy), (ax, ay) = centre, axes
-    row0, row1 = max(int(np.ceil(cy - ay - 0.5)), 0), min(int(np.floor(cy + ay - 0.5)), height - 1)
-    if row1 < row0:
-        return
-    dy = (np.arange(row0, row1 + 1, dtype=np.float64)[:, None] + 0.5 - cy) / ay
-    half = ax * np.sqrt(np.clip(1 - dy**2, 0, None))
-    col0, col1 = max(int(np.ceil(cx - ax - 0.5)), 0), min(int(np.floor(cx + ax - 0.5)), width - 1)
-    if col1 < col0:
-        return
-    dx = np.abs(np.arange(col0, col1 + 1, dtype=np.float64)[None, :] + 0.5 - cx)
-    canvas[row0 : row1 + 1, col0 : col1 + 1][dx <= half] = value
-
-
 def disk(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
     """Boolean map of the pixels whose centre lies within `radius` of `centre` (x, y)."""
     height, width = shape
