@@ -140,6 +140,7 @@ def test_worker_processes_give_the_same_strips(ethx_dir, ethx_prep, tmp_path):
 def test_celeba(tmp_path, annotations):
     root = tmp_path / "CelebAMask-HQ"
     face_fixtures.write_celeba(root, ids=(0, 1, 2), no_face_id=2, annotations=annotations)
+    (root / "CelebA-HQ-img" / "3.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "prep"
     args = ["segment", "celeba", str(root), "--out", str(out), "-j", "1"] + (["--use-annotations"] if annotations else [])
     assert cli.run(args) == 0
@@ -147,7 +148,7 @@ def test_celeba(tmp_path, annotations):
     assert [r["name"] for r in rows] == ["0_s0_0_eregion_0_0_c_0", "0_s0_1_eregion_0_0_c_0"]
     assert all(r["pitch"] is None and r["annotations"] == annotations for r in rows)
     report = json.loads((out / "segment_report.json").read_text())
-    assert report["failed"] == [{"item": "2.jpg", "reason": "no face found"}]
+    assert report["failed"] == [{"item": "2.jpg", "reason": "no face found"}, {"item": "3.jpg", "reason": "unreadable image"}]
     for row in rows:
         mask = cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED)
         assert set(range(6)) <= set(np.unique(mask))
