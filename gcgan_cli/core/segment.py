@@ -54,7 +54,7 @@ class SegmentResult:
     failed: list[Skipped] = field(default_factory=list)
     interrupted: bool = False
     elapsed_s: float = 0.0
-    workers: int = 1
+    workers: int = 1  # processes that did the work (1: this one)
 
     @property
     def usable(self) -> int:
@@ -88,18 +88,20 @@ def segment(
     """
     options = dict(options or {})
     tasks, skipped = source.tasks()
-    result = SegmentResult(source.kind, candidates=len(tasks), failed=list(skipped), workers=max(workers, 1))
+    result = SegmentResult(source.kind, candidates=len(tasks), failed=list(skipped))
     prep.create()
     existing = read_manifest(prep.manifest)
     todo = tasks if overwrite else [t for t in tasks if not (t.name in existing and prep.has_files(t.name))]
     result.already_done = len(tasks) - len(todo)
+    # Worker processes only pay off beyond a batch each; fewer items run in this process.
+    result.workers = max(1, min(workers, -(-len(todo) // BATCH))) if workers > 1 else 1
     if on_start:
         on_start(len(todo))
     start = time.perf_counter()
     new_rows: dict[str, dict] = {}
     try:
         with open(prep.manifest, "a", encoding="utf-8") as log:
-            for task, outcome in _outcomes(source, todo, workers):
+            for task, outcome in _outcomes(source, todo, result.workers):
                 if isinstance(outcome, str):
                     result.failed.append(Skipped(task.label, outcome))
                 else:
@@ -177,7 +179,7 @@ def _make_batch(items: list) -> list:
 
 
 def _outcomes(source, tasks: list[Task], workers: int) -> Iterator[tuple[Task, tuple[bytes, bytes] | str]]:
-    if workers <= 1 or len(tasks) <= BATCH:
+    if workers <= 1:
         for task in tasks:
             yield task, _make(source, task.item)
         return
@@ -185,7 +187,7 @@ def _outcomes(source, tasks: list[Task], workers: int) -> Iterator[tuple[Task, t
     # Spawned, not forked: a fork would copy FaceMesh threads and HDF5 state mid-flight.
     context = multiprocessing.get_context("spawn")
     with _main_module_hidden():
-        pool = context.Pool(min(workers, len(batches)), initializer=_init_worker, initargs=(source,))
+        pool = context.Pool(workers, initializer=_init_worker, initargs=(source,))
     with pool:
         for batch, outcomes in zip(batches, pool.imap(_make_batch, [[t.item for t in b] for b in batches])):
             yield from zip(batch, outcomes)
