@@ -3,6 +3,10 @@ synthetic data: outputs, manifest, filters, failures, resume, interruption, CLI 
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import h5py
@@ -209,3 +213,21 @@ def test_nothing_usable_exits_non_zero_with_a_report(tmp_path, capsys, ethx_dir)
     code, _, err = run_cli(capsys, "segment", "ethx", bad, "--out", tmp_path / "o")
     assert code == 2 and "nothing could be segmented" in err and "segment_report.json" in err
     assert json.loads((tmp_path / "o" / "segment_report.json").read_text())["failed"][0]["item"] == "subject0002.h5"
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
+    out = tmp_path / "prep"
+    args = [sys.executable, "-m", "gcgan_cli", "segment", "synthetic", "--n", "2000", "--size", "32", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (manifest.exists() and manifest.stat().st_size > 0):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    report = json.loads((out / "segment_report.json").read_text())
+    assert report["interrupted"] is True and 0 < report["counts"]["written"] < 2000
+    assert len(read_manifest(manifest)) == report["counts"]["written"]
+    assert not list((out / "rgb").glob(".*")) and not list((out / "mask").glob(".*"))
+    assert cli.run(["segment", "synthetic", "--n", "2000", "--size", "32", "--out", str(out), "-j", "1"]) == 0
+    assert len(read_manifest(manifest)) == 2000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -45,11 +46,17 @@ def _int_list(text: str, option: str) -> tuple[int, ...] | None:
     return values
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(source, out: Path, rgb_dir: Path | None, mask_dir: Path | None, workers: int | None, overwrite: bool, options: dict) -> None:
     prep = PrepDir.at(out, rgb_dir, mask_dir)
     workers = default_workers() if workers is None else workers
     columns = (TextColumn("[bold]segment[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
+    # A scheduler's SIGTERM stops the run like Ctrl-C: whole files, a report, resumable.
+    signal.signal(signal.SIGTERM, _interrupt)
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task(source.kind, total=None)
         result = segment(source, prep, workers, overwrite, options,
