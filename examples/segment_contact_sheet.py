@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
@@ -28,10 +26,8 @@ from gcgan_cli.data.sources import CelebaSource, EthxSource, SyntheticSource  # 
 
 
 def pairs(prep: PrepDir, count: int, step: int = 1):
-    names = list(read_manifest(prep.manifest))[::step][:count]
-    for name in names:
-        rgb = cv2.imread(str(prep.rgb_dir / f"{name}.png"))[:, :, ::-1]
-        yield rgb, cv2.imread(str(prep.mask_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    for name in list(read_manifest(prep.manifest))[::step][:count]:
+        yield prep.read_pair(name)
 
 
 def main() -> None:

@@ -137,12 +137,7 @@ def _write_preview(prep: PrepDir, rows: list[dict]) -> None:
     if not rows:
         return
     picks = [rows[i] for i in np.linspace(0, len(rows) - 1, min(PREVIEW_STRIPS, len(rows))).round().astype(int)]
-    pairs = []
-    for row in picks:
-        rgb = cv2.imread(str(prep.rgb_dir / f"{row['name']}.png"), cv2.IMREAD_COLOR)
-        mask = cv2.imread(str(prep.mask_dir / f"{row['name']}.png"), cv2.IMREAD_GRAYSCALE)
-        if rgb is not None and mask is not None and rgb.shape[:2] == mask.shape:
-            pairs.append((rgb[:, :, ::-1], mask))
+    pairs = [pair for pair in (prep.read_pair(row["name"]) for row in picks) if pair is not None]
     if pairs:
         write_atomic(prep.preview, encode_png(contact_sheet(pairs)))
 

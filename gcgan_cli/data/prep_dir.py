@@ -68,6 +68,14 @@ class PrepDir:
     def has_files(self, name: str) -> bool:
         return (self.rgb_dir / f"{name}.png").is_file() and (self.mask_dir / f"{name}.png").is_file()
 
+    def read_pair(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(RGB [H, W, 3], class ids [H, W]) of one strip, or None when a file is missing or unreadable."""
+        rgb = cv2.imread(str(self.rgb_dir / f"{name}.png"), cv2.IMREAD_COLOR)
+        mask = cv2.imread(str(self.mask_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        if rgb is None or mask is None or rgb.shape[:2] != mask.shape:
+            return None
+        return np.ascontiguousarray(rgb[:, :, ::-1]), mask
+
     def write_pair(self, name: str, rgb_png: bytes, mask_png: bytes) -> None:
         """Both PNGs of one strip, each written under a temp name and renamed."""
         write_atomic(self.rgb_dir / f"{name}.png", rgb_png)
