@@ -31,7 +31,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import face_fixtures  # noqa: E402
 
-from gcgan_cli.core.segment import default_workers, segment  # noqa: E402
+from gcgan_cli.core.pool import default_workers  # noqa: E402
+from gcgan_cli.core.segment import segment  # noqa: E402
 from gcgan_cli.data import ethx, face_strip, synthetic  # noqa: E402
 from gcgan_cli.data.landmarks import LandmarkDetector  # noqa: E402
 from gcgan_cli.data.prep_dir import PrepDir, encode_png, strip_name  # noqa: E402

@@ -40,9 +40,10 @@ def test_data_has_no_ui_no_core_and_no_torch():
     assert offenders("gcgan_cli/data", banned) == []
 
 
-def test_segment_workers_import_no_torch():
-    """What a segment worker imports (core.segment and the data package) stays free of torch."""
-    assert not any(n == "torch" or n.startswith("torch.") for n in imports_of(ROOT / "gcgan_cli/core/segment.py"))
+def test_workers_import_no_torch():
+    """What segment and pack workers import (these core modules and the data package) stays free of torch."""
+    for module in ("pool", "segment", "pack"):
+        assert not any(n == "torch" or n.startswith("torch.") for n in imports_of(ROOT / f"gcgan_cli/core/{module}.py")), module
 
 
 def test_errors_is_a_leaf():

@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gcgan_cli.console import console
-from gcgan_cli.core.segment import default_workers, segment
+from gcgan_cli.core.pool import default_workers
+from gcgan_cli.core.segment import segment
 from gcgan_cli.data import celeba, ethx, synthetic
 from gcgan_cli.data.masks import CLASS_NAMES
 from gcgan_cli.data.prep_dir import PrepDir

@@ -8,19 +8,15 @@ re-run skips every strip whose manifest row and two files exist.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing
-import os
-import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
-import cv2
 import numpy as np
 
+from gcgan_cli.core.pool import map_in_order, useful_workers
 from gcgan_cli.data.contact_sheet import contact_sheet
 from gcgan_cli.data.prep_dir import (
     PrepDir,
@@ -30,19 +26,10 @@ from gcgan_cli.data.prep_dir import (
     write_atomic,
     write_json_atomic,
 )
-from gcgan_cli.data.sources import ItemError, Skipped, Task
+from gcgan_cli.data.sources import ItemError, Skipped
 from gcgan_cli.errors import DatasetError
 
-BATCH = 8  # work items per message to a worker
 PREVIEW_STRIPS = 8
-
-
-def default_workers() -> int:
-    """Every core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -93,15 +80,15 @@ def segment(
     existing = read_manifest(prep.manifest)
     todo = tasks if overwrite else [t for t in tasks if not (t.name in existing and prep.has_files(t.name))]
     result.already_done = len(tasks) - len(todo)
-    # Worker processes only pay off beyond a batch each; fewer items run in this process.
-    result.workers = max(1, min(workers, -(-len(todo) // BATCH))) if workers > 1 else 1
+    result.workers = useful_workers(workers, len(todo))
     if on_start:
         on_start(len(todo))
     start = time.perf_counter()
     new_rows: dict[str, dict] = {}
     try:
         with open(prep.manifest, "a", encoding="utf-8") as log:
-            for task, outcome in _outcomes(source, todo, result.workers):
+            outcomes = map_in_order(partial(_make, source), [t.item for t in todo], result.workers)
+            for task, outcome in zip(todo, outcomes):
                 if isinstance(outcome, str):
                     result.failed.append(Skipped(task.label, outcome))
                 else:
@@ -144,8 +131,6 @@ def _write_preview(prep: PrepDir, rows: list[dict]) -> None:
 
 # --- work, in this process or in workers ---
 
-_source = None
-
 
 def _make(source, item) -> tuple[bytes, bytes] | str:
     """Encoded (rgb, mask) PNGs of one item, or the reason it yields none."""
@@ -156,52 +141,3 @@ def _make(source, item) -> tuple[bytes, bytes] | str:
         return str(exc)
     except Exception as exc:  # a broken input nobody foresaw: report it and go on
         return f"{type(exc).__name__}: {exc}"
-
-
-def _init_worker(source) -> None:
-    global _source
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    # Workers report through return values; their stderr would only carry mediapipe's per-image
-    # C++ warnings, which its graph threads print at any time.
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 2)
-    cv2.setNumThreads(1)  # parallelism comes from the processes
-    _source = source
-
-
-def _make_batch(items: list) -> list:
-    return [_make(_source, item) for item in items]
-
-
-def _outcomes(source, tasks: list[Task], workers: int) -> Iterator[tuple[Task, tuple[bytes, bytes] | str]]:
-    if workers <= 1:
-        for task in tasks:
-            yield task, _make(source, task.item)
-        return
-    batches = [tasks[i : i + BATCH] for i in range(0, len(tasks), BATCH)]
-    # Spawned, not forked: a fork would copy FaceMesh threads and HDF5 state mid-flight.
-    context = multiprocessing.get_context("spawn")
-    with _main_module_hidden():
-        pool = context.Pool(workers, initializer=_init_worker, initargs=(source,))
-    with pool:
-        for batch, outcomes in zip(batches, pool.imap(_make_batch, [[t.item for t in b] for b in batches])):
-            yield from zip(batch, outcomes)
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Start workers without re-running the parent's `__main__`.
-
-    A spawned worker normally imports the parent's main module first; for the `gcgan` script
-    that is the whole CLI with torch (about 4 s per worker). The workers need none of it: their
-    functions live in this module.
-    """
-    main = sys.modules["__main__"]
-    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__spec__ = None
-    try:
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
