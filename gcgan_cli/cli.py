@@ -11,6 +11,8 @@ import gcgan_cli
 from cuda_ops import OpsBuildError
 from gcgan_cli.commands import segment
 from gcgan_cli.commands.doctor import doctor
+from gcgan_cli.commands.inception import inception_command
+from gcgan_cli.commands.pack import pack_command
 from gcgan_cli.console import err_console
 from gcgan_cli.errors import GcganError
 
@@ -56,8 +58,10 @@ def root(
     """Gaze-labelled face images from few labels."""
 
 
-app.command("doctor")(doctor)
 app.add_typer(segment.app, name="segment")
+app.command("pack")(pack_command)
+app.command("inception")(inception_command)
+app.command("doctor")(doctor)
 
 
 def _fail(message: str, code: int) -> int:

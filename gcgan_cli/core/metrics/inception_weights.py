@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from gcgan_cli.errors import UsageError
+from gcgan_cli.errors import CheckpointError, UsageError
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
+WEIGHTS_SHA256_PREFIX = "6726825d"  # the release names the file after its hash
 WEIGHTS_ENV = "GCGAN_INCEPTION_WEIGHTS"
 
 
@@ -53,3 +55,24 @@ def locate_inception_weights(explicit: str | os.PathLike | None = None) -> tuple
     if cached.is_file():
         return cached, "torch hub cache"
     return None, "not found"
+
+
+def resolve_inception_weights(explicit: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The weights file: located as above, else downloaded into the hub cache (hash-checked).
+
+    Offline with no file anywhere: one CheckpointError listing the three ways to provide it.
+    """
+    path, _ = locate_inception_weights(explicit)
+    if path is not None:
+        return path
+    if not download:
+        raise CheckpointError(f"the FID Inception weights are not on this machine; {ways_to_provide()}")
+    target = hub_cache_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Written to a temp file and renamed by torch: never a half file under the cache name.
+        torch.hub.download_url_to_file(WEIGHTS_URL, str(target), hash_prefix=WEIGHTS_SHA256_PREFIX, progress=True)
+    except Exception as exc:  # offline, proxy, disk or hash failure: all leave the same three ways
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"the FID Inception weights could not be downloaded ({reason}); {ways_to_provide()}") from None
+    return target
