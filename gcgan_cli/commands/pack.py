@@ -26,7 +26,7 @@ def _interrupt(signum, frame) -> None:
 def pack_command(
     prep_dir: Annotated[Path, typer.Argument(help="PREP_DIR from `gcgan segment` (rgb/, mask/, manifest.jsonl), or a `gcgan sample` folder (samples.jsonl).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The DB folder to write (LMDB + labels_gaze.npy + preview.png).")],
-    size: Annotated[int, typer.Option(min=8, max=4096, help="Side of the packed images; others are resized (area/Lanczos for images, nearest for masks).")] = 256,
+    size: Annotated[int, typer.Option(min=8, max=4096, help="Side of the packed images; others are resized (area/bicubic for images, nearest for masks).")] = 256,
     rgb_dir: Annotated[Path | None, typer.Option("--rgb-dir", help="Images from this folder instead of PREP_DIR/rgb (any tool's; paired with masks by file name).")] = None,
     mask_dir: Annotated[Path | None, typer.Option("--mask-dir", help="Masks (one channel of class ids) from this folder instead of PREP_DIR/mask.")] = None,
     classes: Annotated[str, typer.Option(help="Declared class names, comma-separated, in id order; masks may use ids 0..N-1.")] = ",".join(CLASS_NAMES),

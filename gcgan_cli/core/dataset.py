@@ -77,7 +77,7 @@ class GazeMaskDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         record = self.record(index)
         image = _decode(record.image_png, cv2.IMREAD_COLOR, self.path, index)[:, :, ::-1]
-        image = self._resized(image, cv2.INTER_AREA if image.shape[0] > self.resolution else cv2.INTER_LANCZOS4)
+        image = self._resized(image, cv2.INTER_AREA if image.shape[0] > self.resolution else cv2.INTER_CUBIC)
         flip = self.flip > 0 and (self.flip >= 1 or torch.rand(()).item() < self.flip)
         if flip:
             image = image[:, ::-1]
