@@ -22,6 +22,7 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/gcgan doctor
 	$(BIN)/gcgan segment synthetic --n 2000 --out runs/quickstart/prep
+	$(BIN)/gcgan pack runs/quickstart/prep --out runs/quickstart/db --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -12,9 +12,11 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from gcgan_cli import cli
 from gcgan_cli.core import segment as segment_core
+from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.data import ethx, masks
 from gcgan_cli.data.prep_dir import PrepDir, read_manifest, strip_name
 from gcgan_cli.data.sources import EthxSource, SyntheticSource
@@ -140,6 +142,23 @@ def test_worker_processes_give_the_same_strips(ethx_dir, ethx_prep, tmp_path):
         assert np.array_equal(cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED), mask)
 
 
+def test_ethx_strips_pack_and_read_back(ethx_dir, ethx_prep, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "pack", ethx_prep, "--out", tmp_path / "mixed")
+    assert code == 2 and "have no gaze" in err  # train and test subjects: labelled and unlabelled rows
+    train = tmp_path / "train"
+    assert cli.run(["segment", "ethx", str(ethx_dir), "--out", str(train), "--subjects", "0000", "-j", "1"]) == 0
+    assert cli.run(["pack", str(train), "--out", str(tmp_path / "db"), "-j", "1"]) == 0
+    dataset = GazeMaskDataset(tmp_path / "db", seg_dim=6)
+    rows = read_manifest(train / "manifest.jsonl")
+    assert len(dataset) == len(rows) == 4 and dataset.labelled
+    for index in range(len(dataset)):
+        item, row = dataset[index], rows[dataset.record(index).name]
+        assert item["gaze"].tolist() == pytest.approx([row["pitch"], row["yaw"]], abs=1e-6)
+        assert item["image"].shape == (3, 256, 256) and torch.equal(item["mask"].sum(0), torch.ones(256, 256))
+    assert cli.run(["pack", str(ethx_prep), "--out", str(tmp_path / "all"), "--unlabelled", "-j", "1"]) == 0
+    assert len(GazeMaskDataset(tmp_path / "all")) == 8
+
+
 @pytest.mark.parametrize("annotations", [False, True])
 def test_celeba(tmp_path, annotations):
     root = tmp_path / "CelebAMask-HQ"
@@ -156,6 +175,10 @@ def test_celeba(tmp_path, annotations):
     for row in rows:
         mask = cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED)
         assert set(range(6)) <= set(np.unique(mask))
+    # The stage-2 domain packs as an unlabelled DB on its own (the manifest says null, not the 0_0 name).
+    assert cli.run(["pack", str(out), "--out", str(tmp_path / "db"), "-j", "1"]) == 0
+    dataset = GazeMaskDataset(tmp_path / "db")
+    assert len(dataset) == 2 and not dataset.labelled and "gaze" not in dataset[1]
 
 
 def test_synthetic_cli_is_deterministic_and_labelled(tmp_path):

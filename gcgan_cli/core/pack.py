@@ -29,8 +29,8 @@ from gcgan_cli.data.pack_inputs import PackInputs, listing, make_record, sha256_
 from gcgan_cli.data.prep_dir import decode_png, encode_png, write_atomic
 from gcgan_cli.errors import DatasetError, UsageError
 
-COMMIT_RECORDS = 2000
-COMMIT_BYTES = 256 << 20
+COMMIT_RECORDS = 500
+COMMIT_BYTES = 64 << 20
 PREVIEW_RECORDS = 8
 
 
