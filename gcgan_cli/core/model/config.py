@@ -1,0 +1,119 @@
+"""One configuration for the GC-GAN generator and discriminators, stored in every checkpoint.
+
+Every size the reference hard-codes (latent 512, 8 mapping layers, 10 local layers of which 2
+take the shared base codes, gaze on classes 2 and 5, a 64-d gaze embedding) is a field here, so
+a checkpoint rebuilds its model from `ModelConfig.from_dict(ckpt["config"]["model"])` alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+from gcgan_cli.errors import UsageError
+
+REFERENCE_CLASSES = ("background", "skin", "eye", "eyebrow", "nose", "iris")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    size: int = 256
+    class_names: tuple[str, ...] = REFERENCE_CLASSES  # seg_dim = len(class_names); class 0 is the background
+    gaze_classes: tuple[str, ...] = ("eye", "iris")  # local generators that see the gaze
+    style_dim: int = 512  # z and w
+    n_mlp: int = 8
+    lr_mlp: float = 0.01
+    gaze_dim: int = 64  # gaze embedding width (generator and gaze discriminator)
+    local_layers: int = 10
+    base_layers: int = 2  # leading local layers driven by the shared base codes (and not by gaze)
+    depth_layers: int = 6  # the depth head reads the features after this many layers
+    local_channels: int = 64
+    coarse_channels: int = 512  # features each local generator emits
+    coarse_size: int = 64  # fusion resolution
+    min_feat_size: int = 16  # render-net start resolution
+    channel_multiplier: int = 2
+    channel_base: int = 16384  # render-net / D width at resolution r: min(max_channels, base * multiplier / r)
+    max_channels: int = 512
+    residual_refine: bool = True  # add the coarse mask into the render net's segmentation at coarse_size
+    detach_texture: bool = False
+
+    @property
+    def seg_dim(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def gaze_ids(self) -> tuple[int, ...]:
+        return tuple(self.class_names.index(name) for name in self.gaze_classes)
+
+    @property
+    def n_latent(self) -> int:
+        """Rows of the compact W+: the base codes, then (shape, texture) per class."""
+        return self.base_layers + 2 * self.seg_dim
+
+    @property
+    def n_latent_expand(self) -> int:
+        """Rows of the expanded W+: one per local layer of every class."""
+        return self.seg_dim * self.local_layers
+
+    def channels(self, resolution: int) -> int:
+        return min(self.max_channels, self.channel_base * self.channel_multiplier // resolution)
+
+    def validate(self) -> ModelConfig:
+        problems = []
+        for name in ("size", "coarse_size", "min_feat_size"):
+            value = getattr(self, name)
+            if value < 4 or value & (value - 1):
+                problems.append(f"{name} {value} is not a power of two >= 4")
+        if not problems and not self.min_feat_size <= self.coarse_size <= self.size // 2:
+            problems.append(f"need min_feat_size <= coarse_size <= size/2, got {self.min_feat_size}, {self.coarse_size}, {self.size}")
+        if self.seg_dim < 2 or len(set(self.class_names)) != self.seg_dim:
+            problems.append(f"class_names must be 2 or more distinct names, got {list(self.class_names)}")
+        unknown = [c for c in self.gaze_classes if c not in self.class_names]
+        if unknown:
+            problems.append(f"gaze_classes {unknown} are not among class_names {list(self.class_names)}")
+        if self.class_names and self.class_names[0] in self.gaze_classes:
+            problems.append("the background (class 0) cannot be a gaze class")
+        if not 0 <= self.base_layers < self.depth_layers <= self.local_layers:
+            problems.append(f"need 0 <= base_layers < depth_layers <= local_layers, got {self.base_layers}, {self.depth_layers}, {self.local_layers}")
+        if not problems and self.n_latent == self.n_latent_expand:
+            problems.append(f"compact and expanded W+ would both have {self.n_latent} rows; change local_layers")
+        if problems:
+            raise UsageError("model config: " + "; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict:
+        record = asdict(self)
+        record["class_names"], record["gaze_classes"] = list(self.class_names), list(self.gaze_classes)
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise UsageError(f"model config: unknown field(s) {unknown}")
+        values = dict(record)
+        for name in ("class_names", "gaze_classes"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values).validate()
+
+    def resolution_levels(self) -> list[int]:
+        """Input resolutions of the render-net levels: min_feat_size, 2x, ... size/2."""
+        return [self.min_feat_size * 2**i for i in range(int(math.log2(self.size // self.min_feat_size)))]
+
+
+PRESETS = {
+    # The reference README's run: --size 256 --seg_dim 6 --residual_refine, every other default.
+    "ref256": ModelConfig(),
+    # Small enough for CPU tests: well under a second per forward + backward.
+    "tiny": ModelConfig(size=32, style_dim=32, n_mlp=2, gaze_dim=8, local_layers=4, base_layers=1, depth_layers=2,
+                        local_channels=8, coarse_channels=16, coarse_size=16, min_feat_size=8, channel_multiplier=1,
+                        channel_base=256, max_channels=16),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise UsageError(f"--preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides).validate()

@@ -1,0 +1,220 @@
+"""StyleGAN2 building blocks with equalized learning rate (spec §4.2).
+
+Weights are stored at unit scale and multiplied by 1/sqrt(fan_in) at run time, so Adam sees
+every layer alike. Resampling goes through `cuda_ops.upfirdn2d` and activations through
+`cuda_ops.fused_leaky_relu`: CUDA kernels on a GPU, their exact PyTorch twins on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cuda_ops import FusedLeakyReLU, fused_leaky_relu, make_kernel, upfirdn2d
+
+BLUR_KERNEL = (1, 3, 3, 1)
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """y = x (W * lr_mul / sqrt(in))^T + b * lr_mul, optionally through the fused leaky ReLU."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale, self.lr_mul, self.activate = lr_mul / math.sqrt(in_dim), lr_mul, activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activate:
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class FullyConnectedLayer(nn.Module):
+    """The gaze embedding (StyleGAN2-ADA style): linear, weight N(0, 1) scaled by 1/sqrt(in), bias 0."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim))
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+        self.gain = 1 / math.sqrt(in_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.float(), self.weight * self.gain, self.bias)
+
+
+class ModulatedConv1x1(nn.Module):
+    """The local generators' per-sample modulated, demodulated 1x1 convolution.
+
+    Computed as scale-inputs, shared matmul, scale-outputs, which equals the grouped
+    convolution with per-sample weights (w'_{b,o,i} = W_{o,i} s_{b,i} / sqrt(in), normalised
+    per (b, o)) without building B weight tensors.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch))
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.scale = 1 / math.sqrt(in_ch)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        s = self.modulation(style) * self.scale  # [B, in]
+        w = self.weight  # [out, in]
+        demod = torch.rsqrt((s.pow(2) @ w.pow(2).t()) + 1e-8)  # [B, out] = 1 / |w'_{b,o,:}|
+        out = torch.einsum("oi,bihw->bohw", w, x * s[:, :, None, None])
+        return out * demod[:, :, None, None]
+
+
+class StyledConv1x1(nn.Module):
+    """ModulatedConv1x1 then FusedLeakyReLU (the local generators inject no noise)."""
+
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int):
+        super().__init__()
+        self.conv = ModulatedConv1x1(in_ch, out_ch, style_dim)
+        self.activate = FusedLeakyReLU(out_ch)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.conv(x, style))
+
+
+class Blur(nn.Module):
+    def __init__(self, pad: tuple[int, int], up_factor: int = 1):
+        super().__init__()
+        self.register_buffer("kernel", make_kernel(BLUR_KERNEL) * up_factor**2, persistent=False)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    """x2 with the [1,3,3,1] filter: the skip path of the rgb / seg outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("kernel", make_kernel(BLUR_KERNEL) * 4, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=2, pad=(2, 1))
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if noise is None:
+            noise = x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
+        return x + self.weight * noise
+
+
+class FixedStyledConv(nn.Module):
+    """The render net's convolution: no per-sample style (the reference ignores it), a learned
+    per-input-channel modulation, optional demodulation, x2 upsampling by a transposed conv and
+    the blur, noise, and the fused leaky ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, upsample: bool = False, demodulate: bool = True,
+                 noise: bool = True, activate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.modulation = nn.Parameter(torch.ones(1, in_ch, 1, 1))
+        self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
+        self.upsample, self.demodulate, self.padding = upsample, demodulate, kernel // 2
+        self.blur = Blur((1, 1), up_factor=2) if upsample else None
+        self.noise = NoiseInjection() if noise else None
+        self.activate = FusedLeakyReLU(out_ch) if activate else None
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        weight = self.weight * self.modulation * self.scale
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        if self.upsample:
+            x = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)
+        if self.noise is not None:
+            x = self.noise(x, noise)
+        return self.activate(x) if self.activate is not None else x
+
+
+class ToRGB(nn.Module):
+    """1x1 output head (rgb, segmentation, depth or features): no demodulation, noise or
+    activation, plus a bias; with `skip`, adds the x2-upsampled previous output."""
+
+    def __init__(self, in_ch: int, out_ch: int, upsample: bool = True):
+        super().__init__()
+        self.conv = FixedStyledConv(in_ch, out_ch, 1, demodulate=False, noise=False, activate=False)
+        self.bias = nn.Parameter(torch.zeros(1, out_ch, 1, 1))
+        self.upsample = Upsample() if upsample else None
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x) + self.bias
+        return out + self.upsample(skip) if skip is not None else out
+
+
+class PositionEmbedding(nn.Module):
+    """Fourier features of the (x, y) grid, [x, y, then sin(2^k (x, y)), cos(2^k (x, y)) for
+    k < n_freqs], then a bias-free 1x1 conv. The frequencies are a buffer (the reference
+    rebuilt them per call)."""
+
+    def __init__(self, out_ch: int, n_freqs: int):
+        super().__init__()
+        self.register_buffer("freqs", 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
+        in_ch = 2 * (1 + 2 * n_freqs)
+        self.weights = nn.Parameter(torch.randn(out_ch, in_ch, 1, 1))
+        self.scale = 1 / math.sqrt(in_ch)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        angles = self.freqs[None, :, None, None, None] * grid[:, None]  # [B, F, 2, H, W]
+        waves = torch.stack([angles.sin(), angles.cos()], dim=2).flatten(1, 3)  # per frequency: sin x, sin y, cos x, cos y
+        features = torch.cat([grid, waves], dim=1)
+        return F.conv2d(features, self.weights * self.scale)
+
+
+class EqualConv2d(nn.Module):
+    """Bias-free: in the discriminator the bias lives in the following FusedLeakyReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.scale, self.stride, self.padding = 1 / math.sqrt(in_ch * kernel * kernel), stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, stride=self.stride, padding=self.padding)
+
+
+class ConvLayer(nn.Sequential):
+    """[Blur] -> EqualConv2d (stride 2 when downsampling) -> FusedLeakyReLU, which holds the
+    bias; without the activation (the residual skip) there is no bias."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, downsample: bool = False, activate: bool = True):
+        layers: list[nn.Module] = []
+        if downsample:
+            p = len(BLUR_KERNEL) - 2 + kernel - 1
+            layers.append(Blur(((p + 1) // 2, p // 2)))
+            layers.append(EqualConv2d(in_ch, out_ch, kernel, stride=2))
+        else:
+            layers.append(EqualConv2d(in_ch, out_ch, kernel, padding=kernel // 2))
+        if activate:
+            layers.append(FusedLeakyReLU(out_ch))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = ConvLayer(in_ch, in_ch, 3)
+        self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True)
+        self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
