@@ -229,3 +229,13 @@ def test_cuda_ops_and_reference_give_the_same_model(monkeypatch):
     reference, kernels = run("off"), run("force")
     for a, b in zip(reference, kernels):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_detach_texture_stops_feature_gradients_at_the_depth_layer():
+    z, gaze = inputs(batch=2)
+    for detach in (False, True):
+        g = Generator(preset("tiny", detach_texture=detach))
+        _, features = g.local_outputs(g.latent_of(z), gaze)[1]
+        features.sum().backward()
+        first = g.local_nets[1].linears[0].conv.weight.grad
+        assert (first is None or not first.abs().sum() > 0) == detach
