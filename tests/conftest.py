@@ -1,7 +1,9 @@
-"""Shared test setup: GPU-only tests skip without CUDA; builds go to a temp cache."""
+"""Shared test setup: GPU-only tests skip without CUDA; builds go to a temp cache; `run_cli` runs the CLI in-process."""
 
 import pytest
 import torch
+
+from gcgan_cli import cli
 
 
 def pytest_collection_modifyitems(config, items):
@@ -11,3 +13,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the CLI in this process: (exit code, stdout, stderr)."""
+
+    def run(*args):
+        code = cli.run([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

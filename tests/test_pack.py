@@ -23,11 +23,6 @@ N = 24
 SIZE = 64
 
 
-def run_cli(capsys, *args):
-    code = cli.run([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.fixture(scope="module")
 def prep(tmp_path_factory):
@@ -87,45 +82,45 @@ def test_resized_pack_area_filters_images_and_keeps_mask_ids(prep, tmp_path):
         assert mask.shape == (32, 32) and set(np.unique(mask)) <= set(np.unique(source_mask))
 
 
-def test_unmatched_names_are_listed_in_one_error(prep, tmp_path, capsys):
+def test_unmatched_names_are_listed_in_one_error(prep, tmp_path, run_cli):
     folder = copy_prep(prep, tmp_path / "prep")
     names = sorted(read_manifest(folder / "manifest.jsonl"))
     (folder / "mask" / f"{names[3]}.png").unlink()
     shutil.copy(folder / "mask" / f"{names[4]}.png", folder / "mask" / "stray.png")
-    code, _, err = run_cli(capsys, "pack", folder, "--out", tmp_path / "db")
+    code, _, err = run_cli("pack", folder, "--out", tmp_path / "db")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "1 image(s) without a mask" in err and names[3] in err and "1 mask(s) without an image (stray)" in err
     assert not (tmp_path / "db").exists() and not (tmp_path / "db.partial").exists()
 
 
-def test_a_bad_mask_id_names_the_file_and_writes_nothing(prep, tmp_path, capsys):
+def test_a_bad_mask_id_names_the_file_and_writes_nothing(prep, tmp_path, run_cli):
     folder = copy_prep(prep, tmp_path / "prep")
     name = sorted(read_manifest(folder / "manifest.jsonl"))[5]
     mask = cv2.imread(str(folder / "mask" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     mask[10, 10] = 9
     cv2.imwrite(str(folder / "mask" / f"{name}.png"), mask)
-    code, _, err = run_cli(capsys, "pack", folder, "--out", tmp_path / "db", "-j", "1")
+    code, _, err = run_cli("pack", folder, "--out", tmp_path / "db", "-j", "1")
     assert code == 2 and f"{name}.png: class id 9" in err and "0..6" in err
     assert not (tmp_path / "db").exists() and not (tmp_path / "db.partial").exists()
     # Declaring more classes makes the same mask valid.
     classes = ",".join([*CLASS_NAMES, "a", "b", "c"])
-    assert run_cli(capsys, "pack", folder, "--out", tmp_path / "db", "--classes", classes, "-j", "1")[0] == 0
+    assert run_cli("pack", folder, "--out", tmp_path / "db", "--classes", classes, "-j", "1")[0] == 0
     assert gaze_db.read_meta(tmp_path / "db").num_classes == 10
 
 
-def test_an_existing_db_needs_overwrite(prep, db, tmp_path, capsys):
+def test_an_existing_db_needs_overwrite(prep, db, tmp_path, run_cli):
     out = tmp_path / "db"
     shutil.copytree(db, out)
     before = (out / "data.mdb").read_bytes()
-    code, _, err = run_cli(capsys, "pack", prep, "--out", out)
+    code, _, err = run_cli("pack", prep, "--out", out)
     assert code == 2 and "--overwrite" in err
     assert (out / "data.mdb").read_bytes() == before
-    assert run_cli(capsys, "pack", prep, "--out", out, "--size", "32", "--overwrite", "-j", "1")[0] == 0
+    assert run_cli("pack", prep, "--out", out, "--size", "32", "--overwrite", "-j", "1")[0] == 0
     assert gaze_db.read_meta(out).size == 32
     not_a_db = tmp_path / "notes"
     not_a_db.mkdir()
     (not_a_db / "keep.txt").write_text("mine")
-    code, _, err = run_cli(capsys, "pack", prep, "--out", not_a_db, "--overwrite")
+    code, _, err = run_cli("pack", prep, "--out", not_a_db, "--overwrite")
     assert code == 2 and "not a packed dataset" in err and (not_a_db / "keep.txt").exists()
 
 
@@ -168,12 +163,12 @@ def test_a_changed_input_restarts_an_interrupted_pack(prep, tmp_path, monkeypatc
     assert again.resumed_from == 0 and again.written == N
 
 
-def test_folders_without_manifest_take_gaze_from_names(prep, tmp_path, capsys):
+def test_folders_without_manifest_take_gaze_from_names(prep, tmp_path, run_cli):
     folder = tmp_path / "other"
     shutil.copytree(prep / "rgb", folder / "images")
     shutil.copytree(prep / "mask", folder / "labels")
     out = tmp_path / "db"
-    assert run_cli(capsys, "pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", out, "-j", "1")[0] == 0
+    assert run_cli("pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", out, "-j", "1")[0] == 0
     rows = read_manifest(prep / "manifest.jsonl")
     for record in records(out):
         row = rows[record.name]
@@ -182,16 +177,16 @@ def test_folders_without_manifest_take_gaze_from_names(prep, tmp_path, capsys):
     first = sorted(rows)[0]
     for sub in ("images", "labels"):
         (folder / sub / f"{first}.png").rename(folder / sub / "no_gaze_here.png")
-    code, _, err = run_cli(capsys, "pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", tmp_path / "x")
+    code, _, err = run_cli("pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", tmp_path / "x")
     assert code == 2 and "1 of 24 pairs have no gaze (no_gaze_here)" in err and "--unlabelled" in err
     out = tmp_path / "unlabelled"
-    assert run_cli(capsys, "pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", out,
+    assert run_cli("pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", out,
                    "--unlabelled", "-j", "1")[0] == 0
     assert not gaze_db.read_meta(out).labelled and not (out / gaze_db.LABELS_FILE).exists()
     assert all(r.gaze is None for r in records(out))
 
 
-def test_a_sample_folder_packs_like_real_data(prep, tmp_path, capsys):
+def test_a_sample_folder_packs_like_real_data(prep, tmp_path, run_cli):
     folder = tmp_path / "samples"
     folder.mkdir()
     rows = []
@@ -201,7 +196,7 @@ def test_a_sample_folder_packs_like_real_data(prep, tmp_path, capsys):
         rows.append({"image": f"{i:06d}.png", "mask": f"{i:06d}_mask.png", "pitch": row["pitch"], "yaw": row["yaw"]})
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "db"
-    assert run_cli(capsys, "pack", folder, "--out", out, "--size", str(SIZE), "-j", "1")[0] == 0
+    assert run_cli("pack", folder, "--out", out, "--size", str(SIZE), "-j", "1")[0] == 0
     packed = records(out)
     assert [r.name for r in packed] == [f"{i:06d}" for i in range(6)]
     assert [r.gaze for r in packed] == [pytest.approx((r["pitch"], r["yaw"])) for r in rows]

@@ -26,11 +26,6 @@ import face_fixtures
 pytest.importorskip("mediapipe")  # a dependency only where its wheel exists (Python < 3.13)
 
 
-def run_cli(capsys, *args):
-    code = cli.run([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.fixture(scope="module")
 def ethx_dir(tmp_path_factory):
@@ -119,10 +114,10 @@ def test_ethx_filters(ethx_dir, tmp_path):
     assert [t.row["camera"] for t in tasks] == [8]
 
 
-def test_rerun_skips_and_overwrite_redoes(ethx_dir, ethx_prep, tmp_path, capsys):
+def test_rerun_skips_and_overwrite_redoes(ethx_dir, ethx_prep, tmp_path, run_cli):
     out = tmp_path / "copy"
     shutil.copytree(ethx_prep, out)
-    code, stdout, _ = run_cli(capsys, "segment", "ethx", ethx_dir, "--out", out, "-j", "1")
+    code, stdout, _ = run_cli("segment", "ethx", ethx_dir, "--out", out, "-j", "1")
     report = json.loads((out / "segment_report.json").read_text())
     assert code == 0 and report["counts"]["written"] == 0 and report["counts"]["already_done"] == 8
     assert "already done" in stdout
@@ -142,8 +137,8 @@ def test_worker_processes_give_the_same_strips(ethx_dir, ethx_prep, tmp_path):
         assert np.array_equal(cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED), mask)
 
 
-def test_ethx_strips_pack_and_read_back(ethx_dir, ethx_prep, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "pack", ethx_prep, "--out", tmp_path / "mixed")
+def test_ethx_strips_pack_and_read_back(ethx_dir, ethx_prep, tmp_path, run_cli):
+    code, _, err = run_cli("pack", ethx_prep, "--out", tmp_path / "mixed")
     assert code == 2 and "have no gaze" in err  # train and test subjects: labelled and unlabelled rows
     train = tmp_path / "train"
     assert cli.run(["segment", "ethx", str(ethx_dir), "--out", str(train), "--subjects", "0000", "-j", "1"]) == 0
@@ -216,24 +211,24 @@ def test_interrupted_run_keeps_whole_files_and_resumes(tmp_path, monkeypatch):
     assert len(read_manifest(prep.manifest)) == 12
 
 
-def test_user_errors_are_one_line(tmp_path, capsys, ethx_dir):
-    code, _, err = run_cli(capsys, "segment", "ethx", tmp_path / "nope", "--out", tmp_path / "o")
+def test_user_errors_are_one_line(tmp_path, run_cli, ethx_dir):
+    code, _, err = run_cli("segment", "ethx", tmp_path / "nope", "--out", tmp_path / "o")
     assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli(capsys, "segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--cameras", "1,x")
+    code, _, err = run_cli("segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--cameras", "1,x")
     assert code == 2 and "--cameras" in err
-    code, _, err = run_cli(capsys, "segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--subjects", "0042")
+    code, _, err = run_cli("segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--subjects", "0042")
     assert code == 2 and "--subjects" in err and "0042" in err
-    code, _, err = run_cli(capsys, "segment", "synthetic", "--out", tmp_path / "o", "--style", "neon")
+    code, _, err = run_cli("segment", "synthetic", "--out", tmp_path / "o", "--style", "neon")
     assert code == 2 and "--style" in err and "studio" in err
-    code, _, err = run_cli(capsys, "segment", "celeba", tmp_path, "--out", tmp_path / "o")
+    code, _, err = run_cli("segment", "celeba", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and "no CelebA-HQ images" in err
 
 
-def test_nothing_usable_exits_non_zero_with_a_report(tmp_path, capsys, ethx_dir):
+def test_nothing_usable_exits_non_zero_with_a_report(tmp_path, run_cli, ethx_dir):
     bad = tmp_path / "bad"
     bad.mkdir()
     shutil.copy(ethx_dir / "subject0002.h5", bad / "subject0002.h5")
-    code, _, err = run_cli(capsys, "segment", "ethx", bad, "--out", tmp_path / "o")
+    code, _, err = run_cli("segment", "ethx", bad, "--out", tmp_path / "o")
     assert code == 2 and "nothing could be segmented" in err and "segment_report.json" in err
     assert json.loads((tmp_path / "o" / "segment_report.json").read_text())["failed"][0]["item"] == "subject0002.h5"
 
