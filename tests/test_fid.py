@@ -101,6 +101,12 @@ def test_network_gives_2048_features_for_any_input_size(weights_file):
     assert not any(p.requires_grad for p in network.parameters()) and not network.training
 
 
+def test_network_has_torchvision_inception_v3s_feature_parameters():
+    # torchvision's inception_v3 has 27,161,264 parameters; without its AuxLogits (3,326,696) and its
+    # 1000-way fc (2,049,000) that leaves the feature network's 21,785,568.
+    assert sum(p.numel() for p in FidInception().parameters()) == 27_161_264 - 3_326_696 - 2_049_000
+
+
 def test_a_wrong_state_dict_is_a_clear_error(tmp_path, weights_file):
     state = torch.load(weights_file, weights_only=True)
     del state["Mixed_7c.branch_pool.conv.weight"]
