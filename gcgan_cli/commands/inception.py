@@ -8,9 +8,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-
+from gcgan_cli.commands.display import progress_bar, summary_table
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
 from gcgan_cli.core.metrics.fid import dataset_stats
@@ -41,9 +39,8 @@ def inception_command(
     path = resolve_inception_weights(weights)
     network = load_fid_inception(path, device)
     workers = max(0, default_workers() - 1) if workers is None else workers
-    columns = (TextColumn("[bold]inception[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     start = time.perf_counter()
-    with Progress(*columns, console=console, transient=True) as progress:
+    with progress_bar("inception") as progress:
         bar = progress.add_task("features", total=None)
         stats = dataset_stats(db, network, device, n, batch, workers,
                               on_start=lambda total: progress.update(bar, total=total),
@@ -51,9 +48,7 @@ def inception_command(
     elapsed = time.perf_counter() - start
     stats.config["weights"] = str(path)
     stats.save(output)
-    table = Table(title="gcgan inception", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table = summary_table("gcgan inception")
     table.add_row("DB", f"{db} ({meta.count} records, {meta.size}x{meta.size})")
     table.add_row("images", f"{stats.count} ({stats.config['selection']})")
     table.add_row("features", f"{stats.mu.shape[0]}-d; |mu| {np.linalg.norm(stats.mu):.3f}, tr(sigma) {np.trace(stats.sigma):.3f}")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-
+from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.console import console
 from gcgan_cli.core.pack import check_destination, pack
 from gcgan_cli.core.pool import default_workers
@@ -17,10 +14,6 @@ from gcgan_cli.data.gaze_db import LABELS_FILE, PREVIEW_FILE
 from gcgan_cli.data.masks import CLASS_NAMES
 from gcgan_cli.data.pack_inputs import find_inputs
 from gcgan_cli.errors import UsageError
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def pack_command(
@@ -46,16 +39,13 @@ def pack_command(
     check_destination(out, overwrite)  # before scanning thousands of files
     inputs = find_inputs(prep_dir, rgb_dir, mask_dir)
     workers = default_workers() if workers is None else workers
-    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop keeps the committed records too
-    columns = (TextColumn("[bold]pack[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task("pack", total=None)
+    stop_on_sigterm()
+    with progress_bar("pack") as progress:
+        bar = progress.add_task("", total=None)
         result = pack(inputs, out, size, class_names, workers, overwrite, unlabelled,
                       on_start=lambda total, done: progress.update(bar, total=total, completed=done),
                       on_advance=lambda: progress.advance(bar))
-    table = Table(title="gcgan pack", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table = summary_table("gcgan pack")
     table.add_row("input", f"{prep_dir} ({inputs.kind})")
     table.add_row("records", f"{result.count} at {result.size}x{result.size}"
                   + (f", {result.resumed_from} from an interrupted run" if result.resumed_from else ""))

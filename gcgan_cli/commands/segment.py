@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-
+from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.console import console
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.core.segment import segment
@@ -47,25 +44,16 @@ def _int_list(text: str, option: str) -> tuple[int, ...] | None:
     return values
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def _run(source, out: Path, rgb_dir: Path | None, mask_dir: Path | None, workers: int | None, overwrite: bool, options: dict) -> None:
     prep = PrepDir.at(out, rgb_dir, mask_dir)
     workers = default_workers() if workers is None else workers
-    columns = (TextColumn("[bold]segment[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    # A scheduler's SIGTERM stops the run like Ctrl-C: whole files, a report, resumable.
-    signal.signal(signal.SIGTERM, _interrupt)
-    with Progress(*columns, console=console, transient=True) as progress:
+    stop_on_sigterm()
+    with progress_bar("segment") as progress:
         bar = progress.add_task(source.kind, total=None)
         result = segment(source, prep, workers, overwrite, options,
                          on_start=lambda total: progress.update(bar, total=total),
                          on_advance=lambda: progress.advance(bar))
-    table = Table(title=f"gcgan segment {source.kind}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table = summary_table(f"gcgan segment {source.kind}")
     table.add_row("candidates", str(result.candidates))
     table.add_row("written", str(result.written))
     table.add_row("already done", str(result.already_done))

@@ -9,6 +9,7 @@ killed) resumes from the last commit when started again on the same inputs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -134,10 +135,9 @@ def pack(
     if result.interrupted:
         return result
     if labelled:
-        labels = np.asarray([p.gaze for p in pairs], np.float32)
-        with open(building / f".{gaze_db.LABELS_FILE}.tmp", "wb") as handle:
-            np.save(handle, labels, allow_pickle=False)
-        os.replace(building / f".{gaze_db.LABELS_FILE}.tmp", building / gaze_db.LABELS_FILE)
+        labels = io.BytesIO()
+        np.save(labels, np.asarray([p.gaze for p in pairs], np.float32), allow_pickle=False)
+        write_atomic(building / gaze_db.LABELS_FILE, labels.getvalue())
     _move_into_place(building, out)
     result.db_bytes = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     return result

@@ -8,8 +8,8 @@ loadable with allow_pickle=False; `mu` and `sigma` are the names pytorch-fid use
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 import gcgan_cli
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.metrics.inception import FEATURE_DIM, INPUT_SIZE
+from gcgan_cli.data.prep_dir import write_atomic
 from gcgan_cli.errors import DatasetError
 
 STATS_FORMAT = "gcgan-fid-stats"
@@ -59,16 +60,11 @@ class Stats:
 
     def save(self, path: Path) -> None:
         """NPZ under a temp name, then renamed: never half a file under `path`."""
+        data = io.BytesIO()
+        np.savez(data, mu=self.mu, sigma=self.sigma, count=np.int64(self.count),
+                 config=np.array(json.dumps(self.config, sort_keys=True)), format=np.array(STATS_FORMAT))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, mu=self.mu, sigma=self.sigma, count=np.int64(self.count),
-                         config=np.array(json.dumps(self.config, sort_keys=True)), format=np.array(STATS_FORMAT))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(path, data.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> Stats:
