@@ -224,8 +224,11 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor | list[torch.Tensor], gaze: torch.Tensor | None, truncation: float = 1.0,
                 truncation_latent: torch.Tensor | None = None, noise: list[torch.Tensor] | None = None,
-                randomize_noise: bool = True, composition_mask: torch.Tensor | None = None) -> GeneratorOutput:
-        latent = self.latent_of(z, truncation, truncation_latent)
+                randomize_noise: bool = True, composition_mask: torch.Tensor | None = None,
+                input_is_latent: bool = False) -> GeneratorOutput:
+        """From z (one or two codes), or with input_is_latent from a W+ [B, rows, style_dim]: the
+        regularisers differentiate with respect to W+ through the (DDP-wrapped) forward."""
+        latent = z if input_is_latent else self.latent_of(z, truncation, truncation_latent)
         return self.synthesize(latent, gaze, noise, randomize_noise, composition_mask)
 
     def class_images(self, latent: torch.Tensor, gaze: torch.Tensor | None, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
