@@ -20,3 +20,9 @@ class DatasetError(GcganError):
 
 class CheckpointError(GcganError):
     """A checkpoint is missing, truncated, foreign, unsafe or of another format version."""
+
+
+class TrainingDiverged(GcganError):
+    """A loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+    exit_code = 3

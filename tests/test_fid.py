@@ -17,25 +17,6 @@ from gcgan_cli.core.metrics.inception import FidInception, load_fid_inception
 from gcgan_cli.errors import CheckpointError, DatasetError, UsageError
 
 
-def variance_keeping(model: nn.Module) -> nn.Module:
-    """Random weights that keep activations alive through 90 layers (torch's default shrinks
-    them to ~0, which would make every statistic trivially equal)."""
-    torch.manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / inception_weights.WEIGHTS_FILE
-    state = variance_keeping(FidInception()).state_dict()
-    state["fc.weight"], state["fc.bias"] = torch.randn(1008, 2048), torch.zeros(1008)  # as in the release
-    torch.save(state, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     root = tmp_path_factory.mktemp("fid")

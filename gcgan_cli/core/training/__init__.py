@@ -1,0 +1,1 @@
+"""GC-GAN training: options, losses, the loop, distributed helpers, the run folder."""

@@ -1,0 +1,174 @@
+"""Training options: one frozen dataclass, resolved in a fixed order and stored with every run.
+
+Order (later wins): the dataclass defaults (the reference's, spec §5.1), the stored
+`DIR/config.json` when resuming, a `--config run.toml`, then the options given on the command
+line. Only what the user actually gave overrides, so `gcgan train --resume --checkpoint-dir DIR`
+alone continues a run exactly as it was configured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gcgan_cli.errors import UsageError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+SWAP_CHECKS = ("pretrained", "current")
+# EMA of G: half-life of 10,000 images at the reference's nominal 32 images per step.
+REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
+# Stage 2's unbroken-mask test: 10,000 iris pixels of 256 x 256 (spec §6.2), as a fraction.
+REFERENCE_UNBROKEN_FRACTION = 10_000 / 256**2
+# Options that shape the model or the data stream: a resumed run may not change them.
+FIXED_ON_RESUME = ("stage", "preset", "size", "seg_dim", "residual_refine", "batch", "seed", "ckpt")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = ""
+    checkpoint_dir: str = ""
+    stage: int = 1
+    # model: a preset, with the three overrides the reference's README sets
+    preset: str = "ref256"
+    size: int | None = None
+    seg_dim: int | None = None  # the first seg_dim classes of the DB (ids >= seg_dim count as background)
+    residual_refine: bool | None = None
+    # schedule
+    batch: int = 4  # per process
+    iters: int = 600_000
+    lr: float = 0.002
+    r1_img: float = 10.0
+    r1_seg: float = 1000.0
+    path_regularize: float = 0.5
+    path_batch_shrink: int = 2
+    d_reg_every: int = 16
+    g_reg_every: int = 4
+    mixing: float = 0.0
+    lambda_mask: float = 100.0
+    d_gaze_mismatch: float = 0.0
+    ema_decay: float = REFERENCE_EMA_DECAY
+    # observation
+    n_sample: int = 16
+    log_every: int = 100
+    viz_every: int = 1000
+    save_every: int = 10_000
+    fid_every: int = 10_000
+    fid_n: int = 10_000
+    inception: str | None = None  # FID statistics (.npz from `gcgan inception`)
+    inception_weights: str | None = None
+    keep: int = 0  # checkpoints kept (0 = all)
+    # stage 2
+    ckpt: str | None = None  # the stage-1 checkpoint
+    gaze_labels: str | None = None  # default: the label set stored in the stage-1 checkpoint
+    swap_check: str = "pretrained"
+    unbroken_class: str = "iris"
+    unbroken_fraction: float = REFERENCE_UNBROKEN_FRACTION
+    # machinery
+    seed: int = 0
+    precision: str = "fp32"
+    workers: int | None = None  # DataLoader workers per process (default: cores / processes - 1)
+    deterministic: bool = False
+    device: str = "auto"
+
+    def validate(self) -> TrainConfig:
+        problems = []
+        if not self.dataset:
+            problems.append("--dataset is required")
+        if not self.checkpoint_dir:
+            problems.append("--checkpoint-dir is required")
+        if self.stage not in (1, 2):
+            problems.append(f"--stage {self.stage}: use 1 or 2")
+        if self.stage == 2 and not self.ckpt:
+            problems.append("--stage 2 needs --ckpt, the stage-1 checkpoint")
+        if self.stage == 1 and (self.ckpt or self.gaze_labels):
+            problems.append("--ckpt and --gaze-labels belong to --stage 2 (stage 1 resumes with --resume)")
+        for name in ("batch", "iters", "d_reg_every", "g_reg_every", "path_batch_shrink", "n_sample", "log_every", "fid_n"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 1")
+        for name in ("viz_every", "save_every", "fid_every", "keep"):
+            if getattr(self, name) < 0:
+                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 0 (0 = off)")
+        for name in ("lr", "r1_img", "r1_seg", "path_regularize", "lambda_mask", "d_gaze_mismatch"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                problems.append(f"--{_flag(name)} {value}: must be a finite number {'> 0' if name == 'lr' else '>= 0'}")
+        for name in ("mixing", "ema_decay", "unbroken_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be in [0, 1]")
+        if self.precision not in PRECISIONS:
+            problems.append(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+        if self.swap_check not in SWAP_CHECKS:
+            problems.append(f"--swap-check {self.swap_check}: choose one of {', '.join(SWAP_CHECKS)}")
+        if self.workers is not None and self.workers < 0:
+            problems.append(f"--workers {self.workers}: must be >= 0")
+        if problems:
+            raise UsageError("; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any], where: str) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**record)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def read_options(path: Path) -> dict[str, Any]:
+    """Options from a TOML file (or JSON, as `--nproc` hands them to its workers): top-level keys
+    named like the flags, with dashes or underscores."""
+    try:
+        with open(path, "rb") as handle:
+            raw = json.load(handle) if Path(path).suffix == ".json" else tomllib.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config {path}: not valid {'JSON' if Path(path).suffix == '.json' else 'TOML'} ({exc})") from None
+    options = {key.replace("-", "_"): value for key, value in raw.items()}
+    nested = [key for key, value in options.items() if isinstance(value, dict)]
+    if nested:
+        raise UsageError(f"--config {path}: tables ({', '.join(nested)}) are not options; write flat keys like batch = 8")
+    TrainConfig.from_dict(options, f"--config {path}")  # names checked here, values with the rest
+    return options
+
+
+def resolve(given: dict[str, Any], toml: dict[str, Any] | None = None, stored: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults < stored (resume) < TOML < given (non-None command-line options)."""
+    values: dict[str, Any] = {}
+    for layer in (stored or {}, toml or {}, {k: v for k, v in given.items() if v is not None}):
+        values.update(layer)
+    try:
+        config = TrainConfig.from_dict(values, "options")
+    except TypeError as exc:
+        raise UsageError(f"options: {exc}") from None
+    if stored:
+        changed = [name for name in FIXED_ON_RESUME if getattr(config, name) != stored.get(name)]
+        if changed:
+            detail = ", ".join(f"--{_flag(n)} {stored.get(n)!r} -> {getattr(config, n)!r}" for n in changed)
+            raise UsageError(f"a resumed run keeps its model and data stream; these differ from the run's config.json: {detail}")
+    return config.validate()
+
+
+def with_paths_absolute(config: TrainConfig) -> TrainConfig:
+    """Paths stored in config.json resolve from anywhere (a resumed run may start elsewhere)."""
+    updates = {}
+    for name in ("dataset", "checkpoint_dir", "inception", "inception_weights", "ckpt", "gaze_labels"):
+        value = getattr(config, name)
+        if value:
+            updates[name] = str(Path(value).expanduser().resolve())
+    return replace(config, **updates)

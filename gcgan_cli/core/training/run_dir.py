@@ -1,0 +1,111 @@
+"""A training run's folder: checkpoints, metrics, samples and the resolved config.
+
+    DIR/config.json              the resolved TrainConfig + model config (written at start)
+    DIR/checkpoints/NNNNNNN.pt   training state after N steps (atomic; --keep prunes the oldest)
+    DIR/metrics.jsonl            one JSON row per --log-every steps, FID rows, events
+    DIR/samples/NNNNNNN.png      sample grids from G_ema (fixed z and gazes)
+    DIR/tensorboard/             event files, when tensorboard is installed
+
+Which checkpoint is latest comes from the step stored inside it, not from parsing its name
+(reference bug 26); names only keep them sorted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from gcgan_cli.checkpoint import load_checkpoint
+from gcgan_cli.data.prep_dir import write_atomic, write_json_atomic
+from gcgan_cli.errors import CheckpointError, UsageError
+
+_NAME = re.compile(r"^(\d{7,})\.pt$")
+CHECKPOINT_KEYS = ("kind", "stage", "step", "config", "g", "d", "g_ema", "g_optim", "d_optim", "rng", "gaze_labels", "data")
+
+
+class RunDir:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.checkpoints = self.root / "checkpoints"
+        self.samples = self.root / "samples"
+        self.metrics = self.root / "metrics.jsonl"
+        self.config = self.root / "config.json"
+        self.tensorboard = self.root / "tensorboard"
+
+    def create(self) -> None:
+        for folder in (self.checkpoints, self.samples):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint_files(self) -> list[Path]:
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(p for p in self.checkpoints.iterdir() if _NAME.match(p.name))
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints / f"{step:07d}.pt"
+
+    def sample_path(self, step: int) -> Path:
+        return self.samples / f"{step:07d}.png"
+
+    def latest(self) -> dict:
+        """The newest checkpoint's contents, after removing temp files a killed save left."""
+        for stray in self.checkpoints.glob(".*.tmp") if self.checkpoints.is_dir() else []:
+            stray.unlink(missing_ok=True)
+        files = self.checkpoint_files()
+        if not files:
+            raise UsageError(f"--resume: {self.checkpoints} has no checkpoint to resume from; start without --resume")
+        record = load_checkpoint(files[-1], required=CHECKPOINT_KEYS)
+        if record.get("kind") != "gcgan-train":
+            raise CheckpointError(f"{files[-1]} is not a training checkpoint")
+        return record
+
+    def refuse_overwrite(self) -> None:
+        if self.checkpoint_files():
+            raise UsageError(f"--checkpoint-dir {self.root} already holds checkpoints: pass --resume to continue that run, or choose another folder")
+
+    def prune(self, keep: int) -> None:
+        if keep > 0:
+            for old in self.checkpoint_files()[:-keep]:
+                old.unlink(missing_ok=True)
+
+    def write_config(self, record: dict) -> None:
+        write_json_atomic(self.config, record)
+
+    def read_config(self) -> dict | None:
+        if not self.config.is_file():
+            return None
+        try:
+            return json.loads(self.config.read_text())
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{self.config} is not valid JSON ({exc}); restore it or start a new --checkpoint-dir") from None
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.metrics, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop rows after `step`: a resumed run rewrites them, so the file stays one history."""
+        if not self.metrics.is_file():
+            return
+        kept = [line for line in self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
+                if _row_step(line) is not None and _row_step(line) <= step]
+        write_atomic(self.metrics, "".join(kept).encode())
+
+
+def _row_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # a line cut short by a killed run
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl (complete lines only)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

@@ -1,0 +1,563 @@
+"""The GC-GAN training loops: stage 1 on a labelled DB (spec §5), stage 2 on an unlabelled DB
+from a stage-1 checkpoint (spec §6). One process per device; under torchrun, DDP.
+
+Each iteration i (0-based): D step; R1 when i % d_reg_every == 0; G step; path-length
+regularisation when i % g_reg_every == 0; EMA. Losses stay on the device and are averaged over
+the ranks only every `log_every` steps, where finiteness is also checked, so the inner loop has
+no host synchronisation. The UI reaches in only through `Hooks` (rank 0).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+import gcgan_cli
+from gcgan_cli.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from gcgan_cli.core.dataset import GazeMaskDataset
+from gcgan_cli.core.metrics.fid import Stats, fid
+from gcgan_cli.core.metrics.inception import load_fid_inception
+from gcgan_cli.core.metrics.inception_weights import locate_inception_weights
+from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
+from gcgan_cli.core.training import distributed as dist_utils
+from gcgan_cli.core.training import losses
+from gcgan_cli.core.training.config import TrainConfig
+from gcgan_cli.core.training.run_dir import CHECKPOINT_KEYS, RunDir
+from gcgan_cli.core.visualize import sample_grid
+from gcgan_cli.data import gaze_db
+from gcgan_cli.data.prep_dir import encode_png, write_atomic
+from gcgan_cli.device import resolve_device
+from gcgan_cli.errors import CheckpointError, DatasetError, TrainingDiverged, UsageError
+
+# DDP warns when a [1, N] weight's gradient arrives with strides other than its bucket's: for a
+# size-1 dimension the layouts are the same memory, nothing is lost.
+warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+
+
+@dataclass
+class Hooks:
+    """Callbacks for the UI; only rank 0 calls them (except should_stop, read on every rank)."""
+
+    on_start: Callable[[dict], None] = lambda info: None
+    on_step: Callable[[int], None] = lambda step: None
+    on_log: Callable[[dict], None] = lambda row: None
+    on_event: Callable[[str], None] = lambda message: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class TrainResult:
+    step: int
+    interrupted: bool
+    checkpoint: Path | None
+    last_row: dict = field(default_factory=dict)
+    fid: float | None = None
+    images: int = 0
+    seconds: float = 0.0
+
+
+def stage2_frozen(name: str, config: ModelConfig) -> bool:
+    """Spec §6.1: the local generators and the render convs up to the fusion resolution (32 and 64
+    px at ref256: convs 0-3) stay as stage 1 left them."""
+    frozen_levels = sum(1 for res in config.resolution_levels() if 2 * res <= config.coarse_size)
+    prefixes = ["local_nets."] + [f"render_net.convs.{i}." for i in range(2 * frozen_levels)]
+    return any(name.startswith(p) for p in prefixes)
+
+
+def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, hooks: Hooks | None = None, resume: bool = False):
+        self.hooks = hooks or Hooks()
+        self.world = dist_utils.from_environment()
+        self.device = self._device(config)
+        dist_utils.initialise(self.world, self.device)
+        self.run = RunDir(Path(config.checkpoint_dir))
+        self.config = config
+        self._set_precision()
+
+        resumed = self.run.latest() if resume else None
+        if not resume:
+            self.run.refuse_overwrite()
+        stage1 = self._stage1_checkpoint() if config.stage == 2 and resumed is None else None
+
+        stored = self._stored_model_config(resumed or stage1)
+        self.dataset = self._dataset(stored)
+        self.model_config = stored or self._model_config()
+        if self.dataset.class_names != self.model_config.class_names:
+            raise DatasetError(f"--dataset {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
+        self.gaze_labels = self._gaze_labels(resumed or stage1).to(self.device)
+
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        self.g = Generator(self.model_config).to(self.device)
+        self.d = Discriminator(self.model_config, gaze=config.stage == 1).to(self.device)
+        self.g_ema = copy.deepcopy(self.g).eval()
+        _set_requires_grad(self.g_ema, False)
+        self.g_pre: Generator | None = None
+        if config.stage == 2:
+            self.g_pre = Generator(self.model_config).to(self.device).eval()
+            source = resumed["g_pretrained"] if resumed else stage1["g"]
+            self.g_pre.load_state_dict(source)
+            _set_requires_grad(self.g_pre, False)
+            if stage1 is not None:  # a new stage 2: G from stage-1 G, G_ema from stage-1 G_ema, a fresh plain D
+                self.g.load_state_dict(stage1["g"])
+                self.g_ema.load_state_dict(stage1["g_ema"])
+            for name, p in self.g.named_parameters():
+                p.requires_grad_(not stage2_frozen(name, self.model_config))  # frozen: no grads at all (fixes bug 31)
+        g_ratio = config.g_reg_every / (config.g_reg_every + 1)
+        d_ratio = config.d_reg_every / (config.d_reg_every + 1)
+        self.g_params = [p for p in self.g.parameters() if p.requires_grad]
+        self.g_optim = torch.optim.Adam(self.g_params, lr=config.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
+        self.d_optim = torch.optim.Adam(self.d.parameters(), lr=config.lr * d_ratio, betas=(0.0, 0.99**d_ratio))
+        self.mean_path_length = torch.zeros((), device=self.device)
+        self.step = 0
+        if resumed is not None:
+            self._load_state(resumed)
+
+        self.g_train, self.d_train = (self._ddp(self.g), self._ddp(self.d)) if self.world.distributed else (self.g, self.d)
+
+        self.fid_stats, self.fid_network = self._fid_setup()
+        viz = torch.Generator().manual_seed(config.seed + 12_345)  # fixed z and gazes for every grid of the run
+        self.viz_z = torch.randn(config.n_sample, self.model_config.style_dim, generator=viz).to(self.device)
+        pick = torch.randint(len(self.gaze_labels), (config.n_sample,), generator=viz)
+        self.viz_gaze = self.gaze_labels.cpu()[pick].to(self.device)
+
+        if self.world.main:
+            self.run.create()
+            self.run.write_config({"train": config.to_dict(), "model": self.model_config.to_dict(),
+                                   "world_size": self.world.size, "total_batch": config.batch * self.world.size,
+                                   "gcgan_version": gcgan_cli.__version__})
+            if resumed is not None:
+                self.run.truncate_metrics(self.step)
+        self.tensorboard = self._tensorboard()
+        self.loader = self._loader()
+        if resumed is not None and self.world.rank < len(resumed["rng"]) and resumed["data"]["world_size"] == self.world.size:
+            restore_rng_state(resumed["rng"][self.world.rank])  # last: nothing above may draw from it
+        else:
+            self._seed_streams(config.seed * 7919 + self.world.rank + self.step)
+        self.window: dict[str, list[torch.Tensor]] = {}  # this log window's losses, on the device
+
+    # --- setup ---
+
+    def _device(self, config: TrainConfig) -> torch.device:
+        if self.world.distributed and config.device in ("auto", "cuda") and torch.cuda.is_available():
+            torch.cuda.set_device(self.world.local_rank)
+            return torch.device("cuda", self.world.local_rank)
+        return resolve_device(config.device)
+
+    def _set_precision(self) -> None:
+        precision, cuda = self.config.precision, self.device.type == "cuda"
+        if precision == "bf16" and not cuda:
+            raise UsageError("--precision bf16 runs on a CUDA GPU; on the CPU use fp32")
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+            torch.backends.cudnn.allow_tf32 = precision != "fp32"
+            torch.backends.cudnn.benchmark = not self.config.deterministic
+        if self.config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
+
+    def _ddp(self, module: torch.nn.Module) -> DistributedDataParallel:
+        """DDP without per-forward buffer syncs (the noise buffers are equal on every rank)."""
+        options = {"device_ids": [self.device.index] if self.device.type == "cuda" else None}
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+            options["forward_sync_buffers"] = False
+        else:
+            options["broadcast_buffers"] = False
+        return DistributedDataParallel(module, **options)
+
+    def _stage1_checkpoint(self) -> dict:
+        record = load_checkpoint(self.config.ckpt, map_location="cpu", required=CHECKPOINT_KEYS)
+        if record.get("kind") != "gcgan-train" or record["stage"] != 1:
+            raise CheckpointError(f"--ckpt {self.config.ckpt} is not a stage-1 training checkpoint")
+        return record
+
+    def _dataset(self, model: ModelConfig | None) -> GazeMaskDataset:
+        """The DB as training reads it: at the model's size and classes (a checkpoint's, else
+        --size / --seg-dim, else the preset's)."""
+        meta = gaze_db.read_meta(Path(self.config.dataset))
+        if self.config.stage == 1 and not meta.labelled:
+            raise DatasetError(f"--dataset {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)")
+        base = model or preset(self.config.preset)
+        seg_dim = model.seg_dim if model else self.config.seg_dim or min(meta.num_classes, base.seg_dim)
+        if seg_dim > meta.num_classes:
+            raise UsageError(f"--seg-dim {seg_dim}: the DB {self.config.dataset} has only {meta.num_classes} classes")
+        size = model.size if model else self.config.size or base.size
+        return GazeMaskDataset(self.config.dataset, seg_dim=seg_dim, resolution=size)
+
+    def _stored_model_config(self, source: dict | None) -> ModelConfig | None:
+        """The model of a checkpoint being resumed or (stage 2) started from; flags may not contradict it."""
+        if source is None:
+            return None
+        stored = ModelConfig.from_dict(source["config"]["model"])
+        given = {"size": self.config.size, "seg_dim": self.config.seg_dim, "residual_refine": self.config.residual_refine}
+        clash = [f"--{k.replace('_', '-')} {v}" for k, v in given.items()
+                 if v is not None and v != (stored.seg_dim if k == "seg_dim" else getattr(stored, k))]
+        if clash:
+            raise UsageError(f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, residual_refine {stored.residual_refine})")
+        return stored
+
+    def _model_config(self) -> ModelConfig:
+        overrides = {"size": self.dataset.resolution, "class_names": self.dataset.class_names}
+        if self.config.residual_refine is not None:
+            overrides["residual_refine"] = self.config.residual_refine
+        return preset(self.config.preset, **overrides)
+
+    def _gaze_labels(self, source: dict | None) -> torch.Tensor:
+        """The (pitch, yaw) set fake gazes are drawn from, float32 [N, 2]."""
+        if self.config.gaze_labels:
+            labels = torch.from_numpy(gaze_db.read_labels(Path(self.config.gaze_labels)))
+        elif source is not None:
+            labels = source["gaze_labels"].float()
+        else:
+            path = Path(self.config.dataset) / gaze_db.LABELS_FILE
+            labels = torch.from_numpy(gaze_db.read_labels(path))
+        if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) == 0 or not torch.isfinite(labels).all():
+            raise DatasetError(f"the gaze label set must be a finite float array [N, 2] (pitch, yaw), got shape {tuple(labels.shape)}")
+        return labels.float()
+
+    def _load_state(self, record: dict) -> None:
+        if record["stage"] != self.config.stage:
+            raise CheckpointError(f"the latest checkpoint in {self.run.checkpoints} is from stage {record['stage']}, not --stage {self.config.stage}")
+        self.g.load_state_dict(record["g"])
+        self.d.load_state_dict(record["d"])
+        self.g_ema.load_state_dict(record["g_ema"])
+        self.g_optim.load_state_dict(record["g_optim"])
+        self.d_optim.load_state_dict(record["d_optim"])
+        self.mean_path_length = record["mean_path_length"].to(self.device)
+        self.step = int(record["step"])
+
+    def _fid_setup(self) -> tuple[Stats | None, torch.nn.Module | None]:
+        if self.config.fid_every == 0:
+            return None, None
+        if not self.config.inception:
+            self._event("FID is off: no --inception statistics (make them with `gcgan inception DB`)")
+            return None, None
+        stats = Stats.load(Path(self.config.inception))
+        weights, _ = locate_inception_weights(self.config.inception_weights)
+        if weights is None:
+            self._event("FID is off: the FID Inception weights are not on this machine (see `gcgan inception --help`); training goes on")
+            return None, None
+        return stats, (load_fid_inception(weights, self.device) if self.world.main else None)
+
+    def _tensorboard(self):
+        if not self.world.main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is an optional extra
+            return None
+        return SummaryWriter(str(self.run.tensorboard), purge_step=self.step or None)
+
+    def _loader(self):
+        config = self.config
+        sampler = dist_utils.StreamSampler(len(self.dataset), config.batch, self.world, config.seed,
+                                           start=self.step * config.batch * self.world.size)
+        workers = config.workers if config.workers is not None else max(0, min(4, (os.cpu_count() or 1) // self.world.size - 1))
+        loader = DataLoader(self.dataset, batch_size=config.batch, sampler=sampler, num_workers=workers, drop_last=True,
+                            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                            generator=torch.Generator().manual_seed(config.seed))  # leaves the global RNG alone
+        return iter(loader)
+
+    def _seed_streams(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _event(self, message: str) -> None:
+        if self.world.main:
+            self.hooks.on_event(message)
+
+    # --- one iteration ---
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        item = next(self.loader)
+        image = item["image"].to(self.device, non_blocking=True)
+        mask = item["mask"].to(self.device, non_blocking=True).mul_(2).sub_(1)  # one-hot {0,1} -> the reference's {-1,+1}
+        gaze = item["gaze"].to(self.device, non_blocking=True) if self.config.stage == 1 else None
+        return image, mask, gaze
+
+    def _z(self, batch: int) -> torch.Tensor | list[torch.Tensor]:
+        dim = self.model_config.style_dim
+        if self.config.mixing > 0 and random.random() < self.config.mixing:
+            return [torch.randn(batch, dim, device=self.device), torch.randn(batch, dim, device=self.device)]
+        return torch.randn(batch, dim, device=self.device)
+
+    def _fake_gaze(self, batch: int) -> torch.Tensor:
+        return self.gaze_labels[torch.randint(len(self.gaze_labels), (batch,), device=self.device)]
+
+    def _record(self, **values: torch.Tensor) -> None:
+        for key, value in values.items():
+            self.window.setdefault(key, []).append(value.detach().float())
+
+    def _paired_masks(self, seg: torch.Tensor, seg_pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 2: the mask a fake image is judged with, and which samples were swapped.
+
+        The pretrained mask, except where the checked mask's unbroken class (iris) covers more
+        than `unbroken_fraction`: there the current G's own mask. `swap_check=pretrained` checks
+        the pretrained mask (our default: never pair with a broken target); `current` is the
+        reference, which checks the current mask and so drops the pull exactly when G breaks."""
+        class_id = self.model_config.class_names.index(self.config.unbroken_class)
+        checked = seg_pre if self.config.swap_check == "pretrained" else seg
+        broken = losses.broken_masks(checked.detach(), class_id, self.config.unbroken_fraction)
+        return torch.where(broken[:, None, None, None], seg, seg_pre), broken
+
+    def _d_step(self, real: torch.Tensor, mask: torch.Tensor, gaze: torch.Tensor | None) -> None:
+        config, batch = self.config, real.shape[0]
+        _set_requires_grad(self.d, True)
+        with torch.no_grad(), self.autocast():
+            z, fake_gaze = self._z(batch), self._fake_gaze(batch)
+            fake = self.g(z, fake_gaze)
+            fake_seg = fake.seg
+            if self.g_pre is not None:
+                fake_seg, broken = self._paired_masks(fake.seg, self.g_pre(z, fake_gaze).seg)
+                self._record(swapped=broken.float().mean())
+        with self.autocast():
+            cond = fake_gaze if config.stage == 1 else None
+            fake_pred = self.d_train(fake.image, fake_seg, cond)
+            real_pred = self.d_train(real, mask, gaze)
+            loss = losses.d_logistic(real_pred, fake_pred)
+            if config.d_gaze_mismatch > 0:
+                mismatch = torch.nn.functional.softplus(self.d_train(real, mask, self._fake_gaze(batch))).mean()
+                loss = loss + config.d_gaze_mismatch * mismatch
+                self._record(d_mismatch=mismatch)
+        self.d_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optim.step()
+        self._record(d=loss, real_score=real_pred.mean(), fake_score=fake_pred.mean())
+
+    def _r1_step(self, real: torch.Tensor, mask: torch.Tensor, gaze: torch.Tensor | None) -> None:
+        config = self.config
+        real, mask = real.detach().requires_grad_(True), mask.detach().requires_grad_(True)
+        pred = self.d_train(real, mask, gaze)
+        p_img, p_seg = losses.r1_penalties(pred, real, mask)
+        loss = (config.r1_img / 2 * p_img + config.r1_seg / 2 * p_seg) * config.d_reg_every + 0 * pred[0, 0]
+        self.d_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optim.step()
+        self._record(r1_img=p_img, r1_seg=p_seg)
+
+    def _g_step(self, batch: int) -> None:
+        config = self.config
+        _set_requires_grad(self.d, False)
+        with self.autocast():
+            z, fake_gaze = self._z(batch), self._fake_gaze(batch)
+            fake = self.g_train(z, fake_gaze)
+            mask_loss = losses.mask_consistency(fake.seg_coarse, fake.seg)
+            if self.g_pre is None:
+                pred = self.d(fake.image, fake.seg, fake_gaze)
+            else:  # stage 2: G_pre renders the current W+ (gradients reach the mapping through it, spec §6.2)
+                paired, _ = self._paired_masks(fake.seg, self.g_pre.synthesize(fake.latent, fake_gaze).seg)
+                pred = self.d(fake.image, paired)
+                pmask = torch.nn.functional.mse_loss(fake.seg, paired)
+                mask_loss = mask_loss + pmask
+                self._record(pmask=pmask)
+            adv = losses.g_nonsaturating(pred)
+            loss = adv + config.lambda_mask * mask_loss
+        self.g_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_optim.step()
+        self._record(g=adv, mask=mask_loss)
+
+    def _path_step(self, batch: int) -> None:
+        config = self.config
+        size = max(1, batch // config.path_batch_shrink)
+        with torch.no_grad():
+            latent = self.g.latent_of(torch.randn(size, self.model_config.style_dim, device=self.device))
+        latent.requires_grad_(True)
+        out = self.g_train(latent, self._fake_gaze(size), input_is_latent=True)
+        lengths = losses.path_lengths(out.image, latent)
+        penalty, new_mean = losses.path_penalty(lengths, self.mean_path_length)
+        # W+ is a leaf, so the mapping is outside this graph: a zero term keeps its parameters in
+        # it (DDP then needs no find_unused_parameters traversal on every step).
+        unused = sum(p.sum() for p in self.g.style.parameters() if p.requires_grad)
+        loss = config.path_regularize * config.g_reg_every * penalty + 0 * (out.image[0, 0, 0, 0] + out.seg[0, 0, 0, 0] + unused)
+        self.g_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_optim.step()
+        self.mean_path_length = dist_utils.mean_over_ranks(self.world, new_mean.detach())
+        self._record(path=penalty, path_length=self.mean_path_length)
+
+    @torch.no_grad()
+    def _ema(self) -> None:
+        weight = 1 - self.config.ema_decay
+        for p_ema, p in zip(self.g_ema.parameters(), self.g.parameters()):
+            p_ema.lerp_(p, weight)
+
+    def iteration(self) -> None:
+        """One training iteration at self.step (0-based), then step += 1."""
+        config, i = self.config, self.step
+        real, mask, gaze = self._batch()
+        self._d_step(real, mask, gaze)
+        if i % config.d_reg_every == 0:
+            self._r1_step(real, mask, gaze)
+        self._g_step(real.shape[0])
+        if config.path_regularize > 0 and i % config.g_reg_every == 0:
+            self._path_step(real.shape[0])
+        self._ema()
+        self.step += 1
+
+    # --- observation ---
+
+    def _window_means(self) -> dict[str, float]:
+        """Means over the steps since the last log, averaged over ranks (one sync)."""
+        keys = sorted(self.window)
+        if not keys:
+            return {}
+        means = torch.stack([torch.stack(self.window[k]).mean() for k in keys])
+        return dict(zip(keys, dist_utils.mean_over_ranks(self.world, means).cpu().tolist()))
+
+    def _check_finite(self, values: dict[str, float]) -> None:
+        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+        if bad:
+            if self.world.main:
+                self.run.append_metrics({"step": self.step, "event": "diverged", "nonfinite": bad})
+            files = self.run.checkpoint_files()
+            last = f"the last good checkpoint is {files[-1]}" if files else "no checkpoint was written before it"
+            raise TrainingDiverged(f"training diverged: {', '.join(bad)} became non-finite by step {self.step}; "
+                                   f"stopped without saving; {last} (resume with --resume, perhaps with a lower --lr)")
+
+    def _log(self) -> dict:
+        values = self._window_means()
+        self._check_finite(values)
+        self.window.clear()
+        now = time.perf_counter()
+        elapsed, steps = now - self._clock[0], self.step - self._clock[1]
+        self._clock = (now, self.step)
+        images = steps * self.config.batch * self.world.size
+        row = {"step": self.step, "kimg": round(self.step * self.config.batch * self.world.size / 1000, 4),
+               **values,
+               "sec_per_step": round(elapsed / max(steps, 1), 5), "img_per_s": round(images / max(elapsed, 1e-9), 3)}
+        if self.world.main:
+            self.run.append_metrics(row)
+            if self.tensorboard is not None:
+                for key, value in values.items():
+                    self.tensorboard.add_scalar(f"train/{key}", value, self.step)
+            self.hooks.on_log(row)
+        return row
+
+    def _random_noise(self, batch: int, generator: torch.Generator) -> list[torch.Tensor]:
+        return [torch.randn(batch, 1, *n.shape[2:], generator=generator).to(self.device) for n in self.g.render_net.fixed_noise()]
+
+    @torch.no_grad()
+    def sample_grid(self) -> np.ndarray:
+        """G_ema at the run's fixed z and gazes, fixed noise: image (gaze arrow) | mask pairs."""
+        out = self.g_ema(self.viz_z, self.viz_gaze, randomize_noise=False)
+        return sample_grid(out.image, out.seg, self.viz_gaze)
+
+    def _visualise(self) -> None:
+        if not self.world.main:
+            return
+        grid = self.sample_grid()
+        write_atomic(self.run.sample_path(self.step), encode_png(grid))
+        if self.tensorboard is not None:
+            self.tensorboard.add_image("samples", grid, self.step, dataformats="HWC")
+
+    @torch.no_grad()
+    def _fid(self) -> float | None:
+        value = None
+        if self.world.main:
+            generator = torch.Generator().manual_seed(self.config.seed + 777)  # the same draws at every evaluation
+
+            def images(batch: int) -> torch.Tensor:
+                z = torch.randn(batch, self.model_config.style_dim, generator=generator).to(self.device)
+                gaze = self.gaze_labels.cpu()[torch.randint(len(self.gaze_labels), (batch,), generator=generator)].to(self.device)
+                return self.g_ema(z, gaze, noise=self._random_noise(batch, generator)).image
+
+            value = fid(images, self.fid_stats, self.fid_network, self.config.fid_n, max(self.config.batch, 16), self.device)
+            self.run.append_metrics({"step": self.step, "fid": value})
+            if self.tensorboard is not None:
+                self.tensorboard.add_scalar("metrics/fid", value, self.step)
+            self._event(f"step {self.step}: FID {value:.2f} ({self.config.fid_n} samples)")
+        dist_utils.barrier(self.world)  # the other ranks wait rather than run ahead (reference bug 27)
+        return value
+
+    def save(self) -> Path:
+        """Write the training state at self.step (rank 0 writes; every rank gives its RNG state)."""
+        rng = dist_utils.gather_objects(self.world, capture_rng_state())
+        path = self.run.checkpoint_path(self.step)
+        if self.world.main:
+            payload = {"kind": "gcgan-train", "stage": self.config.stage, "step": self.step,
+                       "config": {"train": self.config.to_dict(), "model": self.model_config.to_dict()},
+                       "g": self.g.state_dict(), "d": self.d.state_dict(), "g_ema": self.g_ema.state_dict(),
+                       "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
+                       "mean_path_length": self.mean_path_length.detach().cpu(), "rng": rng,
+                       "gaze_labels": self.gaze_labels.cpu(),
+                       "data": {"position": self.step * self.config.batch * self.world.size, "seed": self.config.seed,
+                                "world_size": self.world.size, "batch": self.config.batch},
+                       "gcgan_version": gcgan_cli.__version__}
+            if self.g_pre is not None:
+                payload["g_pretrained"] = self.g_pre.state_dict()
+            save_checkpoint(path, payload)
+            self.run.prune(self.config.keep)
+            self._event(f"step {self.step}: checkpoint {path}")
+        dist_utils.barrier(self.world)
+        return path
+
+    # --- the loop ---
+
+    def train(self) -> TrainResult:
+        config, start_step = self.config, self.step
+        self._event_start()
+        started = time.perf_counter()
+        self._clock = (started, self.step)
+        interrupted, checkpoint, row, fid_value, saved_at = False, None, {}, None, None
+        try:
+            while self.step < config.iters:
+                if dist_utils.any_rank(self.world, self.hooks.should_stop()):
+                    interrupted = True
+                    break
+                self.iteration()
+                if self.world.main:
+                    self.hooks.on_step(self.step)
+                if self.step % config.log_every == 0:
+                    row = self._log()
+                if config.viz_every and self.step % config.viz_every == 0:
+                    self._visualise()
+                if self.fid_stats is not None and self.step % config.fid_every == 0:
+                    fid_value = self._fid()
+                if config.save_every and self.step % config.save_every == 0 and self.step < config.iters:
+                    self._check_finite(self._window_means())
+                    checkpoint, saved_at = self.save(), self.step
+            if self.step > start_step and saved_at != self.step:
+                self._check_finite(self._window_means())
+                checkpoint = self.save()
+                if not interrupted and config.viz_every and self.step % config.viz_every:
+                    self._visualise()
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        seconds = time.perf_counter() - started
+        return TrainResult(self.step, interrupted, checkpoint, row, fid_value,
+                           (self.step - start_step) * config.batch * self.world.size, seconds)
+
+    def _event_start(self) -> None:
+        if self.world.main:
+            self.hooks.on_start({"step": self.step, "iters": self.config.iters, "stage": self.config.stage,
+                                 "device": str(self.device), "world_size": self.world.size,
+                                 "total_batch": self.config.batch * self.world.size, "records": len(self.dataset),
+                                 "labels": len(self.gaze_labels), "model": self.model_config,
+                                 "g_params": sum(p.numel() for p in self.g.parameters()),
+                                 "g_trainable": sum(p.numel() for p in self.g_params),
+                                 "d_params": sum(p.numel() for p in self.d.parameters()),
+                                 "fid": self.fid_stats is not None})
+
+    def close(self) -> None:
+        dist_utils.shutdown(self.world)
