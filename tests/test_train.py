@@ -263,6 +263,27 @@ def test_sigint_saves_a_checkpoint_and_exits_130(data, tmp_path):
     assert step >= 1 and files[0].name == f"{step:07d}.pt"
 
 
+def test_kill_9_never_leaves_a_broken_checkpoint_and_the_run_resumes(data, tmp_path):
+    """Saving every step, a SIGKILL lands mid-save sooner or later: only whole files may remain."""
+    run = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--dataset", str(data / "db"),
+                                "--checkpoint-dir", str(run), *TINY, "--iters", "100000", "--save-every", "1",
+                                "--keep", "3", "--viz-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").is_dir() else []) < 3:
+        time.sleep(0.05)
+    time.sleep(0.37)
+    process.kill()
+    process.wait(timeout=60)
+    files = sorted((run / "checkpoints").glob("*.pt"))
+    assert 1 <= len(files) <= 3  # --keep 3
+    steps = [load_checkpoint(f)["step"] for f in files]
+    assert steps == [int(f.stem) for f in files]
+    assert train("--checkpoint-dir", run, "--resume", "--iters", steps[-1] + 2, "--save-every", "0") == 0
+    assert load_checkpoint(run / "checkpoints" / f"{steps[-1] + 2:07d}.pt")["step"] == steps[-1] + 2
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
 def test_trainer_stops_when_asked_and_resumes(data, tmp_path):
     config = resolve({"dataset": str(data / "db"), "checkpoint_dir": str(tmp_path / "run"), "preset": "tiny", "workers": 0,
                       "iters": 10, "log_every": 1, "viz_every": 0})
@@ -305,3 +326,12 @@ def test_user_mistakes_are_one_line_errors(data, stage1, tmp_path, run_cli):
         code, _, err = run_cli("train", *args)
         assert code == 2 and expected in err and "Traceback" not in err, (args, err)
         assert len(err.strip().splitlines()) <= 3, err
+
+
+def test_the_stage2_freeze_set_at_ref256_leaves_the_reference_count_trainable():
+    config = ModelConfig()
+    g = Generator(config)
+    trainable = sum(p.numel() for name, p in g.named_parameters() if not stage2_frozen(name, config))
+    assert trainable == 5_512_872  # spec §6.1
+    frozen_render = {".".join(n.split(".")[:3]) for n, _ in g.named_parameters() if stage2_frozen(n, config) and n.startswith("render")}
+    assert frozen_render == {f"render_net.convs.{i}" for i in range(4)}

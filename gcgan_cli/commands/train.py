@@ -60,7 +60,7 @@ def train_command(
     unbroken_fraction: Annotated[float | None, typer.Option(help="Stage 2: a mask is broken when that class covers more than this fraction. [default: 10000/65536]")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, data order and sampling (rank r draws from seed + r). [default: 0]")] = None,
     precision: Annotated[str | None, typer.Option(help=f"{'|'.join(PRECISIONS)}: bf16 autocasts the main passes on CUDA (the regularisers stay fp32); tf32 allows TF32 matmuls. [default: fp32]")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", help="DataLoader workers per process (default: cores / processes - 1, at most 4).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", help="DataLoader workers per process (default: on CUDA cores / processes - 1, at most 4; on the CPU 0, which leaves the cores to the math).")] = None,
     deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="Deterministic algorithms (a resumed run repeats an unbroken one exactly).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Options from a TOML file (flat keys named like the flags); flags given here win.")] = None,

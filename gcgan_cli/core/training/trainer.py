@@ -270,7 +270,9 @@ class Trainer:
         config = self.config
         sampler = dist_utils.StreamSampler(len(self.dataset), config.batch, self.world, config.seed,
                                            start=self.step * config.batch * self.world.size)
-        workers = config.workers if config.workers is not None else max(0, min(4, (os.cpu_count() or 1) // self.world.size - 1))
+        workers = config.workers
+        if workers is None:  # on the CPU a worker process would take cores from the training math itself
+            workers = max(0, min(4, (os.cpu_count() or 1) // self.world.size - 1)) if self.device.type == "cuda" else 0
         loader = DataLoader(self.dataset, batch_size=config.batch, sampler=sampler, num_workers=workers, drop_last=True,
                             pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
                             generator=torch.Generator().manual_seed(config.seed))  # leaves the global RNG alone
