@@ -289,9 +289,13 @@ def test_trainer_stops_when_asked_and_resumes(data, tmp_path):
                       "iters": 10, "log_every": 1, "viz_every": 0})
     steps = []
     hooks = Hooks(on_step=steps.append, should_stop=lambda: len(steps) >= 3)
-    result = Trainer(config, hooks).train()
+    trainer = Trainer(config, hooks)
+    result = trainer.train()
+    trainer.close()
     assert result.interrupted and result.step == 3 and result.checkpoint.name == "0000003.pt"
-    result = Trainer(config, Hooks(), resume=True).train()
+    trainer = Trainer(config, Hooks(), resume=True)
+    result = trainer.train()
+    trainer.close()
     assert not result.interrupted and result.step == 10
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == list(range(1, 11))
 

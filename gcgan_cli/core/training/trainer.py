@@ -169,6 +169,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
             torch.backends.cudnn.allow_tf32 = precision != "fp32"
             torch.backends.cudnn.benchmark = not self.config.deterministic
+        self._was_deterministic = torch.are_deterministic_algorithms_enabled()
         if self.config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -562,4 +563,6 @@ class Trainer:
                                  "fid": self.fid_stats is not None})
 
     def close(self) -> None:
+        """Leave the process as it was: the process group, the deterministic-algorithms switch."""
         dist_utils.shutdown(self.world)
+        torch.use_deterministic_algorithms(self._was_deterministic)
