@@ -77,6 +77,12 @@ def stage2_frozen(name: str, config: ModelConfig) -> bool:
     return any(name.startswith(p) for p in prefixes)
 
 
+def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -341,9 +347,7 @@ class Trainer:
                 mismatch = torch.nn.functional.softplus(self.d_train(real, mask, self._fake_gaze(batch))).mean()
                 loss = loss + config.d_gaze_mismatch * mismatch
                 self._record(d_mismatch=mismatch)
-        self.d_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.d_optim.step()
+        _update(self.d_optim, loss)
         self._record(d=loss, real_score=real_pred.mean(), fake_score=fake_pred.mean())
 
     def _r1_step(self, real: torch.Tensor, mask: torch.Tensor, gaze: torch.Tensor | None) -> None:
@@ -352,9 +356,7 @@ class Trainer:
         pred = self.d_train(real, mask, gaze)
         p_img, p_seg = losses.r1_penalties(pred, real, mask)
         loss = (config.r1_img / 2 * p_img + config.r1_seg / 2 * p_seg) * config.d_reg_every + 0 * pred[0, 0]
-        self.d_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.d_optim.step()
+        _update(self.d_optim, loss)
         self._record(r1_img=p_img, r1_seg=p_seg)
 
     def _g_step(self, batch: int) -> None:
@@ -374,9 +376,7 @@ class Trainer:
                 self._record(pmask=pmask)
             adv = losses.g_nonsaturating(pred)
             loss = adv + config.lambda_mask * mask_loss
-        self.g_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.g_optim.step()
+        _update(self.g_optim, loss)
         self._record(g=adv, mask=mask_loss)
 
     def _path_step(self, batch: int) -> None:
@@ -392,9 +392,7 @@ class Trainer:
         # it (DDP then needs no find_unused_parameters traversal on every step).
         unused = sum(p.sum() for p in self.g.style.parameters() if p.requires_grad)
         loss = config.path_regularize * config.g_reg_every * penalty + 0 * (out.image[0, 0, 0, 0] + out.seg[0, 0, 0, 0] + unused)
-        self.g_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.g_optim.step()
+        _update(self.g_optim, loss)
         self.mean_path_length = dist_utils.mean_over_ranks(self.world, new_mean.detach())
         self._record(path=penalty, path_length=self.mean_path_length)
 
