@@ -13,6 +13,8 @@ from gcgan_cli.commands import segment
 from gcgan_cli.commands.doctor import doctor
 from gcgan_cli.commands.inception import inception_command
 from gcgan_cli.commands.pack import pack_command
+from gcgan_cli.commands.interpolate import interpolate_command
+from gcgan_cli.commands.sample import sample_command
 from gcgan_cli.commands.train import train_command
 from gcgan_cli.console import err_console
 from gcgan_cli.errors import GcganError
@@ -63,6 +65,8 @@ app.add_typer(segment.app, name="segment")
 app.command("pack")(pack_command)
 app.command("inception")(inception_command)
 app.command("train")(train_command)
+app.command("sample")(sample_command)
+app.command("interpolate")(interpolate_command)
 app.command("doctor")(doctor)
 
 

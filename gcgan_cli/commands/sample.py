@@ -1,0 +1,126 @@
+"""`gcgan sample`: gaze-annotated face images with their masks (and latents) from a checkpoint,
+written as a folder that `gcgan pack` and `gcgan gaze` read as a dataset (samples.jsonl)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+
+from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
+from gcgan_cli.commands.options import DeviceOpt
+from gcgan_cli.console import console
+from gcgan_cli.core.synthesis import gaze_grid, load_generator, render, truncated_latents, truncation_centre
+from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
+from gcgan_cli.data.contact_sheet import tile
+from gcgan_cli.data.gaze_db import read_labels
+from gcgan_cli.data.masks import colorize
+from gcgan_cli.data.pack_inputs import SAMPLES
+from gcgan_cli.data.prep_dir import encode_png, write_atomic
+from gcgan_cli.errors import UsageError
+
+SHEET = "contact_sheet.png"
+SHEET_MAX = 64  # samples shown on the contact sheet
+
+
+def sample_command(
+    ckpt: Annotated[Path, typer.Argument(help="A checkpoint from `gcgan train` (stage 1 or 2).")],
+    outdir: Annotated[Path, typer.Option("--outdir", "-o", help="Folder for the samples and samples.jsonl.")] = Path("results"),
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 8,
+    batch: Annotated[int, typer.Option(min=1, help="Samples per forward pass.")] = 32,
+    truncation: Annotated[float, typer.Option(min=0.0, max=1.0, help="psi: w <- w_bar + psi (w - w_bar); 1 = none.")] = 0.7,
+    gaze_labels: Annotated[Path | None, typer.Option(help="Draw gazes from this label set (.npy [N, 2] or .json) instead of the checkpoint's.")] = None,
+    gaze: Annotated[str | None, typer.Option(help="One gaze for every sample: PITCH,YAW in radians.")] = None,
+    gaze_grid_rows: Annotated[int | None, typer.Option("--gaze-grid", min=1, help="Cycle through an R x R grid over the training gaze range (5th-95th percentiles).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of z and of the gazes drawn.")] = 0,
+    save_latent: Annotated[bool, typer.Option("--save-latent", help="Also write NNNNNN_latent.npy: the truncated compact W+ [rows, style_dim] float32 (see README).")] = False,
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use G_ema (default) or the raw G.")] = True,
+    sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help=f"Write {SHEET}: the first {SHEET_MAX} samples with gaze arrows beside their masks.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the samples of an earlier run in --outdir.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Sample gaze-conditioned images with their part masks from a training checkpoint.
+
+    Per sample: NNNNNN.png (RGB), NNNNNN_mask.png (class ids), NNNNNN_mask_color.png, optionally NNNNNN_latent.npy; one samples.jsonl makes the folder a gaze dataset for `gcgan pack` and `gcgan gaze`. The same checkpoint, seed and options give the same images.
+    """
+    chosen = [name for name, value in (("--gaze", gaze), ("--gaze-grid", gaze_grid_rows), ("--gaze-labels", gaze_labels)) if value is not None]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)}: choose one way to set the gazes")
+    manifest = outdir / SAMPLES
+    if manifest.exists() and not overwrite:
+        raise UsageError(f"--outdir {outdir} already holds samples ({SAMPLES}); pass --overwrite or choose another folder")
+    loaded = load_generator(ckpt, device, ema)
+    gazes = _gazes(loaded.gaze_labels, n, seed, gaze, gaze_grid_rows, gaze_labels).to(device)
+    generator = loaded.generator
+    z = torch.randn(n, loaded.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    centre = truncation_centre(generator, seed)
+    outdir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        manifest.unlink(missing_ok=True)
+    stop_on_sigterm()
+    rows, shown = [], []
+    start = time.perf_counter()
+    with progress_bar("sample") as progress:
+        bar = progress.add_task("", total=n)
+        latents = torch.cat([truncated_latents(generator, z[i : i + batch], truncation, centre) for i in range(0, n, batch)])
+        for first, out in zip(range(0, n, batch), render(generator, latents, gazes, batch)):
+            images, masks = to_uint8(out.image), class_ids(out.seg)
+            for j, (image, mask) in enumerate(zip(images, masks)):
+                i = first + j
+                pitch, yaw = (float(v) for v in gazes[i].cpu())
+                row = {"image": f"{i:06d}.png", "mask": f"{i:06d}_mask.png", "mask_color": f"{i:06d}_mask_color.png",
+                       "pitch": pitch, "yaw": yaw, "name": f"{i:06d}", "index": i, "seed": seed, "truncation": truncation,
+                       "checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema}
+                write_atomic(outdir / row["image"], encode_png(image))
+                write_atomic(outdir / row["mask"], encode_png(mask))
+                write_atomic(outdir / row["mask_color"], encode_png(colorize(mask)))
+                if save_latent:
+                    row["latent"] = f"{i:06d}_latent.npy"
+                    _save_npy(outdir / row["latent"], latents[i].cpu().numpy())
+                rows.append(row)
+                if sheet and len(shown) < SHEET_MAX:
+                    shown.append(np.concatenate([draw_gaze_arrow(image, pitch, yaw), colorize(mask)], axis=1))
+            progress.advance(bar, len(images))
+    elapsed = time.perf_counter() - start
+    write_atomic(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode())  # last: the folder is complete
+    if shown:
+        write_atomic(outdir / SHEET, encode_png(tile(shown, math.ceil(math.sqrt(len(shown))))))
+    table = summary_table("gcgan sample")
+    table.add_row("checkpoint", f"{ckpt} (step {loaded.step}, {'G_ema' if ema else 'G'}, sha256 {loaded.sha256[:12]})")
+    table.add_row("samples", f"{n} at {loaded.config.size}x{loaded.config.size}, {loaded.config.seg_dim} classes, truncation {truncation}")
+    table.add_row("gazes", chosen[0] if chosen else "drawn from the checkpoint's training label set")
+    table.add_row("time", f"{elapsed:.1f} s, {n / elapsed:.1f} img/s on {device}, batch {batch}")
+    table.add_row("manifest", str(manifest))
+    if shown:
+        table.add_row("contact sheet", str(outdir / SHEET))
+    console.print(table)
+
+
+def _gazes(labels: torch.Tensor, n: int, seed: int, fixed: str | None, grid_rows: int | None, label_file: Path | None) -> torch.Tensor:
+    """[n, 2] (pitch, yaw) per sample."""
+    if fixed is not None:
+        try:
+            pitch, yaw = (float(v) for v in fixed.split(","))
+        except ValueError:
+            raise UsageError(f"--gaze {fixed!r}: expected PITCH,YAW in radians, e.g. --gaze -0.1,0.25") from None
+        return torch.tensor([[pitch, yaw]]).repeat(n, 1)
+    if label_file is not None:
+        labels = torch.from_numpy(read_labels(label_file)).float()
+    if grid_rows is not None:
+        grid = gaze_grid(labels, grid_rows)
+        return grid[torch.arange(n) % len(grid)]
+    pick = torch.randint(len(labels), (n,), generator=torch.Generator().manual_seed(seed + 1))
+    return labels[pick]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array.astype(np.float32), allow_pickle=False)
+    write_atomic(path, buffer.getvalue())
