@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import imageio.v2 as imageio
 import numpy as np
 import torch
 import typer
@@ -15,10 +14,7 @@ import typer
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
-from gcgan_cli.core.synthesis import (component_path, component_rows, gaze_sweep, load_generator, render,
-                                      truncated_latents, truncation_centre)
-from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
-from gcgan_cli.data.masks import colorize
+from gcgan_cli.core.synthesis import component_rows, load_generator, write_animations
 from gcgan_cli.data.pack_inputs import SAMPLES
 from gcgan_cli.errors import DatasetError, UsageError
 
@@ -44,32 +40,19 @@ def interpolate_command(
     --component gaze keeps the latent and sweeps pitch and yaw around the training range. Frame 0 is the sampled image itself. Writes NN_name.gif (and .mp4 when imageio-ffmpeg is installed).
     """
     loaded = load_generator(ckpt, device, ema)
-    config, generator = loaded.config, loaded.generator
-    names = list(config.class_names) + ["gaze"] if component == "all" else [component]
+    names = list(loaded.config.class_names) + ["gaze"] if component == "all" else [component]
     for name in names:
         if name != "gaze":
-            component_rows(config, name)  # a wrong name fails before any work
-    base = _read_latent(latent, config).to(device)
+            component_rows(loaded.config, name)  # a wrong name fails before any work
+    base = _read_latent(latent, loaded.config)
     base_gaze = _base_gaze(latent, gaze, loaded.gaze_labels)
     outdir.mkdir(parents=True, exist_ok=True)
     stop_on_sigterm()
-    written, start = [], time.perf_counter()
-    z = torch.randn(keyframes - 1, config.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    others = truncated_latents(generator, z, truncation, truncation_centre(generator, seed))
+    start = time.perf_counter()
     with progress_bar("interpolate") as progress:
         bar = progress.add_task("", total=len(names) * frames)
-        for index, name in enumerate(names):
-            progress.update(bar, description=name)
-            if name == "gaze":
-                latents, gazes = base[None].repeat(frames, 1, 1), gaze_sweep(loaded.gaze_labels, frames)
-            else:
-                latents = component_path(base, component_rows(config, name), others, frames)
-                gazes = torch.tensor(base_gaze).repeat(frames, 1)
-            pictures = []
-            for first, out in zip(range(0, frames, batch), render(generator, latents, gazes.to(device), batch)):
-                pictures += _frames(out, gazes[first : first + batch], with_mask, arrows=name == "gaze")
-                progress.advance(bar, len(out.image))
-            written += _write_animation(outdir / f"{index:02d}_{name}", pictures, fps)
+        written = write_animations(loaded, base, base_gaze, names, outdir, frames, keyframes, truncation, batch, seed, fps,
+                                   with_mask, on_advance=lambda name, k: progress.update(bar, description=name, advance=k))
     elapsed = time.perf_counter() - start
     table = summary_table("gcgan interpolate")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step})")
@@ -110,33 +93,3 @@ def _base_gaze(latent: Path, given: str | None, labels: torch.Tensor) -> tuple[f
                 return float(row["pitch"]), float(row["yaw"])
     pitch, yaw = labels.median(dim=0).values.tolist()
     return pitch, yaw
-
-
-def _frames(out, gazes: torch.Tensor, with_mask: bool, arrows: bool) -> list[np.ndarray]:
-    images, masks = to_uint8(out.image), class_ids(out.seg)
-    pictures = []
-    for image, mask, (pitch, yaw) in zip(images, masks, gazes.tolist()):
-        if arrows:
-            image = draw_gaze_arrow(image, pitch, yaw, length=image.shape[1] / 3)
-        pictures.append(np.concatenate([image, colorize(mask)], axis=1) if with_mask else image)
-    return pictures
-
-
-def _write_animation(stem: Path, pictures: list[np.ndarray], fps: float) -> list[Path]:
-    """stem.gif (looping), plus stem.mp4 when imageio-ffmpeg is there; written then renamed."""
-    written = []
-    gif = stem.with_suffix(".gif")
-    tmp = gif.with_name(f".{gif.name}.tmp")
-    imageio.mimsave(tmp, pictures, format="GIF", duration=1000 / fps, loop=0)
-    tmp.replace(gif)
-    written.append(gif)
-    try:
-        import imageio_ffmpeg  # noqa: F401  (optional)
-    except ImportError:
-        return written
-    mp4 = stem.with_suffix(".mp4")
-    tmp = mp4.with_name(f".{mp4.stem}.tmp.mp4")
-    imageio.mimsave(tmp, pictures, fps=fps, macro_block_size=1)
-    tmp.replace(mp4)
-    written.append(mp4)
-    return written

@@ -3,31 +3,20 @@ written as a folder that `gcgan pack` and `gcgan gaze` read as a dataset (sample
 
 from __future__ import annotations
 
-import io
-import json
-import math
 import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import torch
 import typer
 
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
-from gcgan_cli.core.synthesis import gaze_grid, load_generator, render, truncated_latents, truncation_centre
-from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
-from gcgan_cli.data.contact_sheet import tile
+from gcgan_cli.core.synthesis import SHEET, SHEET_MAX, gaze_grid, load_generator, write_samples
 from gcgan_cli.data.gaze_db import read_labels
-from gcgan_cli.data.masks import colorize
 from gcgan_cli.data.pack_inputs import SAMPLES
-from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.errors import UsageError
-
-SHEET = "contact_sheet.png"
-SHEET_MAX = 64  # samples shown on the contact sheet
 
 
 def sample_command(
@@ -57,48 +46,24 @@ def sample_command(
     if manifest.exists() and not overwrite:
         raise UsageError(f"--outdir {outdir} already holds samples ({SAMPLES}); pass --overwrite or choose another folder")
     loaded = load_generator(ckpt, device, ema)
-    gazes = _gazes(loaded.gaze_labels, n, seed, gaze, gaze_grid_rows, gaze_labels).to(device)
-    generator = loaded.generator
-    z = torch.randn(n, loaded.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    centre = truncation_centre(generator, seed)
+    gazes = _gazes(loaded.gaze_labels, n, seed, gaze, gaze_grid_rows, gaze_labels)
     outdir.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        manifest.unlink(missing_ok=True)
+    manifest.unlink(missing_ok=True)  # until the new one is written, the folder is not a finished sample set
     stop_on_sigterm()
-    rows, shown = [], []
     start = time.perf_counter()
     with progress_bar("sample") as progress:
         bar = progress.add_task("", total=n)
-        latents = torch.cat([truncated_latents(generator, z[i : i + batch], truncation, centre) for i in range(0, n, batch)])
-        for first, out in zip(range(0, n, batch), render(generator, latents, gazes, batch)):
-            images, masks = to_uint8(out.image), class_ids(out.seg)
-            for j, (image, mask) in enumerate(zip(images, masks)):
-                i = first + j
-                pitch, yaw = (float(v) for v in gazes[i].cpu())
-                row = {"image": f"{i:06d}.png", "mask": f"{i:06d}_mask.png", "mask_color": f"{i:06d}_mask_color.png",
-                       "pitch": pitch, "yaw": yaw, "name": f"{i:06d}", "index": i, "seed": seed, "truncation": truncation,
-                       "checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema}
-                write_atomic(outdir / row["image"], encode_png(image))
-                write_atomic(outdir / row["mask"], encode_png(mask))
-                write_atomic(outdir / row["mask_color"], encode_png(colorize(mask)))
-                if save_latent:
-                    row["latent"] = f"{i:06d}_latent.npy"
-                    _save_npy(outdir / row["latent"], latents[i].cpu().numpy())
-                rows.append(row)
-                if sheet and len(shown) < SHEET_MAX:
-                    shown.append(np.concatenate([draw_gaze_arrow(image, pitch, yaw), colorize(mask)], axis=1))
-            progress.advance(bar, len(images))
+        write_samples(loaded, outdir, gazes, seed, truncation, batch, save_latent, sheet,
+                      {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
+                      on_advance=lambda k: progress.advance(bar, k))
     elapsed = time.perf_counter() - start
-    write_atomic(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode())  # last: the folder is complete
-    if shown:
-        write_atomic(outdir / SHEET, encode_png(tile(shown, math.ceil(math.sqrt(len(shown))))))
     table = summary_table("gcgan sample")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step}, {'G_ema' if ema else 'G'}, sha256 {loaded.sha256[:12]})")
     table.add_row("samples", f"{n} at {loaded.config.size}x{loaded.config.size}, {loaded.config.seg_dim} classes, truncation {truncation}")
     table.add_row("gazes", chosen[0] if chosen else "drawn from the checkpoint's training label set")
     table.add_row("time", f"{elapsed:.1f} s, {n / elapsed:.1f} img/s on {device}, batch {batch}")
     table.add_row("manifest", str(manifest))
-    if shown:
+    if sheet:
         table.add_row("contact sheet", str(outdir / SHEET))
     console.print(table)
 
@@ -118,9 +83,3 @@ def _gazes(labels: torch.Tensor, n: int, seed: int, fixed: str | None, grid_rows
         return grid[torch.arange(n) % len(grid)]
     pick = torch.randint(len(labels), (n,), generator=torch.Generator().manual_seed(seed + 1))
     return labels[pick]
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array.astype(np.float32), allow_pickle=False)
-    write_atomic(path, buffer.getvalue())

@@ -10,19 +10,30 @@ its gaze reproduce the sample exactly.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import io
+import json
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 import scipy.interpolate
 import torch
 
 from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.core.model import Generator, GeneratorOutput, ModelConfig
+from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
+from gcgan_cli.data.contact_sheet import tile
+from gcgan_cli.data.masks import colorize
+from gcgan_cli.data.pack_inputs import SAMPLES
+from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.errors import CheckpointError, UsageError
 
 TRUNCATION_SAMPLES = 10_000  # z codes averaged for the truncation centre (the reference's)
+SHEET = "contact_sheet.png"
+SHEET_MAX = 64  # samples shown on the contact sheet
 
 
 @dataclass
@@ -117,3 +128,81 @@ def component_path(base: torch.Tensor, rows: list[int], others: torch.Tensor, fr
     path = base[None].repeat(frames, 1, 1)
     path[:, rows] = moving
     return path
+
+
+def write_samples(loaded: LoadedGenerator, outdir: Path, gazes: torch.Tensor, seed: int, truncation: float, batch: int,
+                  save_latent: bool, sheet: bool, provenance: dict, on_advance: Callable[[int], None] = lambda k: None) -> list[dict]:
+    """Render len(gazes) samples into `outdir` (images, masks, latents, contact sheet) and write
+    samples.jsonl last, so a folder with a manifest is complete. Returns the manifest rows."""
+    generator, device = loaded.generator, loaded.generator.grid.device
+    n = len(gazes)
+    z = torch.randn(n, loaded.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    centre = truncation_centre(generator, seed)
+    latents = torch.cat([truncated_latents(generator, z[i : i + batch], truncation, centre) for i in range(0, n, batch)])
+    gazes = gazes.to(device)
+    rows, shown = [], []
+    for first, out in zip(range(0, n, batch), render(generator, latents, gazes, batch)):
+        for j, (image, mask) in enumerate(zip(to_uint8(out.image), class_ids(out.seg))):
+            i = first + j
+            pitch, yaw = (float(v) for v in gazes[i].cpu())
+            row = {"image": f"{i:06d}.png", "mask": f"{i:06d}_mask.png", "mask_color": f"{i:06d}_mask_color.png",
+                   "pitch": pitch, "yaw": yaw, "name": f"{i:06d}", "index": i, "seed": seed, "truncation": truncation,
+                   **provenance}
+            write_atomic(outdir / row["image"], encode_png(image))
+            write_atomic(outdir / row["mask"], encode_png(mask))
+            write_atomic(outdir / row["mask_color"], encode_png(colorize(mask)))
+            if save_latent:
+                row["latent"] = f"{i:06d}_latent.npy"
+                buffer = io.BytesIO()
+                np.save(buffer, latents[i].cpu().numpy().astype(np.float32), allow_pickle=False)
+                write_atomic(outdir / row["latent"], buffer.getvalue())
+            rows.append(row)
+            if sheet and len(shown) < SHEET_MAX:
+                shown.append(np.concatenate([draw_gaze_arrow(image, pitch, yaw), colorize(mask)], axis=1))
+        on_advance(len(out.image))
+    write_atomic(outdir / SAMPLES, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    if shown:
+        write_atomic(outdir / SHEET, encode_png(tile(shown, math.ceil(math.sqrt(len(shown))))))
+    return rows
+
+
+def write_animations(loaded: LoadedGenerator, base: torch.Tensor, base_gaze: tuple[float, float], names: list[str],
+                     outdir: Path, frames: int, keyframes: int, truncation: float, batch: int, seed: int, fps: float,
+                     with_mask: bool, on_advance: Callable[[str, int], None] = lambda name, k: None) -> list[Path]:
+    """One animation per name (a class, or "gaze") from compact W+ `base`; GIF (+ MP4) files."""
+    generator, config, device = loaded.generator, loaded.config, loaded.generator.grid.device
+    rows = {name: component_rows(config, name) for name in names if name != "gaze"}  # a wrong name fails first
+    z = torch.randn(keyframes - 1, config.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    others = truncated_latents(generator, z, truncation, truncation_centre(generator, seed))
+    base, written = base.to(device), []
+    for index, name in enumerate(names):
+        if name == "gaze":
+            latents, gazes = base[None].repeat(frames, 1, 1), gaze_sweep(loaded.gaze_labels, frames)
+        else:
+            latents, gazes = component_path(base, rows[name], others, frames), torch.tensor(base_gaze).repeat(frames, 1)
+        pictures = []
+        for first, out in zip(range(0, frames, batch), render(generator, latents, gazes.to(device), batch)):
+            for image, mask, (pitch, yaw) in zip(to_uint8(out.image), class_ids(out.seg), gazes[first : first + batch].tolist()):
+                if name == "gaze":
+                    image = draw_gaze_arrow(image, pitch, yaw, length=image.shape[1] / 3)
+                pictures.append(np.concatenate([image, colorize(mask)], axis=1) if with_mask else image)
+            on_advance(name, len(out.image))
+        written += _write_animation(outdir / f"{index:02d}_{name}", pictures, fps)
+    return written
+
+
+def _write_animation(stem: Path, pictures: list[np.ndarray], fps: float) -> list[Path]:
+    """stem.gif (looping), plus stem.mp4 when imageio-ffmpeg is there; each written then renamed."""
+    gif = stem.with_suffix(".gif")
+    tmp = gif.with_name(f".{gif.name}.tmp")
+    imageio.mimsave(tmp, pictures, format="GIF", duration=1000 / fps, loop=0)
+    tmp.replace(gif)
+    try:
+        import imageio_ffmpeg  # noqa: F401  (optional)
+    except ImportError:
+        return [gif]
+    mp4 = stem.with_suffix(".mp4")
+    tmp = mp4.with_name(f".{mp4.stem}.tmp.mp4")
+    imageio.mimsave(tmp, pictures, fps=fps, macro_block_size=1)
+    tmp.replace(mp4)
+    return [gif, mp4]
