@@ -1,0 +1,127 @@
+"""Fitting and evaluating the gaze estimator on mixed sources.
+
+Validation is split off by subject where subjects are known (whole people held out, so the error
+measures generalisation to new faces), else by a seeded fraction of samples. Several training
+sources mix by weight: source k's samples are drawn with probability proportional to
+weight_k / len_k, so `--mix 1,0.5` gives the second source half the first's share of each epoch.
+The best epoch on validation is the one kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Subset, WeightedRandomSampler
+
+from gcgan_cli.core.gaze.angles import angular_error
+from gcgan_cli.core.gaze.estimator import build, save_estimator
+from gcgan_cli.core.gaze.sources import GazeSource
+from gcgan_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    arch: str = "small"
+    size: int = 64
+    epochs: int = 10
+    batch: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    val_fraction: float = 0.1
+    workers: int = 0
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_error: float  # mean angular error on validation, degrees
+    baseline_error: float  # always predicting the training mean gaze, same validation set
+    history: list[dict] = field(default_factory=list)
+    train_count: int = 0
+    val_count: int = 0
+
+
+def split(source: GazeSource, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train indices, validation indices, how): whole subjects when known, else samples."""
+    rng = np.random.default_rng(seed)
+    subjects = sorted({s for s in source.subjects if s is not None})
+    if len(subjects) >= 2 and all(s is not None for s in source.subjects):
+        held = set(rng.permutation(subjects)[: max(1, round(fraction * len(subjects)))].tolist())
+        mask = np.array([s in held for s in source.subjects])
+        return np.flatnonzero(~mask), np.flatnonzero(mask), f"{len(held)} of {len(subjects)} subjects held out"
+    order = rng.permutation(len(source))
+    count = max(1, round(fraction * len(source)))
+    return np.sort(order[count:]), np.sort(order[:count]), f"{count} samples held out (seed {seed})"
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset, device: torch.device, batch: int = 256, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) [N, 2] for every sample exactly once, in order."""
+    model.eval()
+    predicted, true = [], []
+    for item in DataLoader(dataset, batch_size=batch, num_workers=workers):
+        predicted.append(model(item["image"].to(device)).float().cpu().numpy())
+        true.append(item["gaze"].numpy())
+    return np.concatenate(predicted), np.concatenate(true)
+
+
+def fit(sources: list[GazeSource], weights: list[float], val: GazeSource | None, config: FitConfig, out: Path,
+        device: torch.device, provenance: dict, on_start: Callable[[int, int, str], None] = lambda n, v, how: None,
+        on_batch: Callable[[], None] = lambda: None, on_epoch: Callable[[dict], None] = lambda row: None) -> FitResult:
+    if len(weights) != len(sources) or any(w <= 0 for w in weights):
+        raise UsageError(f"--mix needs one positive weight per --data source ({len(sources)}), got {weights}")
+    torch.manual_seed(config.seed)
+    if val is None:  # hold out from the first source (the labelled one a study is about)
+        train_idx, val_idx, how = split(sources[0], config.val_fraction, config.seed)
+        parts = [Subset(sources[0], train_idx.tolist())] + list(sources[1:])
+        val_set = Subset(sources[0], val_idx.tolist())
+        val_gazes = sources[0].gazes[val_idx]
+    else:
+        parts, val_set, val_gazes, how = list(sources), val, val.gazes, f"--val {val.path}"
+    if any(len(p) == 0 for p in parts) or len(val_set) == 0:
+        raise UsageError("a training source or the validation split is empty; give more data or --val")
+    train = ConcatDataset(parts)
+    per_sample = torch.cat([torch.full((len(p),), w / len(p), dtype=torch.float64) for p, w in zip(parts, weights)])
+    sampler = WeightedRandomSampler(per_sample, num_samples=len(train), replacement=True,
+                                    generator=torch.Generator().manual_seed(config.seed))
+    loader = DataLoader(train, batch_size=config.batch, sampler=sampler, num_workers=config.workers, drop_last=len(train) > config.batch,
+                        pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
+    train_gazes = np.concatenate([_gazes_of(p) for p in parts])
+    mean_gaze = train_gazes.mean(axis=0)
+    baseline = float(angular_error(np.broadcast_to(mean_gaze, val_gazes.shape), val_gazes).mean())
+    model = build(config.arch, config.size).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    on_start(len(train), len(val_set), how)
+    result = FitResult(-1, float("inf"), baseline, train_count=len(train), val_count=len(val_set))
+    saved = {"arch": config.arch, "size": config.size, "mean_gaze": mean_gaze.tolist(), **provenance}
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        losses = []
+        for item in loader:
+            prediction = model(item["image"].to(device, non_blocking=True))
+            loss = torch.nn.functional.mse_loss(prediction, item["gaze"].to(device, non_blocking=True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+            on_batch()
+        predicted, true = evaluate(model, val_set, device, workers=config.workers)
+        error = float(angular_error(predicted, true).mean())
+        row = {"epoch": epoch, "loss": float(torch.stack(losses).mean()), "val_error": error, "baseline_error": baseline}
+        result.history.append(row)
+        if error < result.best_error:  # the file always holds the best epoch so far
+            result.best_epoch, result.best_error = epoch, error
+            save_estimator(out, model, saved, {"val_error": error, "baseline_error": baseline, "epoch": epoch, "split": how})
+        on_epoch(row)
+    return result
+
+
+def _gazes_of(dataset) -> np.ndarray:
+    if isinstance(dataset, Subset):
+        return dataset.dataset.gazes[np.asarray(dataset.indices)]
+    return dataset.gazes
+

@@ -1,0 +1,180 @@
+"""`gcgan gaze`: angle conventions on hand-computed cases, every source kind on fixtures written
+here in its format, a fit that beats the mean-gaze baseline, eval JSON, predict, consistency, and
+clear errors for bad sources."""
+
+import json
+import math
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from gcgan_cli import cli
+from gcgan_cli.core.gaze.angles import angular_error, to_pitch_yaw, to_vector, unity_look_vec
+from gcgan_cli.core.gaze.fit import split
+from gcgan_cli.core.gaze.sources import open_source
+
+
+@pytest.fixture(scope="module")
+def dbs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gaze")
+    for name, n, seed in (("train", 600, 0), ("test", 120, 9)):
+        assert cli.run(["segment", "synthetic", "--n", str(n), "--size", "64", "--seed", str(seed), "--out", str(root / f"{name}_prep"), "-j", "1"]) == 0
+        assert cli.run(["pack", str(root / f"{name}_prep"), "--out", str(root / name), "--size", "64", "-j", "1"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def estimator(dbs):
+    out = dbs / "est.pt"
+    assert cli.run(["gaze", "fit", "--data", str(dbs / "train"), "--out", str(out), "--epochs", "10", "--device", "cpu"]) == 0
+    return out
+
+
+# --- angles ---
+
+
+def test_angular_error_on_hand_computed_cases():
+    assert angular_error([0.0, 0.0], [0.0, 0.0]) == pytest.approx(0.0, abs=1e-6)
+    assert angular_error([0.0, 0.0], [0.0, math.pi / 2]) == pytest.approx(90.0)
+    assert angular_error([0.0, 0.0], [0.0, math.pi]) == pytest.approx(180.0)
+    assert angular_error([0.1, 0.0], [0.4, 0.0]) == pytest.approx(math.degrees(0.3))  # pitch only
+    assert angular_error([0.0, -0.2], [0.0, 0.3]) == pytest.approx(math.degrees(0.5))  # yaw only at pitch 0
+    assert angular_error([math.pi / 2, 0.0], [math.pi / 2, 1.0]) == pytest.approx(0.0, abs=1e-5)  # looking straight up: yaw is moot
+
+
+def test_pitch_yaw_vector_round_trip_and_the_eth_convention():
+    rng = np.random.default_rng(0)
+    angles = np.stack([rng.uniform(-1.2, 1.2, 100), rng.uniform(-3.0, 3.0, 100)], axis=1)
+    assert np.allclose(to_pitch_yaw(to_vector(angles)), angles)
+    assert np.allclose(to_vector([0.0, 0.0]), [0, 0, 1]) and np.allclose(to_vector([0.0, math.pi / 2]), [1, 0, 0])
+    assert np.allclose(to_pitch_yaw([0.0, 2.0, 0.0]), [math.pi / 2, 0.0])
+
+
+def test_unity_look_vector_conversion():
+    assert unity_look_vec(0.0, 0.0, -1.0) == pytest.approx((0.0, 0.0))  # looking into the camera
+    pitch, yaw = unity_look_vec(-0.1, 0.2, -1.0)
+    assert pitch == pytest.approx(math.asin(0.2 / math.sqrt(1.05))) and yaw == pytest.approx(math.atan2(0.1, 1.0))
+
+
+# --- sources ---
+
+
+def write_mpii(path, people=3, per=6):
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as handle:
+        for p in range(people):
+            group = handle.create_group(f"p{p:02d}")
+            image = rng.integers(0, 255, (per, 36, 60, 3), dtype=np.uint8)
+            image[..., 0] = 255  # blue in BGR
+            group["image"] = image
+            group["gaze"] = rng.uniform(-0.5, 0.5, (per, 2))
+            group["head"] = rng.uniform(-0.5, 0.5, (per, 2))
+    return path
+
+
+def write_unityeyes(folder, n=3):
+    folder.mkdir()
+    for i in range(1, n + 1):
+        image = np.zeros((240, 320, 3), np.uint8)
+        cv2.circle(image, (160, 120), 30, (255, 255, 255), -1)  # the eye, in image coordinates
+        cv2.imwrite(str(folder / f"{i}.jpg"), image)
+        # the lid margin around it, in UnityEyes' bottom-left origin: y_unity = 240 - y_image
+        margin = [f"({160 + 40 * math.cos(a):.2f}, {240 - (120 + 20 * math.sin(a)):.2f}, 0.0)" for a in np.linspace(0, 2 * math.pi, 16, endpoint=False)]
+        record = {"eye_details": {"look_vec": f"({-0.1 * i}, 0.1, -1.0, 0.0)"}, "interior_margin_2d": margin,
+                  "caruncle_2d": ["(204.0, 120.0, 0.0)", "(206.0, 120.0, 0.0)"], "iris_2d": [], "head_pose": "(0, 180, 0)"}
+        (folder / f"{i}.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_every_source_kind_reads_its_format(dbs, tmp_path):
+    db = open_source(dbs / "train", 32)
+    assert db.kind == "db" and len(db) == 600 and db.subjects[0] == "0000" and len(set(db.subjects)) == 30
+    item = db[3]
+    assert item["image"].shape == (3, 32, 32) and -1 <= item["image"].min() and item["image"].max() <= 1
+    assert torch.allclose(item["gaze"], torch.from_numpy(db.gazes[3]))
+
+    mpii = open_source(write_mpii(tmp_path / "mpii.h5"), 32)
+    assert mpii.kind == "mpii" and len(mpii) == 18 and mpii.subjects[:7] == ["p00"] * 6 + ["p01"]
+    with h5py.File(tmp_path / "mpii.h5") as handle:
+        assert np.allclose(mpii.gazes[6], handle["p01"]["gaze"][0])
+        assert np.array_equal(mpii.rgb(6), handle["p01"]["image"][0][:, :, ::-1])  # BGR -> RGB
+    assert mpii.rgb(0)[..., 2].min() == 255
+
+    unity = open_source(write_unityeyes(tmp_path / "unity"), 32)
+    assert unity.kind == "unityeyes" and len(unity) == 3
+    assert np.allclose(unity.gazes[1], unity_look_vec(-0.2, 0.1, -1.0))
+    crop = unity.rgb(0)
+    assert crop.shape == (36, 60, 3) and crop[18, 30].min() > 200  # the eye lands in the middle of the crop
+    assert crop[0, 0].max() < 50
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    cv2.imwrite(str(samples / "a.png"), np.zeros((40, 40, 3), np.uint8))
+    (samples / "samples.jsonl").write_text(json.dumps({"image": "a.png", "mask": "a.png", "pitch": 0.1, "yaw": -0.2}) + "\n")
+    folder = open_source(samples, 32)
+    assert folder.kind == "samples" and np.allclose(folder.gazes, [[0.1, -0.2]]) and folder[0]["image"].shape == (3, 32, 32)
+
+
+def test_validation_splits_by_subject_when_known(dbs):
+    source = open_source(dbs / "train", 32)
+    train, val, how = split(source, 0.1, 0)
+    held = {source.subjects[i] for i in val}
+    assert len(held) == 3 and not held & {source.subjects[i] for i in train} and "subjects" in how
+    assert len(train) + len(val) == len(source)
+
+
+def test_bad_sources_are_clear_errors(tmp_path, dbs, run_cli):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("gaze", "fit", "--data", tmp_path / "empty", "--out", tmp_path / "e.pt")
+    assert code == 2 and "not a gaze source" in err
+    code, _, err = run_cli("gaze", "fit", "--data", tmp_path / "nothing", "--out", tmp_path / "e.pt")
+    assert code == 2 and "no such file" in err
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5")
+    code, _, err = run_cli("gaze", "fit", "--data", tmp_path / "broken.h5", "--out", tmp_path / "e.pt")
+    assert code == 2 and "broken.h5" in err
+    code, _, err = run_cli("gaze", "fit", "--data", dbs / "train", "--mix", "1,2", "--out", tmp_path / "e.pt")
+    assert code == 2 and "--mix" in err
+    code, _, err = run_cli("gaze", "eval", "--model", dbs / "train" / "data.mdb", "--data", dbs / "test")
+    assert code == 2 and "data.mdb" in err
+
+
+# --- fit, eval, predict, consistency ---
+
+
+def test_a_fit_beats_the_mean_gaze_baseline_on_held_out_identities(estimator, dbs, run_cli):
+    code, out, _ = run_cli("gaze", "eval", "--model", estimator, "--data", dbs / "test", "--json", "--device", "cpu")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) >= {"model", "data", "error_deg", "mean_gaze_baseline_deg", "plot", "per_subject_mean_deg"}
+    assert set(result["error_deg"]) == {"count", "mean", "median", "std", "p90"} and result["error_deg"]["count"] == 120
+    error, baseline = result["error_deg"]["mean"], result["mean_gaze_baseline_deg"]["mean"]
+    assert baseline > 20 and error < 0.75 * baseline, (error, baseline)
+    assert cv2.imread(result["plot"]).shape[1] > 600
+
+
+def test_predict_writes_pitch_and_yaw_per_image(estimator, dbs, tmp_path, run_cli):
+    images = sorted((dbs / "test_prep" / "rgb").glob("*.png"))[:3]
+    code, out, _ = run_cli("gaze", "predict", "--model", estimator, *images, "--device", "cpu")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0] == "image,pitch,yaw" and len(lines) == 4
+    assert run_cli("gaze", "predict", "--model", estimator, *images, "--out", tmp_path / "p.jsonl", "--device", "cpu")[0] == 0
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in rows] == [str(p) for p in images] and all(np.isfinite([r["pitch"], r["yaw"]]).all() for r in rows)
+
+
+def test_mixed_sources_and_consistency_of_a_generator(estimator, dbs, tmp_path, run_cli):
+    run = tmp_path / "run"
+    assert run_cli("train", "--dataset", dbs / "train", "--checkpoint-dir", run, "--preset", "tiny", "--size", "64",
+                   "--workers", "0", "--iters", "2", "--viz-every", "0")[0] == 0
+    ckpt = run / "checkpoints" / "0000002.pt"
+    assert run_cli("sample", ckpt, "--outdir", tmp_path / "samples", "--n", "40", "--device", "cpu")[0] == 0
+    code, out, _ = run_cli("gaze", "fit", "--data", dbs / "train", "--data", tmp_path / "samples", "--mix", "1,0.5",
+                           "--out", tmp_path / "mixed.pt", "--epochs", "1", "--device", "cpu")
+    assert code == 0 and "weight 0.5" in out
+    code, out, _ = run_cli("gaze", "consistency", ckpt, "--model", estimator, "--n", "24", "--json", "--device", "cpu")
+    assert code == 0
+    result = json.loads(out)
+    assert result["n"] == 24 and 0 <= result["error_deg"]["mean"] <= 180 and result["estimator_validation_error_deg"] > 0
