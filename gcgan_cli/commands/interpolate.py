@@ -12,11 +12,11 @@ import torch
 import typer
 
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
-from gcgan_cli.commands.options import DeviceOpt
+from gcgan_cli.commands.options import DeviceOpt, parse_gaze
 from gcgan_cli.console import console
 from gcgan_cli.core.synthesis import component_rows, load_generator, write_animations
 from gcgan_cli.data.pack_inputs import SAMPLES
-from gcgan_cli.errors import DatasetError, UsageError
+from gcgan_cli.errors import DatasetError
 
 
 def interpolate_command(
@@ -80,11 +80,7 @@ def _read_latent(path: Path, config) -> torch.Tensor:
 
 def _base_gaze(latent: Path, given: str | None, labels: torch.Tensor) -> tuple[float, float]:
     if given is not None:
-        try:
-            pitch, yaw = (float(v) for v in given.split(","))
-            return pitch, yaw
-        except ValueError:
-            raise UsageError(f"--gaze {given!r}: expected PITCH,YAW in radians") from None
+        return parse_gaze(given)
     manifest = latent.parent / SAMPLES
     if manifest.is_file():
         for line in manifest.read_text().splitlines():

@@ -11,7 +11,7 @@ import torch
 import typer
 
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
-from gcgan_cli.commands.options import DeviceOpt
+from gcgan_cli.commands.options import DeviceOpt, parse_gaze
 from gcgan_cli.console import console
 from gcgan_cli.core.synthesis import SHEET, SHEET_MAX, gaze_grid, load_generator, write_samples
 from gcgan_cli.data.gaze_db import read_labels
@@ -71,11 +71,7 @@ def sample_command(
 def _gazes(labels: torch.Tensor, n: int, seed: int, fixed: str | None, grid_rows: int | None, label_file: Path | None) -> torch.Tensor:
     """[n, 2] (pitch, yaw) per sample."""
     if fixed is not None:
-        try:
-            pitch, yaw = (float(v) for v in fixed.split(","))
-        except ValueError:
-            raise UsageError(f"--gaze {fixed!r}: expected PITCH,YAW in radians, e.g. --gaze -0.1,0.25") from None
-        return torch.tensor([[pitch, yaw]]).repeat(n, 1)
+        return torch.tensor([parse_gaze(fixed)]).repeat(n, 1)
     if label_file is not None:
         labels = torch.from_numpy(read_labels(label_file)).float()
     if grid_rows is not None:

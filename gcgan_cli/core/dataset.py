@@ -74,6 +74,10 @@ class GazeMaskDataset(Dataset):
         with gaze_db.reader(self.path).begin() as txn:  # the process's own handle, opened on first use
             return gaze_db.read_record(txn, index, self.path)
 
+    def rgb(self, index: int) -> np.ndarray:
+        """Record `index`'s image as stored: RGB uint8 [H, W, 3]."""
+        return _decode(self.record(index).image_png, cv2.IMREAD_COLOR, self.path, index)[:, :, ::-1]
+
     def __getitem__(self, index: int) -> dict:
         record = self.record(index)
         image = _decode(record.image_png, cv2.IMREAD_COLOR, self.path, index)[:, :, ::-1]

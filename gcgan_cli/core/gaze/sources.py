@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.gaze.angles import unity_look_vec
 from gcgan_cli.data import gaze_db
 from gcgan_cli.data.pack_inputs import SAMPLES
@@ -88,15 +89,11 @@ class DbSource(GazeSource):
         with gaze_db.reader(path).begin() as txn:
             names = [bytes(txn.get(gaze_db.key("name", i)) or b"").decode() for i in range(meta.count)]
         subjects = [m.group(1) if (m := _SUBJECT.match(name)) else None for name in names]
+        self.records = GazeMaskDataset(path, with_mask=False)  # the training reader decodes the records
         super().__init__(path, size, gaze_db.read_labels(path / gaze_db.LABELS_FILE), subjects)
 
     def rgb(self, index: int) -> np.ndarray:
-        with gaze_db.reader(self.path).begin() as txn:
-            record = gaze_db.read_record(txn, index, self.path)
-        image = cv2.imdecode(np.frombuffer(record.image_png, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{self.path}: record {index} is not a readable PNG")
-        return image[:, :, ::-1]
+        return self.records.rgb(index)
 
 
 class SampleFolderSource(GazeSource):
