@@ -1,10 +1,14 @@
 """Procedural eye-region strips with exact part masks and known gaze: data that needs no download.
 
 Each strip has the layout of a FaceMesh strip (`eye_crop.band_rows`, classes of `masks`): skin
-inside a face oval, two brows, a nose wedge, two almond eyes, and an iris disk in each eye that
-moves with the gaze the way ETH-XGaze's gaze arrow does (spec §7.4): right in the image for
-negative yaw, up for positive pitch. Shapes are drawn once into the mask; every pixel's colour
-then comes from the texture of its mask class, so image and mask agree by construction.
+inside a face oval, two brows, a nose wedge, two almond eyes, and an iris in each eye that moves
+with the gaze the way ETH-XGaze's gaze arrow does: right in the image for negative yaw, up for
+positive pitch. The gaze shows the way it does in real eyes, so that it survives a 64 px strip:
+the iris travels as on a sphere (0.38 eye widths x sin(angle)), it is foreshortened to an
+ellipse whose minor axis lies along its displacement, and the lids follow the pitch (the upper
+lid rises when looking up and drops over the iris when looking down; the lower lid follows a
+little). Shapes are drawn once into the mask, lids occluding the iris; every pixel's colour then
+comes from the texture of its mask class, so image and mask agree by construction.
 
 Identity (skin tone, eye shape and opening, brows, nose, iris colour, face oval) is drawn per
 subject, so a subject's strips differ only in gaze, lighting and sensor effects; everything is a
@@ -188,9 +192,34 @@ def gaze_of(seed: int, index: int, style: str = DEFAULT_STYLE) -> tuple[float, f
     return _image_rng(seed, index, STYLES[style])[1]
 
 
+# Iris travel per unit sin(angle), in eye widths: an eyeball radius of about 12 mm behind a
+# palpebral fissure of about 30 mm.
+IRIS_TRAVEL = 0.38
+# Lid openings (fractions of the eye width) change by these times sin(pitch): the upper lid rides
+# with the eye, the lower lid much less; an opening never closes below LID_MIN.
+UPPER_LID_FOLLOW = 0.26
+LOWER_LID_FOLLOW = 0.07
+LID_MIN = 0.04
+
+
 def iris_offset(pitch: float, yaw: float, eye_width: float) -> tuple[float, float]:
-    """Iris displacement (dx, dy) from the eye centre, same direction as the gaze arrow (§7.4)."""
-    return -0.30 * eye_width * np.sin(yaw) * np.cos(pitch), -0.28 * eye_width * np.sin(pitch)
+    """Iris displacement (dx, dy) from the eye centre, in the direction of the gaze arrow."""
+    return -IRIS_TRAVEL * eye_width * np.sin(yaw) * np.cos(pitch), -IRIS_TRAVEL * eye_width * np.sin(pitch)
+
+
+def lid_openings(pitch: float, ident: Identity) -> tuple[float, float]:
+    """(upper, lower) lid openings above / below the corner line at this pitch, eye widths."""
+    lift = float(np.sin(pitch))
+    return max(ident.lid_upper + UPPER_LID_FOLLOW * lift, LID_MIN), max(ident.lid_lower - LOWER_LID_FOLLOW * lift, LID_MIN)
+
+
+def iris_axes(pitch: float, yaw: float) -> tuple[np.ndarray, float]:
+    """(unit direction of the iris displacement in the image, cosine of the gaze's angle to the
+    camera axis): a disk turned by that angle is seen as an ellipse shortened along the direction."""
+    direction = np.array([-np.sin(yaw) * np.cos(pitch), -np.sin(pitch)], np.float32)
+    length = float(np.hypot(*direction))
+    unit = direction / length if length > 1e-6 else np.array([1.0, 0.0], np.float32)
+    return unit, float(np.cos(pitch) * np.cos(yaw))
 
 
 _T13 = np.linspace(-1.0, 1.0, 13, dtype=np.float32)
@@ -200,17 +229,18 @@ _OUTWARD = np.array([[-1.0], [1.0]], np.float32)  # image-left eye, image-right 
 _LASH = np.array([35.0, 25.0, 22.0], np.float32)[:, None, None]
 
 
-def _eye_contours(centres: np.ndarray, width: float, ident: Identity) -> np.ndarray:
-    """Almond outlines [2, 24, 2] of both eyes, upper lid first (13 points, corner to corner).
-
-    Two parabolic lids between the corners (convex); the outer corner is raised by tilt x width.
+def _eye_contours(centres: np.ndarray, width: float, ident: Identity, pitch: float) -> np.ndarray:
+    """Almond outlines [2, 24, 2] of both eyes at this pitch, upper lid first (13 points, corner
+    to corner). Two parabolic lids between the corners (convex); the outer corner is raised by
+    tilt x width.
     """
     t = _T13[None, :]
     x = np.broadcast_to(t * width / 2, (2, 13))
     lift = -ident.tilt * width * t * _OUTWARD / 2
     lids = 1 - t**2
-    top = np.stack([x, lift - ident.lid_upper * width * lids], axis=2)
-    bottom = np.stack([x, lift + ident.lid_lower * width * lids], axis=2)[:, -2:0:-1]
+    upper, lower = lid_openings(pitch, ident)
+    top = np.stack([x, lift - upper * width * lids], axis=2)
+    bottom = np.stack([x, lift + lower * width * lids], axis=2)[:, -2:0:-1]
     return np.concatenate([top, bottom], axis=1) + centres[:, None, :]
 
 
@@ -229,7 +259,6 @@ class Outline:
     """A subject's part outlines in strip fractions, before the per-image framing jitter."""
 
     eyes: np.ndarray  # [2, 2] eye centres, image-left eye first
-    contours: np.ndarray  # [2, 24, 2] eye outlines
     brows: np.ndarray  # [2, 18, 2] points whose hulls are the brows
     nose: np.ndarray  # [4, 2] wedge: top left, top right, bottom right, bottom left
 
@@ -241,7 +270,6 @@ def outline(seed: int, subject: int, style: str) -> Outline:
     top, bottom = ident.nose_top_width / 2, ident.nose_bottom_width / 2
     return Outline(
         eyes=eyes,
-        contours=_eye_contours(eyes, ident.eye_width, ident),
         brows=_brow_points(eyes, ident, 1.0),
         nose=np.array([[0.5 - top, ident.nose_top], [0.5 + top, ident.nose_top], [0.5 + bottom, 0.8], [0.5 - bottom, 0.8]], np.float32),
     )
@@ -295,10 +323,11 @@ def render(
     origin = np.array([size / 2 + jitter[1] * size, size / 2 + jitter[2] * size], np.float32) - 0.5 * scale
     shapes = outline(seed, subject, style)
     eyes = origin + shapes.eyes * scale
-    contours = origin + shapes.contours * scale
+    contours = origin + _eye_contours(shapes.eyes, ident.eye_width, ident, pitch) * scale
     eye_w = ident.eye_width * scale
     iris_centres = eyes + np.array(iris_offset(pitch, yaw, eye_w), np.float32)
     iris_r = ident.iris_radius * eye_w
+    iris_dir, foreshortening = iris_axes(pitch, yaw)
 
     # The mask, painted in the order of masks.PAINT_ORDER (the strip shows no mouth).
     mask = np.zeros((size, size), np.uint8)
@@ -308,7 +337,7 @@ def render(
     nose = origin + shapes.nose * scale
     _fill_convex(mask, nose, masks.NOSE)
     nose_x, nose_top, half_bottom = float(nose[:, 0].mean()), float(nose[0, 1]), ident.nose_bottom_width * scale / 2
-    eye_area = _EyeArea(contours, eyes, iris_centres, iris_r, nose_x, size)
+    eye_area = _EyeArea(contours, eyes, iris_centres, iris_r, iris_dir, foreshortening, nose_x, size)
     eye_area.paint(mask)
     masks.blank_bands(mask)
     top, bottom = band_rows(size)
@@ -372,7 +401,7 @@ class _EyeArea:
     the same handful of array operations.
     """
 
-    def __init__(self, contours, eyes, iris_centres, iris_r, nose_x, size):
+    def __init__(self, contours, eyes, iris_centres, iris_r, iris_dir, foreshortening, nose_x, size):
         lo = np.floor(contours.min(axis=(0, 1))).astype(int) - 3
         hi = np.ceil(contours.max(axis=(0, 1))).astype(int) + 3
         self.x0, self.y0 = max(lo[0], 0), max(lo[1], 0)
@@ -382,7 +411,9 @@ class _EyeArea:
         ys = np.arange(self.y0, self.y1, dtype=np.float32)[:, None] + 0.5
         side = (xs >= nose_x).astype(np.intp)  # 0: image-left eye, 1: image-right eye
         self.iris_x, self.iris_y = xs - iris_centres[side, 0], ys - iris_centres[side, 1]
-        self.rho = np.sqrt(self.iris_x**2 + self.iris_y**2) / iris_r
+        along = (self.iris_x * iris_dir[0] + self.iris_y * iris_dir[1]) / max(foreshortening, 0.2)
+        across = self.iris_y * iris_dir[0] - self.iris_x * iris_dir[1]
+        self.rho = np.sqrt(along**2 + across**2) / iris_r  # elliptical radius: 1 on the limbus
         self.from_centre = xs - eyes[side, 0]
         self.iris_r = iris_r
 
