@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gcgan_cli.data import gaze_db
+from gcgan_cli.data import gaze_db, masks
 from gcgan_cli.errors import DatasetError, UsageError
 
 EXTRA_IDS = ("background", "none")
@@ -88,7 +88,7 @@ class GazeMaskDataset(Dataset):
         item = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0),
                 "index": index}
         if self.with_mask:
-            mask = self._resized(_decode(record.mask_png, cv2.IMREAD_UNCHANGED, self.path, index), cv2.INTER_NEAREST)
+            mask = self._resized(_decode(record.mask_png, cv2.IMREAD_UNCHANGED, self.path, index), masks.RESIZE)
             if flip:
                 mask = mask[:, ::-1]
             item["mask"] = self.one_hot(torch.from_numpy(np.ascontiguousarray(mask)))

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gcgan_cli.data.masks import RESIZE as MASK_RESIZE
 from gcgan_cli.data.prep_dir import MANIFEST, encode_png, read_manifest
 from gcgan_cli.errors import DatasetError
 
@@ -195,7 +196,7 @@ def make_record(pair: tuple[str, str], size: int, num_classes: int) -> tuple[byt
         if top >= num_classes:
             raise RecordError(f"{mask_path}: class id {top}, but only ids 0..{num_classes - 1} are declared")
         image_png = None if _is_png(image_bytes, size, colour_type=2) else encode_png(_fit(image[:, :, ::-1], size, _image_filter(image, size)))
-        mask_png = None if _is_png(mask_bytes, size, colour_type=0) else encode_png(_fit(mask, size, cv2.INTER_NEAREST))
+        mask_png = None if _is_png(mask_bytes, size, colour_type=0) else encode_png(_fit(mask, size, MASK_RESIZE))
         return image_png, mask_png
     except RecordError as exc:
         return str(exc)
