@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from gcgan_cli.errors import UsageError
 
 REFERENCE_CLASSES = ("background", "skin", "eye", "eyebrow", "nose", "iris")
+D_CONDITIONINGS = ("concat", "projection")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,15 @@ class ModelConfig:
     max_channels: int = 512
     residual_refine: bool = True  # add the coarse mask into the render net's segmentation at coarse_size
     detach_texture: bool = False
+    # G and D embed (gaze - gaze_mean) / gaze_std, (pitch, yaw): the label set's statistics, so
+    # that pitch (about half yaw's spread) is embedded as strongly. (0, 0) / (1, 1) = raw radians.
+    gaze_mean: tuple[float, float] = (0.0, 0.0)
+    gaze_std: tuple[float, float] = (1.0, 1.0)
+    # How D is conditioned on the gaze: "concat" (the embedding joins the features before the
+    # first linear layer) or "projection" (the embedding's inner product with D's hidden features).
+    d_conditioning: str = "concat"
+    # A (pitch, yaw) regression head on D's features (AC-GAN style); 0 = none, else its width.
+    d_gaze_head: int = 0
 
     @property
     def seg_dim(self) -> int:
@@ -64,8 +74,22 @@ class ModelConfig:
             value = getattr(self, name)
             if value < 4 or value & (value - 1):
                 problems.append(f"{name} {value} is not a power of two >= 4")
-        if not problems and not self.min_feat_size <= self.coarse_size <= self.size // 2:
-            problems.append(f"need min_feat_size <= coarse_size <= size/2, got {self.min_feat_size}, {self.coarse_size}, {self.size}")
+        if not problems and not self.min_feat_size < self.coarse_size <= self.size // 2:
+            problems.append(f"need min_feat_size < coarse_size <= size/2 (the render net starts below the fusion grid), "
+                            f"got {self.min_feat_size}, {self.coarse_size}, {self.size}")
+        for name in ("style_dim", "n_mlp", "gaze_dim", "local_channels", "coarse_channels", "channel_multiplier", "channel_base", "max_channels"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} {getattr(self, name)} must be >= 1")
+        if not problems and self.channels(self.size) < 1:
+            problems.append(f"channel_base x channel_multiplier ({self.channel_base * self.channel_multiplier}) gives no channels at "
+                            f"{self.size} px; raise channel_base to at least {self.size // self.channel_multiplier}")
+        if len(self.gaze_mean) != 2 or len(self.gaze_std) != 2 or not all(math.isfinite(v) for v in self.gaze_mean) \
+                or not all(math.isfinite(v) and v > 0 for v in self.gaze_std):
+            problems.append(f"gaze_mean and gaze_std are finite (pitch, yaw) pairs, std > 0; got {self.gaze_mean}, {self.gaze_std}")
+        if self.d_conditioning not in D_CONDITIONINGS:
+            problems.append(f"d_conditioning {self.d_conditioning!r}: choose one of {', '.join(D_CONDITIONINGS)}")
+        if self.d_gaze_head < 0:
+            problems.append(f"d_gaze_head {self.d_gaze_head} must be >= 0 (0 = no head)")
         if self.seg_dim < 2 or len(set(self.class_names)) != self.seg_dim:
             problems.append(f"class_names must be 2 or more distinct names, got {list(self.class_names)}")
         unknown = [c for c in self.gaze_classes if c not in self.class_names]
@@ -83,7 +107,8 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         record = asdict(self)
-        record["class_names"], record["gaze_classes"] = list(self.class_names), list(self.gaze_classes)
+        for name in ("class_names", "gaze_classes", "gaze_mean", "gaze_std"):
+            record[name] = list(getattr(self, name))
         return record
 
     @classmethod
@@ -93,7 +118,7 @@ class ModelConfig:
         if unknown:
             raise UsageError(f"model config: unknown field(s) {unknown}")
         values = dict(record)
-        for name in ("class_names", "gaze_classes"):
+        for name in ("class_names", "gaze_classes", "gaze_mean", "gaze_std"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values).validate()
@@ -110,6 +135,11 @@ PRESETS = {
     "tiny": ModelConfig(size=32, style_dim=32, n_mlp=2, gaze_dim=8, local_layers=4, base_layers=1, depth_layers=2,
                         local_channels=8, coarse_channels=16, coarse_size=16, min_feat_size=8, channel_multiplier=1,
                         channel_base=256, max_channels=16),
+    # 64 px on a laptop CPU: 442k G / 699k D parameters, 64 channels down to 8 px, 32 at 64 px, a
+    # 32-cell fusion grid (an iris spans about 2.5 cells), three gaze-modulated layers before the depth head.
+    "small": ModelConfig(size=64, style_dim=128, n_mlp=2, gaze_dim=32, local_layers=6, base_layers=1, depth_layers=4,
+                         local_channels=32, coarse_channels=64, coarse_size=32, min_feat_size=8, channel_multiplier=1,
+                         channel_base=2048, max_channels=64, d_gaze_head=64),
 }
 
 

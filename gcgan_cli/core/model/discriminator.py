@@ -1,7 +1,13 @@
-"""Dual-branch StyleGAN2 discriminator (spec §4.10): an image branch and a segmentation branch
-of residual blocks down to 4x4, summed; minibatch standard deviation; a final conv and two
-linear layers. With `gaze=True` (stage 1) a 2 -> gaze_dim embedding of (pitch, yaw) joins the
-flattened features before the first linear layer; stage 2 uses the unconditional variant.
+"""Dual-branch StyleGAN2 discriminator: an image branch and a segmentation branch of residual
+blocks down to 4x4, summed; minibatch standard deviation; a final conv and two linear layers.
+
+With `gaze=True` (stage 1) D is conditioned on the normalised (pitch, yaw), as the model config
+says: "concat" (the reference) appends a 2 -> gaze_dim embedding to the flattened features before
+the first linear layer, which lets the gaze act only as a bias that real and fake share;
+"projection" adds the inner product of an embedding with the hidden features to the logit, so
+the score depends on whether image and gaze agree. Stage 2 uses the unconditional variant.
+A `d_gaze_head` regresses the normalised gaze from the flattened features (which never see the
+conditioning gaze), the AC-GAN way of making D read the gaze from the pixels.
 """
 
 from __future__ import annotations
@@ -46,24 +52,45 @@ class Discriminator(nn.Module):
         self.convs_seg = _branch(config, config.seg_dim)
         width = config.channels(4)
         self.final_conv = ConvLayer(width + 1, width, 3)
-        self.embed = FullyConnectedLayer(2, config.gaze_dim) if gaze else None
+        concat = gaze and config.d_conditioning == "concat"
+        self.embed = FullyConnectedLayer(2, config.gaze_dim) if concat else None
         self.final_linear = nn.Sequential(
-            EqualLinear(width * 16 + (config.gaze_dim if gaze else 0), width, activate=True),
+            EqualLinear(width * 16 + (config.gaze_dim if concat else 0), width, activate=True),
             EqualLinear(width, 1),
         )
+        self.project = (nn.Sequential(EqualLinear(2, config.gaze_dim, activate=True), EqualLinear(config.gaze_dim, width))
+                        if gaze and config.d_conditioning == "projection" else None)
+        self.gaze_head = (nn.Sequential(EqualLinear(width * 16, config.d_gaze_head, activate=True), EqualLinear(config.d_gaze_head, 2))
+                          if gaze and config.d_gaze_head else None)
+        self.register_buffer("gaze_mean", torch.tensor(config.gaze_mean), persistent=False)
+        self.register_buffer("gaze_std", torch.tensor(config.gaze_std), persistent=False)
 
     @property
     def gaze_conditioned(self) -> bool:
-        return self.embed is not None
+        return self.embed is not None or self.project is not None
 
-    def forward(self, image: torch.Tensor, seg: torch.Tensor | None, gaze: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [B, 1] for images [B, 3, S, S] and segmentations [B, seg_dim, S, S] in [-1, 1]."""
+    def normalise(self, gaze: torch.Tensor) -> torch.Tensor:
+        return (gaze.float() - self.gaze_mean) / self.gaze_std
+
+    def forward(self, image: torch.Tensor, seg: torch.Tensor | None, gaze: torch.Tensor | None = None,
+                estimate_gaze: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, 1] for images [B, 3, S, S] and segmentations [B, seg_dim, S, S] in [-1, 1];
+        with estimate_gaze also the gaze head's normalised (pitch, yaw) estimate [B, 2]."""
         x = self.convs_img(image)
         if seg is not None:
             x = x + self.convs_seg(seg)
         x = self.final_conv(minibatch_stddev(x)).flatten(1)
+        if self.gaze_conditioned and gaze is None:
+            raise ValueError("this discriminator is gaze-conditioned: pass gaze [B, 2] (pitch, yaw)")
+        features = x
         if self.embed is not None:
-            if gaze is None:
-                raise ValueError("this discriminator is gaze-conditioned: pass gaze [B, 2] (pitch, yaw)")
-            x = torch.cat([x, self.embed(gaze)], dim=1)
-        return self.final_linear(x)
+            x = torch.cat([x, self.embed(self.normalise(gaze))], dim=1)
+        hidden = self.final_linear[0](x)
+        logits = self.final_linear[1](hidden)
+        if self.project is not None:
+            logits = logits + (self.project(self.normalise(gaze)) * hidden).sum(1, keepdim=True) / hidden.shape[1] ** 0.5
+        if not estimate_gaze:
+            return logits
+        if self.gaze_head is None:
+            raise ValueError("this discriminator has no gaze head (d_gaze_head = 0)")
+        return logits, self.gaze_head(features)

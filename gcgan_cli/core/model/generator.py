@@ -100,7 +100,8 @@ class RenderNet(nn.Module):
         self.config = config
         self.convs, self.to_rgbs, self.to_segs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i, res in enumerate(config.resolution_levels()):
-            in_ch = config.channels(res) + (config.coarse_channels if res == config.coarse_size else 0)
+            # The first level takes the pooled fused features; the coarse_size level also the unpooled ones.
+            in_ch = (config.coarse_channels if i == 0 else config.channels(res)) + (config.coarse_channels if res == config.coarse_size else 0)
             out_ch = config.channels(2 * res)
             self.convs.append(FixedStyledConv(in_ch, out_ch, 3, upsample=True))
             self.convs.append(FixedStyledConv(out_ch, out_ch, 3))
@@ -141,6 +142,8 @@ class Generator(nn.Module):
         axis = torch.linspace(-1, 1, config.coarse_size)
         grid = torch.stack([axis[None, :].expand(config.coarse_size, -1), axis[:, None].expand(-1, config.coarse_size)])
         self.register_buffer("grid", grid[None], persistent=False)  # [1, 2, H, W]: x along the width, y along the height
+        self.register_buffer("gaze_mean", torch.tensor(config.gaze_mean), persistent=False)
+        self.register_buffer("gaze_std", torch.tensor(config.gaze_std), persistent=False)
 
     # --- latents ---
 
@@ -199,6 +202,8 @@ class Generator(nn.Module):
         latent = self.expand(latent)
         embedding = self.pos_embed(self.grid)  # the same grid for every sample and class: computed once
         layers = self.config.local_layers
+        if gaze is not None:
+            gaze = (gaze.float() - self.gaze_mean) / self.gaze_std
         return [net(embedding, latent[:, c * layers : (c + 1) * layers], gaze) for c, net in enumerate(self.local_nets)]
 
     def synthesize(self, latent: torch.Tensor, gaze: torch.Tensor | None, noise: list[torch.Tensor] | None = None,
