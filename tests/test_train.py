@@ -309,7 +309,7 @@ def test_options_resolve_defaults_toml_then_flags(data, tmp_path, run_cli):
     code, out, _ = run_cli("train", "--config", toml, "--batch", "2", "--dry-run")
     assert code == 0
     resolved = json.loads(out)
-    assert resolved["batch"] == 2 and resolved["lr"] == 0.001 and resolved["preset"] == "tiny" and resolved["r1_seg"] == 1000.0
+    assert resolved["batch"] == 2 and resolved["lr"] == 0.001 and resolved["preset"] == "tiny" and resolved["r1_seg"] is None
     toml.write_text("bach = 8\n")
     code, _, err = run_cli("train", "--config", toml)
     assert code == 2 and "unknown option(s) bach" in err

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from gcgan_cli.core.model.config import D_CONDITIONINGS
 from gcgan_cli.errors import UsageError
 
 try:
@@ -28,7 +29,12 @@ REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
 # Stage 2's unbroken-mask test: 10,000 iris pixels of 256 x 256 (spec §6.2), as a fraction.
 REFERENCE_UNBROKEN_FRACTION = 10_000 / 256**2
 # Options that shape the model or the data stream: a resumed run may not change them.
-FIXED_ON_RESUME = ("stage", "preset", "size", "seg_dim", "residual_refine", "batch", "seed", "ckpt")
+FIXED_ON_RESUME = ("stage", "preset", "size", "seg_dim", "residual_refine", "batch", "seed", "ckpt",
+                   "gaze_norm", "d_conditioning", "d_gaze_head", "gaze_model")
+# R1's gammas are the reference's at 256 px; at size S they act (256 / S)^2 times stronger, so an
+# unset gamma is scaled by (S / 256)^2.
+REFERENCE_R1 = {"r1_img": 10.0, "r1_seg": 1000.0}
+REFERENCE_R1_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -45,15 +51,27 @@ class TrainConfig:
     batch: int = 4  # per process
     iters: int = 600_000
     lr: float = 0.002
-    r1_img: float = 10.0
-    r1_seg: float = 1000.0
+    r1_img: float | None = None  # default: 10 x (size / 256)^2
+    r1_seg: float | None = None  # default: 1000 x (size / 256)^2
     path_regularize: float = 0.5
     path_batch_shrink: int = 2
     d_reg_every: int = 16
     g_reg_every: int = 4
     mixing: float = 0.0
     lambda_mask: float = 100.0
-    d_gaze_mismatch: float = 0.0
+    # gaze conditioning beyond the reference (stage 1)
+    gaze_norm: bool = True  # G and D embed the gaze standardised by the label set's mean and std
+    d_conditioning: str | None = None  # concat | projection (default: the preset's)
+    d_gaze_mismatch: float = 0.5  # D calls (real image, wrong gaze) fake with this weight
+    mismatch_min_deg: float = 15.0  # a wrong gaze is at least this far from the true one
+    d_gaze_head: int | None = None  # width of D's gaze-regression head (default: the preset's; 0 = none)
+    lambda_gaze_head: float = 1.0  # D regresses real gaze, G is pulled to make D read its gaze
+    gaze_model: str | None = None  # a frozen estimator (`gcgan gaze fit`) whose reading of G's images...
+    lambda_gaze: float = 0.0  # ...is pulled toward the conditioning gaze with this weight
+    gaze_warmup: int = 2000  # steps before the estimator loss starts (G must draw irises first)
+    gaze_ramp: int = 2000  # steps over which its weight then rises linearly to lambda_gaze
+    mirror: bool = False  # flip real data horizontally with p = 0.5, yaw negated
+    augment: bool = False  # translate and cut out real and fake (image and mask together) for D
     ema_decay: float = REFERENCE_EMA_DECAY
     # observation
     n_sample: int = 16
@@ -93,11 +111,14 @@ class TrainConfig:
         for name in ("batch", "iters", "d_reg_every", "g_reg_every", "path_batch_shrink", "n_sample", "log_every", "fid_n"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 1")
-        for name in ("viz_every", "save_every", "fid_every", "keep"):
+        for name in ("viz_every", "save_every", "fid_every", "keep", "gaze_warmup", "gaze_ramp"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 0 (0 = off)")
-        for name in ("lr", "r1_img", "r1_seg", "path_regularize", "lambda_mask", "d_gaze_mismatch"):
+        for name in ("lr", "r1_img", "r1_seg", "path_regularize", "lambda_mask", "d_gaze_mismatch", "mismatch_min_deg",
+                     "lambda_gaze_head", "lambda_gaze"):
             value = getattr(self, name)
+            if value is None and name in REFERENCE_R1:
+                continue
             if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 problems.append(f"--{_flag(name)} {value}: must be a finite number {'> 0' if name == 'lr' else '>= 0'}")
         for name in ("mixing", "ema_decay", "unbroken_fraction"):
@@ -107,11 +128,24 @@ class TrainConfig:
             problems.append(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
         if self.swap_check not in SWAP_CHECKS:
             problems.append(f"--swap-check {self.swap_check}: choose one of {', '.join(SWAP_CHECKS)}")
+        if self.d_conditioning is not None and self.d_conditioning not in D_CONDITIONINGS:
+            problems.append(f"--d-conditioning {self.d_conditioning}: choose one of {', '.join(D_CONDITIONINGS)}")
+        if self.d_gaze_head is not None and self.d_gaze_head < 0:
+            problems.append(f"--d-gaze-head {self.d_gaze_head}: must be >= 0 (0 = no head)")
+        if self.lambda_gaze > 0 and not self.gaze_model:
+            problems.append(f"--lambda-gaze {self.lambda_gaze} needs --gaze-model, the frozen estimator (from `gcgan gaze fit`)")
+        if self.stage == 2 and (self.gaze_model or self.mirror):
+            problems.append("--gaze-model and --mirror belong to --stage 1 (stage 2 has no gaze labels)")
         if self.workers is not None and self.workers < 0:
             problems.append(f"--workers {self.workers}: must be >= 0")
         if problems:
             raise UsageError("; ".join(problems))
         return self
+
+    def r1(self, size: int) -> tuple[float, float]:
+        """(image, mask) R1 gammas at this image size: as given, else the reference's scaled to it."""
+        scale = (size / REFERENCE_R1_SIZE) ** 2
+        return tuple(REFERENCE_R1[n] * scale if getattr(self, n) is None else getattr(self, n) for n in ("r1_img", "r1_seg"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,7 +201,7 @@ def resolve(given: dict[str, Any], toml: dict[str, Any] | None = None, stored: d
 def with_paths_absolute(config: TrainConfig) -> TrainConfig:
     """Paths stored in config.json resolve from anywhere (a resumed run may start elsewhere)."""
     updates = {}
-    for name in ("dataset", "checkpoint_dir", "inception", "inception_weights", "ckpt", "gaze_labels"):
+    for name in ("dataset", "checkpoint_dir", "inception", "inception_weights", "ckpt", "gaze_labels", "gaze_model"):
         value = getattr(config, name)
         if value:
             updates[name] = str(Path(value).expanduser().resolve())

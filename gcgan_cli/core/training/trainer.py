@@ -1,8 +1,10 @@
 """The GC-GAN training loops: stage 1 on a labelled DB (spec §5), stage 2 on an unlabelled DB
 from a stage-1 checkpoint (spec §6). One process per device; under torchrun, DDP.
 
-Each iteration i (0-based): D step; R1 when i % d_reg_every == 0; G step; path-length
-regularisation when i % g_reg_every == 0; EMA. Losses stay on the device and are averaged over
+Each iteration i (0-based): D step (stage 1 adds the matching-aware term and D's gaze-head
+regression on real images); R1 when i % d_reg_every == 0; G step (stage 1 adds the gaze-head and
+frozen-estimator pulls toward the conditioning gaze); path-length regularisation when
+i % g_reg_every == 0; EMA. Losses stay on the device and are averaged over
 the ranks only every `log_every` steps, where finiteness is also checked, so the inner loop has
 no host synchronisation. The UI reaches in only through `Hooks` (rank 0).
 """
@@ -32,8 +34,8 @@ from gcgan_cli.core.metrics.fid import Stats, fid
 from gcgan_cli.core.metrics.inception import load_fid_inception
 from gcgan_cli.core.metrics.inception_weights import locate_inception_weights
 from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
+from gcgan_cli.core.training import conditioning, losses
 from gcgan_cli.core.training import distributed as dist_utils
-from gcgan_cli.core.training import losses
 from gcgan_cli.core.training.config import TrainConfig
 from gcgan_cli.core.training.run_dir import CHECKPOINT_KEYS, RunDir
 from gcgan_cli.core.visualize import sample_grid
@@ -105,10 +107,13 @@ class Trainer:
 
         stored = self._stored_model_config(resumed or stage1)
         self.dataset = self._dataset(stored)
+        self.gaze_labels = self._gaze_labels(resumed or stage1).to(self.device)
         self.model_config = stored or self._model_config()
         if self.dataset.class_names != self.model_config.class_names:
             raise DatasetError(f"--dataset {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
-        self.gaze_labels = self._gaze_labels(resumed or stage1).to(self.device)
+        self.r1_img, self.r1_seg = config.r1(self.model_config.size)
+        self.gaze_scale = torch.tensor(self.model_config.gaze_std, device=self.device)
+        self.gaze_estimator = self._gaze_estimator(resumed)
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.g = Generator(self.model_config).to(self.device)
@@ -207,25 +212,47 @@ class Trainer:
         if seg_dim > meta.num_classes:
             raise UsageError(f"--seg-dim {seg_dim}: the DB {self.config.dataset} has only {meta.num_classes} classes")
         size = model.size if model else self.config.size or base.size
-        return GazeMaskDataset(self.config.dataset, seg_dim=seg_dim, resolution=size)
+        return GazeMaskDataset(self.config.dataset, seg_dim=seg_dim, resolution=size, flip=0.5 if self.config.mirror else 0.0)
 
     def _stored_model_config(self, source: dict | None) -> ModelConfig | None:
         """The model of a checkpoint being resumed or (stage 2) started from; flags may not contradict it."""
         if source is None:
             return None
         stored = ModelConfig.from_dict(source["config"]["model"])
-        given = {"size": self.config.size, "seg_dim": self.config.seg_dim, "residual_refine": self.config.residual_refine}
+        given = {"size": self.config.size, "seg_dim": self.config.seg_dim, "residual_refine": self.config.residual_refine,
+                 "d_conditioning": self.config.d_conditioning, "d_gaze_head": self.config.d_gaze_head}
         clash = [f"--{k.replace('_', '-')} {v}" for k, v in given.items()
                  if v is not None and v != (stored.seg_dim if k == "seg_dim" else getattr(stored, k))]
         if clash:
-            raise UsageError(f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, residual_refine {stored.residual_refine})")
+            raise UsageError(f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, "
+                             f"residual_refine {stored.residual_refine}, d_conditioning {stored.d_conditioning}, d_gaze_head {stored.d_gaze_head})")
         return stored
 
     def _model_config(self) -> ModelConfig:
+        config = self.config
         overrides = {"size": self.dataset.resolution, "class_names": self.dataset.class_names}
-        if self.config.residual_refine is not None:
-            overrides["residual_refine"] = self.config.residual_refine
-        return preset(self.config.preset, **overrides)
+        for name in ("residual_refine", "d_conditioning", "d_gaze_head"):
+            if getattr(config, name) is not None:
+                overrides[name] = getattr(config, name)
+        base = preset(config.preset, **overrides)
+        if config.d_gaze_head is None and config.lambda_gaze_head > 0 and not base.d_gaze_head:
+            overrides["d_gaze_head"] = base.channels(4)  # the head a weight asks for, as wide as D's last layer
+        if config.gaze_norm:
+            labels = self.gaze_labels.double()
+            overrides["gaze_mean"] = tuple(labels.mean(0).tolist())
+            overrides["gaze_std"] = tuple(labels.std(0).clamp_min(1e-3).tolist())
+        return preset(config.preset, **overrides)
+
+    def _gaze_estimator(self, resumed: dict | None) -> conditioning.FrozenEstimator | None:
+        """The frozen estimator of --gaze-model; a resumed run must use the same file."""
+        if not self.config.gaze_model:
+            return None
+        estimator = conditioning.FrozenEstimator(Path(self.config.gaze_model), self.device)
+        stored = (resumed or {}).get("gaze_loss_model")
+        if stored and stored["sha256"] != estimator.sha256:
+            raise CheckpointError(f"--gaze-model {self.config.gaze_model} is not the estimator this run was trained with "
+                                  f"({stored['path']}, sha256 {stored['sha256'][:12]}...)")
+        return estimator
 
     def _gaze_labels(self, source: dict | None) -> torch.Tensor:
         """The (pitch, yaw) set fake gazes are drawn from, float32 [N, 2]."""
@@ -236,6 +263,8 @@ class Trainer:
         else:
             path = Path(self.config.dataset) / gaze_db.LABELS_FILE
             labels = torch.from_numpy(gaze_db.read_labels(path))
+            if self.config.mirror:  # fakes are conditioned on the gazes real images now show
+                labels = torch.cat([labels, labels * torch.tensor([1.0, -1.0])])
         if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) == 0 or not torch.isfinite(labels).all():
             raise DatasetError(f"the gaze label set must be a finite float array [N, 2] (pitch, yaw), got shape {tuple(labels.shape)}")
         return labels.float()
@@ -312,6 +341,19 @@ class Trainer:
     def _fake_gaze(self, batch: int) -> torch.Tensor:
         return self.gaze_labels[torch.randint(len(self.gaze_labels), (batch,), device=self.device)]
 
+    def _augment(self, image: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return conditioning.augment(image, seg) if self.config.augment else (image, seg)
+
+    def _head_weight(self) -> float:
+        return self.config.lambda_gaze_head if self.d.gaze_head is not None else 0.0
+
+    def _estimator_weight(self) -> float:
+        """--lambda-gaze after the warm-up, ramped in linearly."""
+        config = self.config
+        if self.gaze_estimator is None or self.step < config.gaze_warmup:
+            return 0.0
+        return config.lambda_gaze * min(1.0, (self.step - config.gaze_warmup + 1) / max(config.gaze_ramp, 1))
+
     def _record(self, **values: torch.Tensor) -> None:
         for key, value in values.items():
             self.window.setdefault(key, []).append(value.detach().float())
@@ -340,11 +382,19 @@ class Trainer:
                 self._record(swapped=broken.float().mean())
         with self.autocast():
             cond = fake_gaze if config.stage == 1 else None
-            fake_pred = self.d_train(fake.image, fake_seg, cond)
-            real_pred = self.d_train(real, mask, gaze)
-            loss = losses.d_logistic(real_pred, fake_pred)
-            if config.d_gaze_mismatch > 0:
-                mismatch = torch.nn.functional.softplus(self.d_train(real, mask, self._fake_gaze(batch))).mean()
+            fake_pred = self.d_train(*self._augment(fake.image, fake_seg), cond)
+            real, mask = self._augment(real, mask)
+            if self._head_weight() > 0:
+                real_pred, estimate = self.d_train(real, mask, gaze, estimate_gaze=True)
+                head = torch.nn.functional.mse_loss(estimate, self.d.normalise(gaze))
+                loss = losses.d_logistic(real_pred, fake_pred) + self._head_weight() * head
+                self._record(d_gaze_head=head)
+            else:
+                real_pred = self.d_train(real, mask, gaze)
+                loss = losses.d_logistic(real_pred, fake_pred)
+            if config.stage == 1 and config.d_gaze_mismatch > 0:
+                wrong = conditioning.wrong_gazes(self.gaze_labels, gaze, config.mismatch_min_deg)
+                mismatch = torch.nn.functional.softplus(self.d_train(real, mask, wrong)).mean()
                 loss = loss + config.d_gaze_mismatch * mismatch
                 self._record(d_mismatch=mismatch)
         _update(self.d_optim, loss)
@@ -353,9 +403,14 @@ class Trainer:
     def _r1_step(self, real: torch.Tensor, mask: torch.Tensor, gaze: torch.Tensor | None) -> None:
         config = self.config
         real, mask = real.detach().requires_grad_(True), mask.detach().requires_grad_(True)
-        pred = self.d_train(real, mask, gaze)
+        unused = 0.0
+        if self._head_weight() > 0:  # the head is outside R1; a zero term keeps it in the graph for DDP
+            pred, estimate = self.d_train(*self._augment(real, mask), gaze, estimate_gaze=True)
+            unused = 0 * estimate.sum()
+        else:
+            pred = self.d_train(*self._augment(real, mask), gaze)
         p_img, p_seg = losses.r1_penalties(pred, real, mask)
-        loss = (config.r1_img / 2 * p_img + config.r1_seg / 2 * p_seg) * config.d_reg_every + 0 * pred[0, 0]
+        loss = (self.r1_img / 2 * p_img + self.r1_seg / 2 * p_seg) * config.d_reg_every + 0 * pred[0, 0] + unused
         _update(self.d_optim, loss)
         self._record(r1_img=p_img, r1_seg=p_seg)
 
@@ -366,8 +421,21 @@ class Trainer:
             z, fake_gaze = self._z(batch), self._fake_gaze(batch)
             fake = self.g_train(z, fake_gaze)
             mask_loss = losses.mask_consistency(fake.seg_coarse, fake.seg)
+            gaze_terms = 0.0
             if self.g_pre is None:
-                pred = self.d(fake.image, fake.seg, fake_gaze)
+                seen = self._augment(fake.image, fake.seg)
+                if self._head_weight() > 0:  # G is pulled to make D's head read the conditioning gaze
+                    pred, estimate = self.d(*seen, fake_gaze, estimate_gaze=True)
+                    head = torch.nn.functional.mse_loss(estimate, self.d.normalise(fake_gaze))
+                    gaze_terms = self._head_weight() * head
+                    self._record(g_gaze_head=head)
+                else:
+                    pred = self.d(*seen, fake_gaze)
+                weight = self._estimator_weight()
+                if weight > 0:
+                    est = self.gaze_estimator.loss(fake.image, fake_gaze, self.gaze_scale)
+                    gaze_terms = gaze_terms + weight * est
+                    self._record(g_gaze_est=est)
             else:  # stage 2: G_pre renders the current W+ (gradients reach the mapping through it, spec §6.2)
                 paired, _ = self._paired_masks(fake.seg, self.g_pre.synthesize(fake.latent, fake_gaze).seg)
                 pred = self.d(fake.image, paired)
@@ -375,7 +443,7 @@ class Trainer:
                 mask_loss = mask_loss + pmask
                 self._record(pmask=pmask)
             adv = losses.g_nonsaturating(pred)
-            loss = adv + config.lambda_mask * mask_loss
+            loss = adv + config.lambda_mask * mask_loss + gaze_terms
         _update(self.g_optim, loss)
         self._record(g=adv, mask=mask_loss)
 
@@ -501,6 +569,7 @@ class Trainer:
                        "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
                        "mean_path_length": self.mean_path_length.detach().cpu(), "rng": rng,
                        "gaze_labels": self.gaze_labels.cpu(),
+                       "gaze_loss_model": self.gaze_estimator.record() if self.gaze_estimator else None,
                        "data": {"position": self.step * self.config.batch * self.world.size, "seed": self.config.seed,
                                 "world_size": self.world.size, "batch": self.config.batch},
                        "gcgan_version": gcgan_cli.__version__}
