@@ -1,6 +1,7 @@
 """`gcgan gaze`: angle conventions on hand-computed cases, every source kind on fixtures written
-here in its format, a fit that beats the mean-gaze baseline, eval JSON, predict, consistency, and
-clear errors for bad sources."""
+here in its format, a fit that beats the mean-gaze baseline, eval JSON, predict, consistency (its
+statistics against numpy, the independence guard, the gaze grid and sweep sheets), and clear errors
+for bad sources."""
 
 import json
 import math
@@ -12,9 +13,13 @@ import pytest
 import torch
 
 from gcgan_cli import cli
+from gcgan_cli.checkpoint import load_checkpoint, save_checkpoint
 from gcgan_cli.core.gaze.angles import angular_error, to_pitch_yaw, to_vector, unity_look_vec
-from gcgan_cli.core.gaze.fit import split
+from gcgan_cli.core.gaze.consistency import consistency_stats, generator_consistency
+from gcgan_cli.core.gaze.estimator import load_estimator
+from gcgan_cli.core.gaze.fit import evaluate, split
 from gcgan_cli.core.gaze.sources import open_source
+from gcgan_cli.core.synthesis import file_sha256, load_generator
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +29,15 @@ def dbs(tmp_path_factory):
         assert cli.run(["segment", "synthetic", "--n", str(n), "--size", "64", "--seed", str(seed), "--out", str(root / f"{name}_prep"), "-j", "1"]) == 0
         assert cli.run(["pack", str(root / f"{name}_prep"), "--out", str(root / name), "--size", "64", "-j", "1"]) == 0
     return root
+
+
+@pytest.fixture(scope="module")
+def generator(dbs):
+    """A 2-step tiny training checkpoint: enough to render, not to be gaze-aware."""
+    run = dbs / "run"
+    assert cli.run(["train", "--dataset", str(dbs / "train"), "--checkpoint-dir", str(run), "--preset", "tiny", "--size", "64",
+                    "--workers", "0", "--iters", "2", "--viz-every", "0"]) == 0
+    return run / "checkpoints" / "0000002.pt"
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +166,12 @@ def test_a_fit_beats_the_mean_gaze_baseline_on_held_out_identities(estimator, db
     assert set(result["error_deg"]) == {"count", "mean", "median", "std", "p90"} and result["error_deg"]["count"] == 120
     error, baseline = result["error_deg"]["mean"], result["mean_gaze_baseline_deg"]["mean"]
     assert baseline > 20 and error < 0.75 * baseline, (error, baseline)
+    network, config = load_estimator(estimator, torch.device("cpu"))
+    predicted, true = evaluate(network, open_source(dbs / "test", config["size"]), torch.device("cpu"))
+    for i, axis in enumerate(("pitch", "yaw")):
+        oracle = np.degrees(np.abs(predicted[:, i].astype(np.float64) - true[:, i]))
+        assert result[f"{axis}_error_deg"]["mean"] == pytest.approx(oracle.mean(), rel=1e-5)
+        assert result[f"{axis}_error_deg"]["p90"] == pytest.approx(np.percentile(oracle, 90), rel=1e-5)
     assert cv2.imread(result["plot"]).shape[1] > 600
 
 
@@ -165,11 +185,8 @@ def test_predict_writes_pitch_and_yaw_per_image(estimator, dbs, tmp_path, run_cl
     assert [r["image"] for r in rows] == [str(p) for p in images] and all(np.isfinite([r["pitch"], r["yaw"]]).all() for r in rows)
 
 
-def test_mixed_sources_and_consistency_of_a_generator(estimator, dbs, tmp_path, run_cli):
-    run = tmp_path / "run"
-    assert run_cli("train", "--dataset", dbs / "train", "--checkpoint-dir", run, "--preset", "tiny", "--size", "64",
-                   "--workers", "0", "--iters", "2", "--viz-every", "0")[0] == 0
-    ckpt = run / "checkpoints" / "0000002.pt"
+def test_mixed_sources_and_consistency_of_a_generator(estimator, generator, dbs, tmp_path, run_cli):
+    ckpt = generator
     assert run_cli("sample", ckpt, "--outdir", tmp_path / "samples", "--n", "40", "--device", "cpu")[0] == 0
     code, out, _ = run_cli("gaze", "fit", "--data", dbs / "train", "--data", tmp_path / "samples", "--mix", "1,0.5",
                            "--out", tmp_path / "mixed.pt", "--epochs", "1", "--device", "cpu")
@@ -178,3 +195,67 @@ def test_mixed_sources_and_consistency_of_a_generator(estimator, dbs, tmp_path, 
     assert code == 0
     result = json.loads(out)
     assert result["n"] == 24 and 0 <= result["error_deg"]["mean"] <= 180 and result["estimator_validation_error_deg"] > 0
+    assert set(result) >= {"pitch_error_deg", "yaw_error_deg", "mean_gaze_baseline_deg", "correlation",
+                           "ratio_to_estimator_error", "ratio_to_baseline"} and set(result["correlation"]) == {"pitch", "yaw"}
+    assert result["gaze_loss_model"] is None
+    network, config = load_estimator(estimator, torch.device("cpu"))
+    conditioning, estimated = generator_consistency(load_generator(ckpt, torch.device("cpu")), network, config["size"], 24, 64, 0)
+    baseline = np.degrees(np.arccos(np.clip(to_vector(conditioning) @ to_vector(conditioning.mean(axis=0)), -1, 1)))
+    assert result["mean_gaze_baseline_deg"]["mean"] == pytest.approx(baseline.mean(), rel=1e-6)
+    assert result["error_deg"]["mean"] == pytest.approx(angular_error(estimated, conditioning).mean(), rel=1e-5)
+    assert result["ratio_to_baseline"] == pytest.approx(result["error_deg"]["mean"] / baseline.mean(), rel=1e-5)
+    assert result["ratio_to_estimator_error"] == pytest.approx(result["error_deg"]["mean"] / result["estimator_validation_error_deg"])
+
+
+def test_consistency_stats_against_numpy():
+    conditioning = np.array([[0.1, -0.2], [0.3, 0.0], [-0.1, 0.4], [0.2, 0.2]])
+    estimated = np.array([[0.0, -0.1], [0.35, 0.1], [-0.2, 0.3], [0.1, 0.25]])
+    stats = consistency_stats(conditioning, estimated, 2.0)
+    for i, axis in enumerate(("pitch", "yaw")):
+        oracle = np.degrees(np.abs(estimated[:, i] - conditioning[:, i]))
+        assert stats[f"{axis}_error_deg"]["mean"] == pytest.approx(oracle.mean())
+        assert stats[f"{axis}_error_deg"]["median"] == pytest.approx(np.median(oracle))
+        assert stats["correlation"][axis] == pytest.approx(np.corrcoef(conditioning[:, i], estimated[:, i])[0, 1])
+    mean = conditioning.mean(axis=0)
+    baseline = [math.degrees(math.acos(min(1.0, float(to_vector(c) @ to_vector(mean))))) for c in conditioning]
+    assert stats["mean_gaze_baseline_deg"]["mean"] == pytest.approx(np.mean(baseline))
+    assert stats["ratio_to_estimator_error"] == pytest.approx(stats["error_deg"]["mean"] / 2.0)
+    assert stats["ratio_to_baseline"] == pytest.approx(stats["error_deg"]["mean"] / np.mean(baseline))
+    flat = consistency_stats(np.array([[0.1, 0.0], [0.1, 0.3]]), np.array([[0.2, 0.1], [0.0, 0.2]]), None)
+    assert flat["correlation"] == {"pitch": None, "yaw": pytest.approx(1.0)}  # pitch does not vary
+    assert flat["ratio_to_estimator_error"] is None and json.dumps(flat)
+
+
+def test_consistency_refuses_the_estimator_of_the_gaze_loss(estimator, generator, tmp_path, run_cli):
+    record = load_checkpoint(generator)
+    for name, sha in (("own", file_sha256(estimator)), ("other", "0" * 64)):
+        save_checkpoint(tmp_path / f"{name}.pt", {**record, "gaze_loss_model": {"path": str(estimator), "sha256": sha}})
+    code, out, err = run_cli("gaze", "consistency", tmp_path / "own.pt", "--model", estimator, "--n", "2", "--device", "cpu")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and err.startswith("error:")
+    assert "was in this generator's training loss (gaze loss)" in err and "another seed or --arch" in err
+    code, out, _ = run_cli("gaze", "consistency", tmp_path / "other.pt", "--model", estimator, "--n", "2", "--json", "--device", "cpu")
+    assert code == 0 and json.loads(out)["gaze_loss_model"]["sha256"] == "0" * 64
+
+
+def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_cli):
+    plot_path = tmp_path / "grid.png"
+    code, out, _ = run_cli("gaze", "consistency", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2",
+                           "--grid-plot", plot_path, "--sweep", tmp_path / "sweep", "--sweep-rows", "2", "--json", "--device", "cpu")
+    assert code == 0
+    grid = json.loads(out)["grid"]
+    assert len(grid["pitch"]) == len(grid["yaw"]) == 2 and grid["pitch"][0] < grid["pitch"][1] and grid["yaw"][0] < grid["yaw"][1]
+    assert np.array(grid["error_deg"]).shape == (2, 2) and all(0 <= e <= 180 for row in grid["error_deg"] for e in row)
+    assert cv2.imread(str(plot_path)).shape[0] > 2 * 64
+    yaw, pitch = (cv2.imread(str(tmp_path / f"sweep_{axis}.png")) for axis in ("yaw", "pitch"))
+    assert yaw.shape[0] == pitch.shape[0] and (yaw.shape[1] - 4) % 9 == 0 and (pitch.shape[1] - 4) % 7 == 0
+    assert (yaw.shape[1] - 4) // 9 == (pitch.shape[1] - 4) // 7 >= 2 * 128  # image | mask per cell, enlarged
+    code, out, _ = run_cli("gaze", "consistency", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2", "--device", "cpu")
+    table = out[out.index("pitch \\ yaw"):].splitlines()
+    assert code == 0 and len([line for line in table if line.count(".") == 3]) == 2  # a pitch and two errors per row
+
+
+def test_consistency_option_errors(estimator, generator, tmp_path, run_cli):
+    for args, message in ((("--grid", "1"), "--grid 1"), (("--grid-plot", tmp_path / "g.png"), "needs --grid"),
+                          (("--sweep", tmp_path / "no" / "s"), "does not exist")):
+        code, _, err = run_cli("gaze", "consistency", generator, "--model", estimator, *args, "--device", "cpu")
+        assert code == 2 and message in err, err

@@ -14,15 +14,16 @@ import cv2
 import numpy as np
 import torch
 import typer
+from rich.table import Table
 
 from gcgan_cli.commands.display import progress_bar, summary_table
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
 from gcgan_cli.core.gaze.angles import angular_error
-from gcgan_cli.core.gaze.consistency import generator_consistency
+from gcgan_cli.core.gaze.consistency import check_independent, consistency_grid, consistency_stats, generator_consistency, sweep_sheets
 from gcgan_cli.core.gaze.estimator import ARCHS, load_estimator, predict
 from gcgan_cli.core.gaze.fit import FitConfig, evaluate, fit
-from gcgan_cli.core.gaze.report import error_stats, plot
+from gcgan_cli.core.gaze.report import axis_error_stats, error_stats, grid_plot, plot
 from gcgan_cli.core.gaze.sources import KINDS, open_source, prepare
 from gcgan_cli.core.synthesis import load_generator
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
@@ -95,7 +96,7 @@ def eval_command(
     baseline = angular_error(np.broadcast_to(np.asarray(config["mean_gaze"]), true.shape), true)
     plot_path = plot_path or model.with_name(f"{model.stem}_eval.png")
     write_atomic(plot_path, encode_png(plot(predicted, true, errors)))
-    result = {"model": str(model), "data": source.describe(), "error_deg": error_stats(errors),
+    result = {"model": str(model), "data": source.describe(), "error_deg": error_stats(errors), **axis_error_stats(predicted, true),
               "mean_gaze_baseline_deg": error_stats(baseline), "plot": str(plot_path)}
     subjects = sorted({s for s in source.subjects if s is not None})
     if subjects:
@@ -108,6 +109,7 @@ def eval_command(
     table.add_row("data", result["data"])
     stats = result["error_deg"]
     table.add_row("angular error", f"mean {stats['mean']:.2f}, median {stats['median']:.2f}, std {stats['std']:.2f} deg ({stats['count']} samples)")
+    table.add_row("per axis", _axes(result))
     table.add_row("mean-gaze baseline", f"mean {result['mean_gaze_baseline_deg']['mean']:.2f} deg")
     table.add_row("plot", str(plot_path))
     console.print(table)
@@ -148,21 +150,43 @@ def predict_command(
 @app.command("consistency")
 def consistency_command(
     ckpt: Annotated[Path, typer.Argument(help="A checkpoint from `gcgan train`.")],
-    model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Samples.")] = 1000,
+    model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`; not the one in the generator's gaze loss.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples at gazes drawn from the generator's label set.")] = 1000,
     batch: Annotated[int, typer.Option(min=1)] = 64,
     truncation: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
+    grid: Annotated[int, typer.Option("--grid", min=0, help="Also sweep the conditioning gaze on an N x N grid over the label set's 5th-95th percentiles (0: off).")] = 0,
+    grid_samples: Annotated[int, typer.Option("--grid-samples", min=1, help="Samples per grid cell (the same z in every cell).")] = 16,
+    grid_plot_path: Annotated[Path | None, typer.Option("--grid-plot", help="Write the grid's error heatmap PNG here (needs --grid).")] = None,
+    sweep: Annotated[str | None, typer.Option("--sweep", help="Write PREFIX_yaw.png and PREFIX_pitch.png: identities across yaws and pitches, conditioning (green) vs estimated (red) gaze.")] = None,
+    sweep_rows: Annotated[int, typer.Option("--sweep-rows", min=1, help="Identities (rows) on each sweep sheet.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """How gaze-aware a generator is: the angular error between the gaze it was conditioned on and the estimator's reading."""
+    """How gaze-aware a generator is: the error between the gaze it was conditioned on and an independent estimator's reading, beside a mean-gaze baseline and the estimator's own error."""
+    if grid == 1:
+        raise UsageError("--grid 1: use 0 (off) or at least 2")
+    if grid_plot_path is not None and not grid:
+        raise UsageError("--grid-plot needs --grid N")
+    sweep_paths = [Path(f"{sweep}_{axis}.png") for axis in ("yaw", "pitch")] if sweep else []
+    for path in ([grid_plot_path] if grid_plot_path else []) + sweep_paths:
+        if not path.parent.is_dir():
+            raise UsageError(f"{path}: folder {path.parent} does not exist")
     network, config = load_estimator(model, device)
     loaded = load_generator(ckpt, device)
+    check_independent(loaded, model)
     conditioning, estimated = generator_consistency(loaded, network, config["size"], n, batch, seed, truncation)
-    errors = angular_error(estimated, conditioning)
-    result = {"checkpoint": str(ckpt), "model": str(model), "n": n, "error_deg": error_stats(errors),
-              "estimator_validation_error_deg": config["report"].get("val_error")}
+    result = {"checkpoint": str(ckpt), "model": str(model), "n": n, "gaze_loss_model": loaded.gaze_loss_model,
+              **consistency_stats(conditioning, estimated, config["report"].get("val_error"))}
+    if grid:
+        result["grid"] = consistency_grid(loaded, network, config["size"], grid, grid_samples, batch, seed, truncation)
+        if grid_plot_path is not None:
+            write_atomic(grid_plot_path, encode_png(grid_plot(**result["grid"])))
+            result["grid_plot"] = str(grid_plot_path)
+    if sweep_paths:
+        for path, sheet in zip(sweep_paths, sweep_sheets(loaded, network, config["size"], sweep_rows, batch, seed, truncation)):
+            write_atomic(path, encode_png(sheet))
+        result["sweep"] = [str(path) for path in sweep_paths]
     if as_json:
         print(json.dumps(result))
         return
@@ -170,9 +194,36 @@ def consistency_command(
     table.add_row("generator", f"{ckpt} (step {loaded.step})")
     stats = result["error_deg"]
     table.add_row("conditioning vs estimate", f"mean {stats['mean']:.2f}, median {stats['median']:.2f}, std {stats['std']:.2f} deg over {n} samples")
+    table.add_row("per axis", _axes(result))
+    table.add_row("mean-gaze baseline", f"mean {result['mean_gaze_baseline_deg']['mean']:.2f} deg (always the mean conditioning gaze)")
+    table.add_row("correlation", ", ".join(f"{axis} r = {'n/a' if r is None else f'{r:.3f}'}" for axis, r in result["correlation"].items()))
     if result["estimator_validation_error_deg"] is not None:
         table.add_row("estimator's own error", f"{result['estimator_validation_error_deg']:.2f} deg on its validation split")
+    for name, key in (("ratio to estimator's error", "ratio_to_estimator_error"), ("ratio to baseline", "ratio_to_baseline")):
+        if result[key] is not None:
+            table.add_row(name, f"{result[key]:.2f}")
+    if "grid_plot" in result:
+        table.add_row("grid plot", result["grid_plot"])
+    if "sweep" in result:
+        table.add_row("sweep sheets", ", ".join(result["sweep"]))
     console.print(table)
+    if grid:
+        console.print(_grid_table(result["grid"]))
+
+
+def _axes(result: dict) -> str:
+    return f"pitch mean {result['pitch_error_deg']['mean']:.2f}, yaw mean {result['yaw_error_deg']['mean']:.2f} deg (|difference| per axis)"
+
+
+def _grid_table(grid: dict) -> Table:
+    """Rows pitch, columns yaw, in degrees: the mean angular error per conditioning gaze."""
+    table = Table(title="grid: mean angular error, deg")
+    table.add_column("pitch \\ yaw", style="bold", justify="right")
+    for yaw in grid["yaw"]:
+        table.add_column(f"{np.degrees(yaw):+.1f}", justify="right")
+    for pitch, row in zip(grid["pitch"], grid["error_deg"]):
+        table.add_row(f"{np.degrees(pitch):+.1f}", *(f"{e:.1f}" for e in row))
+    return table
 
 
 def _weights(mix: str | None, count: int) -> list[float]:

@@ -43,6 +43,7 @@ class LoadedGenerator:
     gaze_labels: torch.Tensor  # [N, 2] the training label set (pitch, yaw)
     sha256: str
     step: int
+    gaze_loss_model: dict | None = None  # {"path", "sha256"} of the estimator in its gaze loss; None without one
 
 
 def file_sha256(path: Path) -> str:
@@ -62,7 +63,8 @@ def load_generator(path: Path, device: torch.device, ema: bool = True) -> Loaded
     generator = Generator(config)
     generator.load_state_dict(record["g_ema" if ema else "g"])
     generator.to(device).eval().requires_grad_(False)
-    return LoadedGenerator(generator, config, record["gaze_labels"].float(), file_sha256(path), int(record["step"]))
+    return LoadedGenerator(generator, config, record["gaze_labels"].float(), file_sha256(path), int(record["step"]),
+                           record.get("gaze_loss_model"))
 
 
 @torch.no_grad()

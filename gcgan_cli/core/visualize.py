@@ -27,16 +27,17 @@ def class_ids(seg: torch.Tensor) -> np.ndarray:
     return seg.detach().argmax(dim=1).to(torch.uint8).cpu().numpy()
 
 
-def draw_gaze_arrow(image: np.ndarray, pitch: float, yaw: float, length: float | None = None) -> np.ndarray:
+def draw_gaze_arrow(image: np.ndarray, pitch: float, yaw: float, length: float | None = None,
+                    colour: tuple[int, int, int] = ARROW_RGB) -> np.ndarray:
     """A copy of `image` [H, W, 3] with the gaze drawn from its centre: dx = -L sin(yaw) cos(pitch),
-    dy = -L sin(pitch), L = W/2 by default; anti-aliased, tip 0.2."""
+    dy = -L sin(pitch), L = W/2 by default; anti-aliased, tip 0.2, RGB `colour`."""
     height, width = image.shape[:2]
     length = width / 2 if length is None else length
     centre = (width / 2, height / 2)
     tip = (centre[0] - length * math.sin(yaw) * math.cos(pitch), centre[1] - length * math.sin(pitch))
     out = np.ascontiguousarray(image).copy()
     thickness = max(1, round(width / 64))
-    cv2.arrowedLine(out, tuple(round(v) for v in centre), tuple(round(v) for v in tip), ARROW_RGB, thickness,
+    cv2.arrowedLine(out, tuple(round(v) for v in centre), tuple(round(v) for v in tip), colour, thickness,
                     cv2.LINE_AA, tipLength=0.2)
     return out
 
