@@ -10,7 +10,7 @@ import torch
 from gcgan_cli import cli
 from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.core.gaze.angles import angular_error
-from gcgan_cli.core.gaze.estimator import build, save_estimator
+from gcgan_cli.core.gaze.estimator import LAYOUT, build, save_estimator
 from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
 from gcgan_cli.core.synthesis import file_sha256
 from gcgan_cli.core.training import conditioning
@@ -57,7 +57,7 @@ def test_augment_moves_image_and_mask_together_and_is_differentiable():
 def test_frozen_estimator_loss_reaches_the_image_not_the_estimator(tmp_path):
     torch.manual_seed(2)
     path = tmp_path / "est.pt"
-    save_estimator(path, build("small", 32), {"arch": "small", "size": 32, "mean_gaze": [0.0, 0.0]}, {})
+    save_estimator(path, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
     estimator = conditioning.FrozenEstimator(path, torch.device("cpu"))
     assert estimator.record() == {"path": str(path), "sha256": file_sha256(path)}
     image = torch.randn(2, 3, 64, 64, requires_grad=True)  # resized to the estimator's 32 px
@@ -137,7 +137,7 @@ def db(tmp_path_factory):
 def test_stage1_with_every_conditioning_option(db, tmp_path, run_cli):
     torch.manual_seed(5)
     estimator = tmp_path / "est.pt"
-    save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "mean_gaze": [0.0, 0.0]}, {})
+    save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
     run = tmp_path / "run"
     args = ["train", "--dataset", db, "--checkpoint-dir", run, "--preset", "tiny", "--batch", "4", "--workers", "0",
             "--iters", "6", "--log-every", "3", "--viz-every", "0", "--save-every", "3", "--d-conditioning", "projection",
@@ -157,7 +157,7 @@ def test_stage1_with_every_conditioning_option(db, tmp_path, run_cli):
     assert "g_gaze_est" in rows[-1] and "d_gaze_head" in rows[-1] and "d_mismatch" in rows[-1]
     # A resumed run must keep its estimator.
     torch.manual_seed(6)
-    save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "mean_gaze": [0.0, 0.0]}, {})
+    save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
     (run / "checkpoints" / "0000006.pt").unlink()
     code, _, err = run_cli("train", "--checkpoint-dir", run, "--resume")
     assert code == 2 and "not the estimator this run was trained with" in err
