@@ -24,8 +24,8 @@ run: setup
 	$(BIN)/gcgan segment synthetic --n 2000 --out runs/quickstart/prep
 	$(BIN)/gcgan pack runs/quickstart/prep --out runs/quickstart/db --overwrite
 	rm -rf runs/quickstart/train
-	$(BIN)/gcgan train --dataset runs/quickstart/db --checkpoint-dir runs/quickstart/train --preset tiny --size 64 \
-		--iters 300 --log-every 50 --viz-every 100 --save-every 100
+	$(BIN)/gcgan train --dataset runs/quickstart/db --checkpoint-dir runs/quickstart/train --preset small --batch 8 \
+		--mirror --iters 200 --log-every 50 --viz-every 100 --save-every 100
 
 test: setup
 	$(BIN)/python -m pytest -q
