@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Subset, WeightedRandomSampler
 
+from gcgan_cli.core.augment import random_translate
 from gcgan_cli.core.gaze.angles import angular_error
 from gcgan_cli.core.gaze.estimator import LAYOUT, build, save_estimator
 from gcgan_cli.core.gaze.sources import GazeSource
@@ -88,12 +89,8 @@ def augment(images: torch.Tensor, gazes: torch.Tensor, config: FitConfig, genera
     images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
     gazes = torch.stack([gazes[:, 0], torch.where(flipped, -gazes[:, 1], gazes[:, 1])], dim=1)
     reach = round(config.shift * max(height, width))
-    if reach > 0:  # edge pixels repeat into the uncovered border
-        padded = torch.nn.functional.pad(images, (reach,) * 4, mode="replicate")
-        offsets = torch.randint(0, 2 * reach + 1, (2, count, 1), generator=generator, device=device)
-        rows = offsets[0] + torch.arange(height, device=device)
-        cols = offsets[1] + torch.arange(width, device=device)
-        images = padded[torch.arange(count, device=device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if reach > 0:
+        images = random_translate(images, reach, generator)
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     gain = (1 + config.contrast * (2 * uniform(count, 1, 1, 1) - 1)) * (1 + config.colour * (2 * uniform(count, 3, 1, 1) - 1))
     images = images * gain + mean * (1 - gain) + config.brightness * (2 * uniform(count, 1, 1, 1) - 1)  # exact at gain 1

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from gcgan_cli.core.augment import random_translate
 from gcgan_cli.core.gaze.estimator import load_estimator
 from gcgan_cli.core.synthesis import file_sha256
 
@@ -62,14 +63,9 @@ def augment(image: torch.Tensor, seg: torch.Tensor, generator: torch.Generator |
     zeroed square of 1/4 of the side) for an image [B, 3, S, S] and its mask [B, C, S, S]:
     differentiable, so D's gradients reach G through it. Translation keeps the iris where it is
     in its eye, so the gaze label stays true."""
-    batch, size = image.shape[0], image.shape[-1]
-    device, shift = image.device, max(1, size // 8)
-    both = F.pad(torch.cat([image, seg], 1), (shift,) * 4, mode="replicate")
-    offset = torch.randint(0, 2 * shift + 1, (2, batch, 1), device=device, generator=generator)
+    batch, size, device = image.shape[0], image.shape[-1], image.device
+    both = random_translate(torch.cat([image, seg], 1), max(1, size // 8), generator)
     steps = torch.arange(size, device=device)
-    rows, cols = offset[0] + steps, offset[1] + steps  # [B, S] each
-    both = both[torch.arange(batch, device=device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # [B, S, S, C]
-    both = both.permute(0, 3, 1, 2)
     hole = max(1, size // 4)
     corner = torch.randint(0, size - hole + 1, (2, batch, 1), device=device, generator=generator)
     inside_y = (steps >= corner[0]) & (steps < corner[0] + hole)  # [B, S]

@@ -112,7 +112,6 @@ class Trainer:
         if self.dataset.class_names != self.model_config.class_names:
             raise DatasetError(f"--dataset {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
         self.r1_img, self.r1_seg = config.r1(self.model_config.size)
-        self.gaze_scale = torch.tensor(self.model_config.gaze_std, device=self.device)
         self.gaze_estimator = self._gaze_estimator(resumed)
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank
@@ -433,7 +432,7 @@ class Trainer:
                     pred = self.d(*seen, fake_gaze)
                 weight = self._estimator_weight()
                 if weight > 0:
-                    est = self.gaze_estimator.loss(fake.image, fake_gaze, self.gaze_scale)
+                    est = self.gaze_estimator.loss(fake.image, fake_gaze, self.d.gaze_std)
                     gaze_terms = gaze_terms + weight * est
                     self._record(g_gaze_est=est)
             else:  # stage 2: G_pre renders the current W+ (gradients reach the mapping through it, spec §6.2)
