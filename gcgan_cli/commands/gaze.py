@@ -21,15 +21,27 @@ from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
 from gcgan_cli.core.gaze.angles import angular_error
 from gcgan_cli.core.gaze.consistency import check_independent, consistency_grid, consistency_stats, generator_consistency, sweep_sheets
-from gcgan_cli.core.gaze.estimator import ARCHS, load_estimator, predict
+from gcgan_cli.core.gaze.estimator import ARCH_INPUTS, INPUTS, load_estimator, predict
 from gcgan_cli.core.gaze.fit import FitConfig, evaluate, fit
 from gcgan_cli.core.gaze.report import axis_error_stats, error_stats, grid_plot, plot
-from gcgan_cli.core.gaze.sources import KINDS, open_source, prepare
+from gcgan_cli.core.gaze.sources import KINDS, EyeOptions, GazeSource, open_source, prepare
 from gcgan_cli.core.synthesis import load_generator
+from gcgan_cli.data import eye_patch
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.errors import DatasetError, UsageError
 
-SOURCES_HELP = "A gaze source: " + ", ".join(k.name for k in KINDS) + " (a `gcgan pack` DB, a `gcgan sample` folder, an MPIIFaceGaze .h5, a UnityEyes folder)."
+SOURCES_HELP = ("A gaze source: " + ", ".join(k.name for k in KINDS) + " (a `gcgan pack` DB, a `gcgan sample` folder, an MPIIFaceGaze .h5, "
+                "a translated eye folder, a UnityEyes folder).")
+
+ARCH_HELP = ("Network: " + ", ".join(f"{arch} ({' or '.join(inputs)})" for arch, inputs in ARCH_INPUTS.items())
+             + "; gazenet is FP-GAN's net (83.5M parameters, sized for a GPU), gazenet-slim its conv trunk with small dense layers (4.2M).")
+INPUT_HELP = ("What the estimator reads: face (RGB strips, --size square) or eye (36 x 60 grayscale eye patches, "
+              "histogram-equalised: MPIIFaceGaze .h5, UnityEyes, translated folders).")
+READ_INPUT_HELP = "face or eye: the estimator's own input (from its file); a different value is refused."
+HEAD_POSE_HELP = ("Eye input, UnityEyes sources: drop samples whose head pitch or yaw exceeds DEG degrees "
+                  "(GazeML used 20; default: keep all, as FP-GAN did).")
+PREDICT_GRAY = "mean"  # colour files are grayed as MPIIFaceGaze's patches are; gray files are unchanged by it
+DEFAULT_SIZE = 64
 
 app = typer.Typer(help="A gaze estimator: fit it on any mix of gaze sources, evaluate it (angular error), predict, and measure how gaze-aware a generator is.",
                   no_args_is_help=True)
@@ -41,8 +53,11 @@ def fit_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="The estimator file to write (the best epoch on validation).")],
     mix: Annotated[str | None, typer.Option(help="Sampling weights per --data, e.g. 1,0.5 (default: equal shares).")] = None,
     val: Annotated[Path | None, typer.Option(help="Validation source (default: held out from the first --data, by subject where known).")] = None,
-    arch: Annotated[str, typer.Option(help=f"Network: {', '.join(ARCHS)}.")] = "small",
-    size: Annotated[int, typer.Option(help="Input side in pixels (a multiple of 16).")] = 64,
+    input_kind: Annotated[str, typer.Option("--input", help=INPUT_HELP)] = "face",
+    arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "small",
+    size: Annotated[int | None, typer.Option(help=f"Face input: the side in pixels, a multiple of 16 (default {DEFAULT_SIZE}); eye patches are 36 x 60.")] = None,
+    jitter: Annotated[bool, typer.Option("--jitter/--no-jitter", help="Eye input: UnityEyes crop jitter (random scale and shift of the crop) on the training data; validation is never jittered.")] = False,
+    max_head_pose: Annotated[float | None, typer.Option("--max-head-pose", min=0.0, metavar="DEG", help=HEAD_POSE_HELP)] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data (one-cycle learning rate over all of them).")] = 60,
     batch: Annotated[int, typer.Option(min=1, help="Images per step.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of the one-cycle schedule (AdamW).")] = 3e-3,
@@ -52,9 +67,16 @@ def fit_command(
 ) -> None:
     """Fit a gaze estimator; the best epoch on the validation split is kept in --out."""
     weights = _weights(mix, len(data))
+    _check_input(input_kind)
+    if input_kind == "eye" and size is not None:
+        raise UsageError(f"--size {size}: applies to --input face; eye patches are 36 x 60")
+    if input_kind == "face" and (jitter or max_head_pose is not None):
+        raise UsageError(f"{'--jitter' if jitter else '--max-head-pose'}: applies to --input eye; drop it or add --input eye")
+    size = (DEFAULT_SIZE if size is None else size) if input_kind == "face" else 0
     config = FitConfig(arch=arch, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed, workers=workers)
-    sources = [open_source(path, size) for path in data]
-    val_source = open_source(val, size) if val else None
+    sources = [_open(path, input_kind, size, max_head_pose, jitter=jitter, seed=seed) for path in data]
+    val_source = _open(val, input_kind, size, max_head_pose) if val else None
+    held_from = _open(data[0], input_kind, size, max_head_pose) if jitter and val is None else None  # the split, unjittered
     start = time.perf_counter()
     with progress_bar("gaze fit") as progress:
         bar = progress.add_task("", total=None)
@@ -64,13 +86,14 @@ def fit_command(
             progress.console.print(f"[bold]gcgan gaze fit[/]: {train} training samples, {held} validation ({how})")
 
         result = fit(sources, weights, val_source, config, out, device,
-                     {"sources": [s.describe() for s in sources], "mix": weights},
+                     {"sources": [s.describe() for s in sources], "mix": weights}, held_out=held_from,
                      on_start=started, on_batch=lambda: progress.advance(bar),
                      on_epoch=lambda row: progress.console.print(
                          f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation error {row['val_error']:.2f} deg"))
     table = summary_table("gcgan gaze fit")
     for source, weight in zip(sources, weights):
         table.add_row("data", f"{source.describe()}, weight {weight:g}")
+    table.add_row("input", f"{input_kind}, {' x '.join(map(str, sources[0].shape))}")
     table.add_row("split", f"{result.train_count} train / {result.val_count} validation")
     table.add_row("validation error", f"{result.best_error:.2f} deg (epoch {result.best_epoch} of {epochs})")
     table.add_row("mean-gaze baseline", f"{result.baseline_error:.2f} deg")
@@ -83,6 +106,8 @@ def fit_command(
 def eval_command(
     model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`.")],
     data: Annotated[Path, typer.Option("--data", help=SOURCES_HELP)],
+    input_kind: Annotated[str | None, typer.Option("--input", help=READ_INPUT_HELP)] = None,
+    max_head_pose: Annotated[float | None, typer.Option("--max-head-pose", min=0.0, metavar="DEG", help=HEAD_POSE_HELP)] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot", help="The histogram / scatter PNG (default: MODEL_eval.png beside the model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (and nothing else).")] = False,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0)] = 0,
@@ -90,7 +115,10 @@ def eval_command(
 ) -> None:
     """Angular error of an estimator on a source: mean, median, std, per subject, and a plot."""
     network, config = load_estimator(model, device)
-    source = open_source(data, config["size"])
+    kind = _estimator_input(model, config, input_kind)
+    if kind == "face" and max_head_pose is not None:
+        raise UsageError(f"--max-head-pose: applies to eye estimators; --model {model} reads face strips")
+    source = _open(data, kind, config["size"], max_head_pose)
     predicted, true = evaluate(network, source, device, workers=workers)
     errors = angular_error(predicted, true)
     baseline = angular_error(np.broadcast_to(np.asarray(config["mean_gaze"]), true.shape), true)
@@ -118,18 +146,20 @@ def eval_command(
 @app.command("predict")
 def predict_command(
     model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files (any size; resized to the estimator's input).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (any size; resized to the estimator's input: a face strip, or an eye patch made gray and equalised).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write .csv or .jsonl (default: CSV on stdout).")] = None,
+    input_kind: Annotated[str | None, typer.Option("--input", help=READ_INPUT_HELP)] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """(pitch, yaw) in radians per image."""
     network, config = load_estimator(model, device)
+    kind = _estimator_input(model, config, input_kind)
     tensors = []
     for path in images:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise DatasetError(f"{path}: not a readable image")
-        tensors.append(prepare(image[:, :, ::-1], config["size"]))
+        tensors.append(prepare(image[:, :, ::-1], config["size"]) if kind == "face" else _eye_patch(image))
     gazes = predict(network, torch.stack(tensors)).tolist()
     rows = [{"image": str(path), "pitch": pitch, "yaw": yaw} for path, (pitch, yaw) in zip(images, gazes)]
     if out is not None and out.suffix not in (".csv", ".jsonl"):
@@ -173,6 +203,8 @@ def consistency_command(
         if not path.parent.is_dir():
             raise UsageError(f"{path}: folder {path.parent} does not exist")
     network, config = load_estimator(model, device)
+    if config["input"] != "face":
+        raise UsageError(f"--model {model} reads {config['input']} patches; a generator's consistency needs a face estimator (--input face)")
     loaded = load_generator(ckpt, device)
     check_independent(loaded, model)
     conditioning, estimated = generator_consistency(loaded, network, config["size"], n, batch, seed, truncation)
@@ -209,6 +241,33 @@ def consistency_command(
     console.print(table)
     if grid:
         console.print(_grid_table(result["grid"]))
+
+
+def _check_input(kind: str) -> None:
+    if kind not in INPUTS:
+        raise UsageError(f"--input {kind}: choose one of {', '.join(INPUTS)}")
+
+
+def _estimator_input(model: Path, config: dict, given: str | None) -> str:
+    """The estimator's input kind; a --input that names another is a mistake, not a conversion."""
+    if given is not None:
+        _check_input(given)
+        if given != config["input"]:
+            raise UsageError(f"--input {given}: --model {model} reads {config['input']} input; drop --input or give an estimator fitted with --input {given}")
+    return config["input"]
+
+
+def _open(path: Path, kind: str, size: int, max_head_pose: float | None, jitter: bool = False, seed: int = 0) -> GazeSource:
+    """A source as the estimator reads it: face strips at `size`, or eye patches."""
+    if kind == "face":
+        return open_source(path, size)
+    return open_source(path, 0, EyeOptions(jitter=jitter, max_head_pose=max_head_pose, seed=seed))
+
+
+def _eye_patch(bgr: np.ndarray) -> torch.Tensor:
+    """An image file's pixels as eye mode reads a patch: gray, 36 x 60, equalised, [1, 36, 60] in [-1, 1]."""
+    gray, _ = eye_patch.resize_patch(eye_patch.to_gray(bgr, PREDICT_GRAY))
+    return torch.from_numpy(eye_patch.to_unit(eye_patch.equalise(gray))[None])
 
 
 def _axes(result: dict) -> str:
