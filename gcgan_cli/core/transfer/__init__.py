@@ -1,0 +1,1 @@
+"""FP-GAN style unpaired eye-patch translation: networks, image pool and the landmark loss net."""
