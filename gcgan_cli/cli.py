@@ -9,7 +9,7 @@ import typer
 
 import gcgan_cli
 from cuda_ops import OpsBuildError
-from gcgan_cli.commands import gaze, segment
+from gcgan_cli.commands import gaze, segment, transfer
 from gcgan_cli.commands.doctor import doctor
 from gcgan_cli.commands.inception import inception_command
 from gcgan_cli.commands.pack import pack_command
@@ -68,6 +68,7 @@ app.command("train")(train_command)
 app.command("sample")(sample_command)
 app.command("interpolate")(interpolate_command)
 app.add_typer(gaze.app, name="gaze")
+app.add_typer(transfer.app, name="transfer")
 app.command("doctor")(doctor)
 
 

@@ -163,9 +163,10 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def read_options(path: Path) -> dict[str, Any]:
+def read_options(path: Path, schema: type = None) -> dict[str, Any]:
     """Options from a TOML file (or JSON, as `--nproc` hands them to its workers): top-level keys
-    named like the flags, with dashes or underscores."""
+    named like the flags, with dashes or underscores, checked against `schema` (a config
+    dataclass with `from_dict`; TrainConfig by default)."""
     try:
         with open(path, "rb") as handle:
             raw = json.load(handle) if Path(path).suffix == ".json" else tomllib.load(handle)
@@ -177,7 +178,7 @@ def read_options(path: Path) -> dict[str, Any]:
     nested = [key for key, value in options.items() if isinstance(value, dict)]
     if nested:
         raise UsageError(f"--config {path}: tables ({', '.join(nested)}) are not options; write flat keys like batch = 8")
-    TrainConfig.from_dict(options, f"--config {path}")  # names checked here, values with the rest
+    (schema or TrainConfig).from_dict(options, f"--config {path}")  # names checked here, values with the rest
     return options
 
 

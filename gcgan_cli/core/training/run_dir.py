@@ -25,8 +25,12 @@ CHECKPOINT_KEYS = ("kind", "stage", "step", "config", "g", "d", "g_ema", "g_opti
 
 
 class RunDir:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    """`kind` and `required` name the checkpoints this folder holds (GC-GAN training by default;
+    `gcgan transfer fit` keeps its own kind in the same layout)."""
+
+    def __init__(self, root: Path, kind: str = "gcgan-train", required: tuple[str, ...] = CHECKPOINT_KEYS,
+                 flag: str = "--checkpoint-dir"):
+        self.root, self.kind, self.required, self.flag = Path(root), kind, required, flag
         self.checkpoints = self.root / "checkpoints"
         self.samples = self.root / "samples"
         self.metrics = self.root / "metrics.jsonl"
@@ -55,14 +59,14 @@ class RunDir:
         files = self.checkpoint_files()
         if not files:
             raise UsageError(f"--resume: {self.checkpoints} has no checkpoint to resume from; start without --resume")
-        record = load_checkpoint(files[-1], required=CHECKPOINT_KEYS)
-        if record.get("kind") != "gcgan-train":
+        record = load_checkpoint(files[-1], required=self.required)
+        if record.get("kind") != self.kind:
             raise CheckpointError(f"{files[-1]} is not a training checkpoint")
         return record
 
     def refuse_overwrite(self) -> None:
         if self.checkpoint_files():
-            raise UsageError(f"--checkpoint-dir {self.root} already holds checkpoints: pass --resume to continue that run, or choose another folder")
+            raise UsageError(f"{self.flag} {self.root} already holds checkpoints: pass --resume to continue that run, or choose another folder")
 
     def prune(self, keep: int) -> None:
         if keep > 0:
@@ -78,7 +82,7 @@ class RunDir:
         try:
             return json.loads(self.config.read_text())
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{self.config} is not valid JSON ({exc}); restore it or start a new --checkpoint-dir") from None
+            raise UsageError(f"{self.config} is not valid JSON ({exc}); restore it or start a new {self.flag}") from None
 
     def append_metrics(self, row: dict) -> None:
         with open(self.metrics, "a", encoding="utf-8") as handle:

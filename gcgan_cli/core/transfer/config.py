@@ -1,0 +1,149 @@
+"""`gcgan transfer fit` options: one frozen dataclass, resolved defaults < stored (resume) < TOML
+or `.ini` < flags, and stored with every run.
+
+The defaults are the reference's: LSGAN with the real label at 0.9, cycle weights 10/10, the
+self-regularisation weight 2, Adam 2e-4 with beta1 0.5, batch 8, 150,000 steps whose learning rate
+falls linearly to 0 over the second half, a pool of 50. Two documented deviations are defaults:
+the standard CycleGAN image pool (`pool = "legacy"` for the reference's) and landmarks normalised
+by (width, height) (the reference divides x by the height and y by the width).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from gcgan_cli.core.transfer.networks import PRESETS, NetConfig
+from gcgan_cli.errors import UsageError
+
+POOLS = ("standard", "legacy")
+LANDMARK_NORMS = ("wh", "legacy-hw", "legacy-max")
+GAZE_TARGETS = ("pred", "label")
+# A resumed run may not change what shapes its networks or its data stream.
+FIXED_ON_RESUME = ("s", "r", "preset", "upsample", "net_d", "d_layers", "d_last_stride", "batch", "seed",
+                   "gaze_model", "landmark_model", "gray_s", "gray_r", "crop_jitter", "max_head_pose")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    s: str = ""  # the synthetic domain (UnityEyes folder, or any eye source)
+    r: str = ""  # the real domain (MPIIFaceGaze .h5, or any eye source)
+    out: str = ""  # the run folder
+    # networks: a preset and the architecture switches (None = the preset's)
+    preset: str = "reference"
+    upsample: str | None = None  # deconv (the reference) | resize (nearest x2 + conv: no checkerboard)
+    net_d: str | None = None  # patch (the reference) | local (SimGAN's small receptive field)
+    d_layers: int | None = None  # stride-2 layers of the patch discriminator
+    d_last_stride: int | None = None  # 2 (the reference) | 1 (the standard PatchGAN)
+    # objective
+    real_label: float = 0.9  # one-sided label smoothing of LSGAN
+    lambda_cycle_s: float = 10.0  # |F(G(s)) - s|
+    lambda_cycle_r: float = 10.0  # |G(F(r)) - r|
+    lambda_self: float = 2.0  # |G(x) - x| on the generator's own input (SimGAN's self-regularisation)
+    lambda_idt: float = 0.0  # CycleGAN's identity term |G(r) - r| on the target domain
+    lambda_gaze: float = 0.0  # rad^-2: mean squared (pitch, yaw) difference through the frozen estimator
+    lambda_landmarks: float = 0.0  # mean squared normalised landmark difference through the frozen landmark net
+    gaze_target: str = "pred"  # pred: g(G(s)) vs g(s) (the reference) | label: g(G(s)) vs s's true gaze
+    landmark_norm: str = "wh"  # wh: x / width, y / height | legacy-hw: the reference's swap | legacy-max: / 60
+    gaze_model: str | None = None  # a `gcgan gaze fit --input eye` estimator
+    landmark_model: str | None = None  # a `gcgan transfer landmarks-fit` file
+    # schedule
+    batch: int = 8
+    steps: int = 150_000
+    lr: float = 2e-4
+    beta1: float = 0.5
+    pool_size: int = 50
+    pool: str = "standard"
+    # data
+    gray_s: str | None = None  # mean | luma (None: the source kind's own)
+    gray_r: str | None = None
+    crop_jitter: bool = False  # the UnityEyes crop's scale / shift jitter on S (training only)
+    max_head_pose: float | None = None  # degrees; drop samples whose head pitch or yaw exceeds it
+    # observation
+    log_every: int = 100
+    sample_every: int = 1000  # 0 = off
+    save_every: int = 5000  # 0 = only at the end
+    keep: int = 3  # newest checkpoints kept (0 = all)
+    n_sample: int = 6  # rows per direction in a sample sheet
+    # machinery
+    seed: int = 0
+    device: str = "auto"
+
+    def net(self) -> NetConfig:
+        """The preset with the switches given here."""
+        if self.preset not in PRESETS:
+            raise UsageError(f"--preset {self.preset}: choose one of {', '.join(PRESETS)}")
+        base = asdict(PRESETS[self.preset])
+        switches = {"upsample": self.upsample, "netD": self.net_d, "d_layers": self.d_layers, "d_last_stride": self.d_last_stride}
+        net = NetConfig(**{**base, **{k: v for k, v in switches.items() if v is not None}})
+        net.validate()
+        return net
+
+    def validate(self) -> TransferConfig:
+        problems = []
+        for name, what in (("s", "the synthetic domain"), ("r", "the real domain"), ("out", "the run folder")):
+            if not getattr(self, name):
+                problems.append(f"--{name} is required ({what})")
+        for name in ("batch", "steps", "log_every", "n_sample"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 1")
+        for name in ("sample_every", "save_every", "keep", "pool_size"):
+            if getattr(self, name) < 0:
+                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 0")
+        for name in ("lambda_cycle_s", "lambda_cycle_r", "lambda_self", "lambda_idt", "lambda_gaze", "lambda_landmarks", "lr"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                problems.append(f"--{_flag(name)} {value}: must be a finite number {'> 0' if name == 'lr' else '>= 0'}")
+        if not 0.0 < self.real_label <= 1.0:
+            problems.append(f"--real-label {self.real_label}: must be in (0, 1]")
+        if not 0.0 <= self.beta1 < 1.0:
+            problems.append(f"--beta1 {self.beta1}: must be in [0, 1)")
+        for name, choices in (("pool", POOLS), ("landmark_norm", LANDMARK_NORMS), ("gaze_target", GAZE_TARGETS)):
+            if getattr(self, name) not in choices:
+                problems.append(f"--{_flag(name)} {getattr(self, name)}: choose one of {', '.join(choices)}")
+        for name in ("gray_s", "gray_r"):
+            if getattr(self, name) not in (None, "mean", "luma"):
+                problems.append(f"--{_flag(name)} {getattr(self, name)}: choose mean or luma")
+        if self.lambda_gaze > 0 and not self.gaze_model:
+            problems.append(f"--lambda-gaze {self.lambda_gaze} needs --gaze-model (an estimator from `gcgan gaze fit --input eye`)")
+        if self.lambda_landmarks > 0 and not self.landmark_model:
+            problems.append(f"--lambda-landmarks {self.lambda_landmarks} needs --landmark-model (from `gcgan transfer landmarks-fit`)")
+        if self.max_head_pose is not None and not self.max_head_pose > 0:
+            problems.append(f"--max-head-pose {self.max_head_pose}: must be > 0 degrees")
+        if problems:
+            raise UsageError("; ".join(problems))
+        self.net()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any], where: str) -> TransferConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**record)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def resolve(given: dict[str, Any], file_options: dict[str, Any] | None = None, stored: dict[str, Any] | None = None) -> TransferConfig:
+    """Defaults < stored (resume) < TOML / .ini < given (non-None command-line options)."""
+    values: dict[str, Any] = {}
+    for layer in (stored or {}, file_options or {}, {k: v for k, v in given.items() if v is not None}):
+        values.update(layer)
+    try:
+        config = TransferConfig.from_dict(values, "options")
+    except TypeError as exc:
+        raise UsageError(f"options: {exc}") from None
+    if stored:
+        changed = [name for name in FIXED_ON_RESUME if getattr(config, name) != stored.get(name)]
+        if changed:
+            detail = ", ".join(f"--{_flag(n)} {stored.get(n)!r} -> {getattr(config, n)!r}" for n in changed)
+            raise UsageError(f"a resumed run keeps its networks and data; these differ from the run's config.json: {detail}")
+    return config.validate()
