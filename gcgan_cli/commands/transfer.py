@@ -49,13 +49,11 @@ def synth_command(
 
     Global gamma or contrast make no domain gap: every input is histogram-equalised. R differs from S by resolution loss, defocus, sensor noise, JPEG, uneven light, lash shadow and lower contrast.
     """
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} exists; pass --overwrite to replace it, or choose another path")
     start = time.perf_counter()
     with progress_bar("transfer synth") as progress:
         bar = progress.add_task(f"style {style}", total=n * (2 if twin else 1))
         summary = write_set(out, style, fmt, n, seed=seed, persons=persons, first_person=first_person, twin=twin,
-                            on_item=lambda: progress.advance(bar))
+                            overwrite=overwrite, on_item=lambda: progress.advance(bar))
     table = summary_table("gcgan transfer synth")
     for key, value in summary.items():
         table.add_row(str(key), str(value))

@@ -533,7 +533,7 @@ def write_set(out: Path, style: str, fmt: str, n: int, seed: int = 0, persons: i
     twin_out = (out.with_name(f"{out.stem}-twin{out.suffix}") if fmt == "mpii" else out.with_name(f"{out.name}-twin")) if twin else None
     for path in (out, twin_out):
         if not overwrite and path is not None and path.exists() and (path.is_file() or any(path.iterdir())):
-            raise UsageError(f"--out {path}: already exists; pass --overwrite or a new path")
+            raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose a new path")
     out.parent.mkdir(parents=True, exist_ok=True)
     plan = _plan(n, persons, first_person)
     other = STYLES[1 - STYLES.index(style)]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from gcgan_cli.core.augment import random_translate
 from gcgan_cli.core.gaze.estimator import load_estimator
 from gcgan_cli.core.synthesis import file_sha256
+from gcgan_cli.errors import CheckpointError
 
 CANDIDATES = 16  # label-set draws per wrong gaze; the first far enough away is taken
 
@@ -43,6 +44,9 @@ class FrozenEstimator:
     def __init__(self, path: Path, device: torch.device):
         self.path, self.sha256 = Path(path), file_sha256(Path(path))
         self.network, config = load_estimator(self.path, device)
+        if config["input"] != "face":
+            raise CheckpointError(f"--gaze-model {path} reads eye patches; GC-GAN's gaze loss needs a face-strip estimator "
+                                  "(`gcgan gaze fit --input face`)")
         self.size = int(config["size"])
         for p in self.network.parameters():
             p.requires_grad_(False)

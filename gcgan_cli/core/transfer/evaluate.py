@@ -7,7 +7,9 @@ and every preservation number stands beside a realism number:
 
     realism      accuracy of an S-vs-R classifier (trained here on S_train vs R_train) telling
                  translated S_test from R_test: 100% = still synthetic, 50% = indistinguishable;
-                 bounds: raw S_test (upper) and R_test against itself, split in halves (floor)
+                 bounds: raw S_test (upper) and R_test against itself, split in halves (floor);
+                 and the Frechet distance between the two sets in E_R's penultimate features
+                 (no download needed), with the same bounds
     gaze         E_R's angular error on G(s) against s's true gaze, beside E_R on raw s (the domain
                  gap) and on R_test (the floor); gap closed = (raw - translated) / (raw - floor)
     loss net     the training gaze network's disagreement between s and G(s) (circular: reported, flagged)
@@ -36,10 +38,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from gcgan_cli.core.gaze.angles import angular_error
-from gcgan_cli.core.gaze.estimator import load_estimator, predict
+from gcgan_cli.core.gaze.estimator import SharedBiasLinear, load_estimator, predict
 from gcgan_cli.core.gaze.fit import FitConfig, fit
 from gcgan_cli.core.gaze.report import error_stats
 from gcgan_cli.core.gaze.sources import GazeSource
+from gcgan_cli.core.metrics.fid import frechet_distance
 from gcgan_cli.core.synthesis import file_sha256
 from gcgan_cli.core.transfer.landmarks import load_landmarks
 from gcgan_cli.core.transfer.trainer import load_translator
@@ -116,6 +119,22 @@ def realism_accuracy(judge: nn.Module, candidate: torch.Tensor, real: torch.Tens
     return float(50.0 * ((~said_real(candidate)).mean() + said_real(real).mean()))
 
 
+def penultimate(model: nn.Module, images: torch.Tensor) -> np.ndarray:
+    """[N, K] float64: what the estimator's last dense layer reads."""
+    last = [m for m in model.modules() if isinstance(m, (nn.Linear, SharedBiasLinear))][-1]
+    grabbed: list[torch.Tensor] = []
+    handle = last.register_forward_hook(lambda module, inputs, output: grabbed.append(inputs[0].detach().float().cpu()))
+    try:
+        predict(model, images)
+    finally:
+        handle.remove()
+    return torch.cat(grabbed).numpy().astype(np.float64)
+
+
+def feature_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
 def gaze_errors(model: nn.Module, images: torch.Tensor, gazes: np.ndarray) -> np.ndarray:
     return angular_error(predict(model, images).numpy(), gazes)
 
@@ -178,10 +197,10 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
              on_stage: Callable[[str], None] = lambda stage: None) -> dict:
     g, info = load_translator(checkpoint, "s2r", device)
     f, _ = load_translator(checkpoint, "r2s", device)
-    features = info["features"]
+    loss_nets = info["features"]
     for path, flag in ((gaze_r, "--gaze-r"), (gaze_s, "--gaze-s"), (landmarks_r, "--landmarks-r")):
         if path is not None:
-            _check_independent(Path(path), features, flag)
+            _check_independent(Path(path), loss_nets, flag)
     on_stage("translating")
     s, r = images_of(s_test), images_of(r_test)
     fake_r_raw = run_generator(g, s, device)
@@ -201,12 +220,16 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
 
     on_stage("gaze")
     evaluator, _ = load_estimator(Path(gaze_r), device)
+    features = {name: penultimate(evaluator, images) for name, images in (("fake", fake_r), ("s", s), ("r", r))}
+    report["realism"]["frechet_e_r"] = {"translated": feature_distance(features["fake"], features["r"]),
+                                        "raw_s": feature_distance(features["s"], features["r"]),
+                                        "r_halves": feature_distance(features["r"][:half], features["r"][half:])}
     raw = error_stats(gaze_errors(evaluator, s, s_test.gazes))
     translated = error_stats(gaze_errors(evaluator, fake_r, s_test.gazes))
     floor = error_stats(gaze_errors(evaluator, r, r_test.gazes))
     report["gaze"] = {"evaluator": str(gaze_r), "translated": translated, "raw_s": raw, "r_test_floor": floor,
                       "gap_closed": _gap_closed(raw["mean"], translated["mean"], floor["mean"])}
-    loss_net = (features or {}).get("gaze")
+    loss_net = (loss_nets or {}).get("gaze")
     if loss_net and Path(loss_net["path"]).is_file() and file_sha256(Path(loss_net["path"])) == loss_net["sha256"]:
         model, _ = load_estimator(Path(loss_net["path"]), device)
         report["loss_net_circular"] = {"disagreement_deg": error_stats(angular_error(predict(model, s).numpy(), predict(model, fake_r).numpy()))}
@@ -241,8 +264,9 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
 
 def table_rows(report: dict) -> list[tuple[str, str]]:
     """(name, value) lines of the summary table."""
-    rows = [("realism (S-vs-R accuracy, 50% = real)",
-             f"translated {report['realism']['translated']:.1f}%  raw S {report['realism']['raw_s']:.1f}%  floor {report['realism']['r_halves']:.1f}%")]
+    real, frechet = report["realism"], report["realism"]["frechet_e_r"]
+    rows = [("realism (S-vs-R accuracy, 50% = real)", f"translated {real['translated']:.1f}%  raw S {real['raw_s']:.1f}%  floor {real['r_halves']:.1f}%"),
+            ("realism (Frechet distance, E_R features)", f"translated {frechet['translated']:.2f}  raw S {frechet['raw_s']:.2f}  floor {frechet['r_halves']:.2f}")]
     gaze = report["gaze"]
     closed = gaze["gap_closed"]
     rows.append(("gaze error, independent E_R (deg)",

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from gcgan_cli.core.gaze.estimator import load_estimator
 from gcgan_cli.core.synthesis import file_sha256
@@ -100,9 +99,3 @@ def requires_grad(modules, flag: bool) -> None:
     for module in modules:
         for p in module.parameters():
             p.requires_grad_(flag)
-
-
-def resize_like(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    if images.shape[-2:] == (height, width):
-        return images
-    return F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# FP-GAN on the synthetic two-domain data, judged by networks no loss saw.
+#
+#   bash examples/transfer_study.sh            # variants A and E, seed 0: about 20 minutes on 2 CPU cores
+#   VARIANTS="A B C D E" SEEDS="0 1 2" STEPS=4000 bash examples/transfer_study.sh
+#
+# Variants (the same budget each): A CycleGAN only; B + self-regularisation (lambda_self 2, the
+# reference's SIMPLISTIC); C + gaze consistency (lambda_gaze 30 rad^-2); D + landmark consistency
+# (lambda_landmarks 15); E all three.
+# Data: S = clean UnityEyes-like eyes with a wide gaze prior (train and test from other seeds);
+# R = degraded MPII-like eyes of 15 persons with a narrow prior, p00-p11 train, p12-p14 test.
+# Loss networks are fitted on S_train only; the evaluators on R_train (gaze, landmarks) and on
+# S_train with another architecture and seed (R -> S), so no evaluator is a loss network.
+# Writes OUT/summary.md (one row per variant and seed) and OUT/VARIANT_sSEED/eval.json.
+set -euo pipefail
+GCGAN=${GCGAN:-gcgan}
+OUT=${OUT:-runs/transfer_study}
+VARIANTS=${VARIANTS:-"A E"}
+SEEDS=${SEEDS:-0}
+STEPS=${STEPS:-2000}
+PRESET=${PRESET:-tiny}
+N_S=${N_S:-3000}
+N_R_PERSON=${N_R_PERSON:-200}
+EPOCHS=${EPOCHS:-15}            # gaze estimators
+LM_EPOCHS=${LM_EPOCHS:-15}      # landmark networks
+DOWNSTREAM=${DOWNSTREAM:-10}    # epochs of each downstream estimator (0: skip)
+DEVICE=${DEVICE:-cpu}
+mkdir -p "$OUT"
+cd "$OUT"
+
+step() { echo "== $(date +%H:%M:%S) $*"; }
+have() { [ -e "$1" ]; }
+
+step "data"
+have s_train || $GCGAN transfer synth s_train --style s --n "$N_S" --seed 0 >/dev/null
+have s_test || $GCGAN transfer synth s_test --style s --n 500 --seed 1 --twin >/dev/null
+have s_val || $GCGAN transfer synth s_val --style s --n 300 --seed 3 >/dev/null
+have r_train.h5 || $GCGAN transfer synth r_train.h5 --style r --format mpii --n $((12 * N_R_PERSON)) --persons 12 --seed 2 >/dev/null
+have r_test.h5 || $GCGAN transfer synth r_test.h5 --style r --format mpii --n $((3 * N_R_PERSON)) --persons 3 --first-person 12 --seed 2 >/dev/null
+
+step "loss networks, on S_train"
+have g_s.pt || $GCGAN gaze fit --input eye --data s_train --out g_s.pt --arch small --seed 0 --epochs "$EPOCHS" --device "$DEVICE" | tail -n 9
+have l_s.pt || $GCGAN transfer landmarks-fit --data s_train --val s_val --out l_s.pt --stride 2 --maps 16 --modules 1 --seed 0 \
+    --epochs "$LM_EPOCHS" --device "$DEVICE" | tail -n 6
+
+step "independent evaluators"
+have e_r.pt || $GCGAN gaze fit --input eye --data r_train.h5 --out e_r.pt --arch gazenet-slim --seed 11 --epochs "$EPOCHS" --device "$DEVICE" | tail -n 9
+have e_s2.pt || $GCGAN gaze fit --input eye --data s_train --out e_s2.pt --arch gazenet-slim --seed 12 --epochs "$EPOCHS" --device "$DEVICE" | tail -n 9
+have l_r.pt || $GCGAN transfer landmarks-fit --data r_train.h5 --out l_r.pt --stride 2 --maps 24 --modules 1 --seed 13 \
+    --epochs "$LM_EPOCHS" --device "$DEVICE" | tail -n 6
+
+flags() {
+    case "$1" in
+        A) echo "--lambda-self 0" ;;
+        B) echo "--lambda-self 2" ;;
+        C) echo "--lambda-self 0 --lambda-gaze 30 --gaze-model g_s.pt" ;;
+        D) echo "--lambda-self 0 --lambda-landmarks 15 --landmark-model l_s.pt" ;;
+        E) echo "--lambda-self 2 --lambda-gaze 30 --gaze-model g_s.pt --lambda-landmarks 15 --landmark-model l_s.pt" ;;
+        *) echo "unknown variant $1" >&2; exit 2 ;;
+    esac
+}
+
+for seed in $SEEDS; do
+    for variant in $VARIANTS; do
+        run="${variant}_s${seed}"
+        step "variant $variant, seed $seed"
+        if [ ! -e "$run/done" ]; then
+            resume=""
+            [ -d "$run/checkpoints" ] && resume="--resume"
+            # shellcheck disable=SC2046
+            $GCGAN transfer fit --s s_train --r r_train.h5 --out "$run" --preset "$PRESET" --steps "$STEPS" --seed "$seed" \
+                --log-every 100 --sample-every 500 --save-every 500 --device "$DEVICE" $(flags "$variant") $resume | tail -n 12
+            touch "$run/done"
+        fi
+        have "$run/eval.json" || $GCGAN transfer eval --checkpoint "$run" --s-test s_test --r-test r_test.h5 --s-train s_train \
+            --r-train r_train.h5 --gaze-r e_r.pt --gaze-s e_s2.pt --landmarks-r l_r.pt --twins s_test-twin \
+            --downstream-epochs "$DOWNSTREAM" --seed "$seed" --out "$run/eval.json" --device "$DEVICE"
+    done
+done
+
+step "summary"
+python3 - "$VARIANTS" "$SEEDS" <<'EOF' | tee summary.md
+import json, sys
+variants, seeds = sys.argv[1].split(), sys.argv[2].split()
+print("| run | realism: G(S) vs R (raw S; floor) | gaze err E_R on G(s), deg (raw s; R floor) | gap closed | landmarks L_R on G(s), px (raw s) | R->S E_S' (raw r) | downstream on R_test: G(S) / S / R | change | twin L1 (raw) |")
+print("|---|---|---|---|---|---|---|---|---|")
+for seed in seeds:
+    for v in variants:
+        r = json.load(open(f"{v}_s{seed}/eval.json"))
+        g, lm, real = r["gaze"], r.get("landmarks"), r["realism"]
+        d = r.get("downstream")
+        closed = "n/a" if g["gap_closed"] is None else f"{100 * g['gap_closed']:.0f}%"
+        print(f"| {v} seed {seed} | {real['translated']:.1f}% ({real['raw_s']:.1f}%; {real['r_halves']:.1f}%) "
+              f"| {g['translated']['mean']:.2f} ({g['raw_s']['mean']:.2f}; {g['r_test_floor']['mean']:.2f}) | {closed} "
+              f"| {lm['translated']['mean_px']:.2f} ({lm['raw_s']['mean_px']:.2f}) "
+              f"| {r['r2s']['translated']['mean']:.2f} ({r['r2s']['raw_r']['mean']:.2f}) "
+              + (f"| {d['translated_s_train']['mean']:.2f} / {d['raw_s_train']['mean']:.2f} / {d['r_train']['mean']:.2f} " if d else "| n/a ")
+              + f"| {r['change']['translated_vs_source']:.3f} | {r['twins']['translated_l1']:.3f} ({r['twins']['raw_l1']:.3f}) |")
+EOF
