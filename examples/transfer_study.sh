@@ -82,15 +82,17 @@ step "summary"
 python3 - "$VARIANTS" "$SEEDS" <<'EOF' | tee summary.md
 import json, sys
 variants, seeds = sys.argv[1].split(), sys.argv[2].split()
-print("| run | realism: G(S) vs R (raw S; floor) | gaze err E_R on G(s), deg (raw s; R floor) | gap closed | landmarks L_R on G(s), px (raw s) | R->S E_S' (raw r) | downstream on R_test: G(S) / S / R | change | twin L1 (raw) |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| run | realism: judge accuracy on G(S) (raw S; chance 50%) | Frechet, E_R features: G(S) (raw S; R vs R) | gaze err E_R on G(s), deg (raw s; R floor) | gap closed | landmarks L_R on G(s), px (raw s) | R->S E_S' (raw r) | downstream on R_test: G(S) / S / R | change | twin L1 (raw) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for seed in seeds:
     for v in variants:
         r = json.load(open(f"{v}_s{seed}/eval.json"))
         g, lm, real = r["gaze"], r.get("landmarks"), r["realism"]
         d = r.get("downstream")
         closed = "n/a" if g["gap_closed"] is None else f"{100 * g['gap_closed']:.0f}%"
-        print(f"| {v} seed {seed} | {real['translated']:.1f}% ({real['raw_s']:.1f}%; {real['r_halves']:.1f}%) "
+        fd = real["frechet_e_r"]
+        print(f"| {v} seed {seed} | {real['translated']:.1f}% ({real['raw_s']:.1f}%) "
+              f"| {fd['translated']:.2f} ({fd['raw_s']:.2f}; {fd['r_halves']:.2f}) "
               f"| {g['translated']['mean']:.2f} ({g['raw_s']['mean']:.2f}; {g['r_test_floor']['mean']:.2f}) | {closed} "
               f"| {lm['translated']['mean_px']:.2f} ({lm['raw_s']['mean_px']:.2f}) "
               f"| {r['r2s']['translated']['mean']:.2f} ({r['r2s']['raw_r']['mean']:.2f}) "

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from gcgan_cli import cli
-from gcgan_cli.checkpoint import load_checkpoint
+from gcgan_cli.checkpoint import load_checkpoint, save_checkpoint
 from gcgan_cli.core.gaze.estimator import build, network_config, save_estimator
 from gcgan_cli.core.gaze.sources import EyeOptions, open_source
 from gcgan_cli.core.transfer import losses
 from gcgan_cli.core.transfer.config import TransferConfig
+from gcgan_cli.core.transfer.evaluate import feature_distance, realism_accuracy, train_realism
 from gcgan_cli.core.transfer.ini import import_ini
 from gcgan_cli.core.transfer.landmarks import ElgConfig, build_elg
 from gcgan_cli.core.transfer.trainer import Hooks, TransferTrainer, linear_decay
-from gcgan_cli.checkpoint import save_checkpoint
 
 EYE = (1, 36, 60)
 
@@ -30,6 +30,9 @@ def domains(tmp_path_factory):
     assert cli.run(["transfer", "synth", str(root / "s"), "--style", "s", "--format", "unity", "--n", "40", "--seed", "0"]) == 0
     assert cli.run(["transfer", "synth", str(root / "r.h5"), "--style", "r", "--format", "mpii", "--n", "40", "--persons", "4",
                     "--seed", "1"]) == 0
+    assert cli.run(["transfer", "synth", str(root / "s_test"), "--style", "s", "--n", "24", "--seed", "5"]) == 0
+    assert cli.run(["transfer", "synth", str(root / "r_test.h5"), "--style", "r", "--format", "mpii", "--n", "24", "--persons", "2",
+                    "--first-person", "4", "--seed", "1"]) == 0
     return root
 
 
@@ -113,7 +116,7 @@ def test_ini_import_maps_keys_and_reports_traps(tmp_path):
                    "S = ../data/UnityEyes/\nR = ../data/MPII.h5\nege_path = ../models/gazenet/\nimage_height = 36\nimage_width = 60\n"
                    "[EGE]\nlambda_gaze = 30\nnormalise_gaze = True\n"
                    "[LM_20190116-2305_lm_l15]\ngan_name = lm_l15\n"
-                   "[BAD]\nimage_height = 72\n")
+                   "[BAD]\nimage_height = 72\n[BN]\nnorm = batch\n")
     options, warnings = import_ini(ini, "EGE")
     assert options["lambda_gaze"] == 30 and options["batch"] == 8 and options["lambda_self"] == 2 and options["steps"] == 150000
     assert options["s"] == "../data/UnityEyes/" and options["lr"] == 2e-4
@@ -123,6 +126,7 @@ def test_ini_import_maps_keys_and_reports_traps(tmp_path):
     TransferConfig.from_dict({**options, "out": "x"}, "test")  # every imported key is an option
     _, lm_warnings = import_ini(ini, "LM_20190116-2305_lm_l15")
     assert any("translation-only" in w for w in lm_warnings)
+    assert import_ini(ini, "BN")[0]["norm"] == "batch"
     with pytest.raises(Exception, match="36 x 60"):
         import_ini(ini, "BAD")
     with pytest.raises(Exception, match="no such section"):
@@ -136,15 +140,16 @@ def _weights(trainer) -> list[torch.Tensor]:
     return [p.detach().clone() for net in (trainer.g, trainer.f, trainer.d_r, trainer.d_s) for p in net.parameters()]
 
 
-def test_resume_repeats_an_unbroken_run_exactly(domains, tmp_path):
-    straight = TransferTrainer(_config(domains, tmp_path / "a"), Hooks(), resume=False)
+@pytest.mark.parametrize("jitter", [False, True])
+def test_resume_repeats_an_unbroken_run_exactly(domains, tmp_path, jitter):
+    straight = TransferTrainer(_config(domains, tmp_path / "a", crop_jitter=jitter), Hooks(), resume=False)
     straight.train()
     hooks = Hooks()
-    half = TransferTrainer(_config(domains, tmp_path / "b"), hooks, resume=False)
+    half = TransferTrainer(_config(domains, tmp_path / "b", crop_jitter=jitter), hooks, resume=False)
     hooks.should_stop = lambda: half.step >= 3  # as Ctrl-C would: the run saves and stops
     assert half.train().interrupted
     assert len(half.pools["r"]) == 6  # the pool filled, so its state matters
-    resumed = TransferTrainer(_config(domains, tmp_path / "b"), Hooks(), resume=True)
+    resumed = TransferTrainer(_config(domains, tmp_path / "b", crop_jitter=jitter), Hooks(), resume=True)
     assert resumed.step == 3
     resumed.train()
     for a, b in zip(_weights(straight), _weights(resumed)):
@@ -186,16 +191,48 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert code == 2 and "--overwrite" in err
 
     evaluator = _random_estimator(tmp_path / "e_r.pt", 5)
-    code, out, err = run_cli("transfer", "eval", "--checkpoint", run, "--s-test", domains / "s", "--r-test", domains / "r.h5",
-                             "--s-train", domains / "s", "--r-train", domains / "r.h5", "--gaze-r", evaluator,
+    held_out = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r.h5")
+    code, out, err = run_cli("transfer", "eval", "--checkpoint", run, *held_out, "--gaze-r", evaluator,
                              "--landmarks-r", feature_nets[1], "--json", "--device", "cpu")
     assert code == 0, err
     report = json.loads(out)
-    assert 0 <= report["realism"]["translated"] <= 100 and report["change"]["translated_vs_source"] > 0
-    assert report["gaze"]["translated"]["count"] == 40 and "loss_net_circular" in report and "landmarks" in report
-    code, _, err = run_cli("transfer", "eval", "--checkpoint", run, "--s-test", domains / "s", "--r-test", domains / "r.h5",
-                           "--s-train", domains / "s", "--r-train", domains / "r.h5", "--gaze-r", feature_nets[0], "--device", "cpu")
+    assert report["change"]["translated_vs_source"] > 0 and report["realism"]["frechet_e_r"]["n"] == 12
+    assert report["gaze"]["translated"]["count"] == 24 and "loss_net_circular" in report and "landmarks" in report
+    code, _, err = run_cli("transfer", "eval", "--checkpoint", run, *held_out, "--gaze-r", feature_nets[0], "--device", "cpu")
     assert code == 2 and "no loss saw" in err
+    leaky = ("--s-test", domains / "s", "--r-test", domains / "r_test.h5", "--s-train", domains / "s_test", "--r-train", domains / "r.h5")
+    code, _, err = run_cli("transfer", "eval", "--checkpoint", run, *leaky, "--gaze-r", evaluator, "--device", "cpu")
+    assert code == 2 and "--s-test" in err and "held-out" in err
+    shared = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r_test.h5")
+    code, _, err = run_cli("transfer", "eval", "--checkpoint", run, *shared, "--gaze-r", evaluator, "--device", "cpu")
+    assert code == 2 and "--r-test" in err
+
+
+def test_realism_judge_and_frechet_distance_tell_domains_apart():
+    torch.manual_seed(0)
+    s, r = torch.randn(256, *EYE) * 0.1 - 0.5, torch.randn(256, *EYE) * 0.1 + 0.5
+    judge = train_realism(s, r, torch.device("cpu"), epochs=1)
+    assert realism_accuracy(judge, s[:64], r[64:128], torch.device("cpu")) > 95  # raw S is told apart
+    assert abs(realism_accuracy(judge, r[:64], r[64:128], torch.device("cpu")) - 50) < 5  # R passes as R: chance
+    a, b = np.random.default_rng(0).normal(size=(400, 4)), np.random.default_rng(1).normal(size=(400, 4))
+    assert feature_distance(a, b) < 0.1 < feature_distance(a, b + 1.0)
+
+
+def test_a_typed_config_file_is_checked(domains, tmp_path, run_cli):
+    toml = tmp_path / "run.toml"
+    toml.write_text('batch = "8"\n')
+    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--out", tmp_path / "x", "--config", toml)
+    assert code == 2 and "batch = '8' must be an int" in err
+
+
+def test_a_resumed_run_keeps_its_learning_rate(domains, tmp_path, run_cli):
+    base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--out", tmp_path / "run", "--preset", "tiny",
+            "--batch", "4", "--device", "cpu", "--sample-every", "0")
+    assert run_cli(*base, "--steps", "2")[0] == 0
+    code, _, err = run_cli(*base, "--steps", "4", "--lr", "1e-3", "--resume")
+    assert code == 2 and "--lr" in err
+    assert run_cli(*base, "--steps", "4", "--resume")[0] == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["transfer"]["steps"] == 4  # the new length is kept
 
 
 def test_bad_options_are_one_line_errors(domains, tmp_path, run_cli):

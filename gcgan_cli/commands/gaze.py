@@ -75,7 +75,7 @@ def fit_command(
     size = (DEFAULT_SIZE if size is None else size) if input_kind == "face" else 0
     config = FitConfig(arch=arch, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed, workers=workers)
     sources = [_open(path, input_kind, size, max_head_pose, jitter=jitter, seed=seed) for path in data]
-    val_source = _open(val, input_kind, size, max_head_pose) if val else None
+    val_source = _open(val, input_kind, size, max_head_pose, flag="--val") if val else None
     held_from = _open(data[0], input_kind, size, max_head_pose) if jitter and val is None else None  # the split, unjittered
     start = time.perf_counter()
     with progress_bar("gaze fit") as progress:
@@ -257,11 +257,12 @@ def _estimator_input(model: Path, config: dict, given: str | None) -> str:
     return config["input"]
 
 
-def _open(path: Path, kind: str, size: int, max_head_pose: float | None, jitter: bool = False, seed: int = 0) -> GazeSource:
+def _open(path: Path, kind: str, size: int, max_head_pose: float | None, jitter: bool = False, seed: int = 0,
+          flag: str = "--data") -> GazeSource:
     """A source as the estimator reads it: face strips at `size`, or eye patches."""
     if kind == "face":
-        return open_source(path, size)
-    return open_source(path, 0, EyeOptions(jitter=jitter, max_head_pose=max_head_pose, seed=seed))
+        return open_source(path, size, flag=flag)
+    return open_source(path, 0, EyeOptions(jitter=jitter, max_head_pose=max_head_pose, seed=seed), flag=flag)
 
 
 def _eye_patch(bgr: np.ndarray) -> torch.Tensor:

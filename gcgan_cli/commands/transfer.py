@@ -80,7 +80,7 @@ def landmarks_fit_command(
     if out.exists() and not overwrite:
         raise UsageError(f"--out {out} exists; pass --overwrite to replace it")
     train = open_source(data, 0, EyeOptions(seed=seed))
-    val_source = open_source(val, 0, EyeOptions(seed=seed + 1)) if val else None
+    val_source = open_source(val, 0, EyeOptions(seed=seed + 1), flag="--val") if val else None
     config = LandmarkFitConfig(model=ElgConfig(stride=stride, maps=maps, modules=modules), epochs=epochs, batch=batch, lr=lr, seed=seed)
     start = time.perf_counter()
     with progress_bar("transfer landmarks-fit") as progress:
@@ -111,12 +111,13 @@ def fit_command(
     net_d: Annotated[str | None, typer.Option("--netD", help="patch (the reference's 4 stride-2 layers) or local (SimGAN's small receptive field).")] = None,
     d_layers: Annotated[int | None, typer.Option(help="Stride-2 layers of the patch discriminator.")] = None,
     d_last_stride: Annotated[int | None, typer.Option(help="Stride of the last of them: 2 (the reference) or 1 (standard PatchGAN).")] = None,
+    norm: Annotated[str | None, typer.Option(help="instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance norm, and translation runs in eval mode.")] = None,
     gaze_model: Annotated[Path | None, typer.Option(help="The frozen gaze loss network (`gcgan gaze fit --input eye`, trained on S).")] = None,
     landmark_model: Annotated[Path | None, typer.Option(help="The frozen landmark loss network (`gcgan transfer landmarks-fit`, trained on S).")] = None,
     lambda_gaze: Annotated[float | None, typer.Option(help="Gaze consistency weight in rad^-2 (the reference's selected run: 30). [default: 0]")] = None,
     lambda_landmarks: Annotated[float | None, typer.Option(help="Landmark consistency weight (the reference's selected run: 15). [default: 0]")] = None,
     lambda_self: Annotated[float | None, typer.Option(help="Self-regularisation |G(x) - x| on the generator's own input (the reference's 'identity'). [default: 2]")] = None,
-    lambda_idt: Annotated[float | None, typer.Option(help="CycleGAN's identity term |G(r) - r| on the target domain (not the reference's). [default: 0]")] = None,
+    lambda_idt: Annotated[float | None, typer.Option(help="CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here). [default: 0]")] = None,
     lambda_cycle_s: Annotated[float | None, typer.Option(help="Cycle weight |F(G(s)) - s|. [default: 10]")] = None,
     lambda_cycle_r: Annotated[float | None, typer.Option(help="Cycle weight |G(F(r)) - r|. [default: 10]")] = None,
     gaze_target: Annotated[str | None, typer.Option(help="pred: G(s) must read as s reads (the reference); label: as s's true gaze. [default: pred]")] = None,
@@ -127,7 +128,7 @@ def fit_command(
     pool: Annotated[str | None, typer.Option(help="standard (CycleGAN's per-image pool) or legacy (the reference's). [default: standard]")] = None,
     pool_size: Annotated[int | None, typer.Option(help="Fakes kept for D (0 = none). [default: 50]")] = None,
     crop_jitter: Annotated[bool | None, typer.Option("--crop-jitter/--no-crop-jitter", help="UnityEyes crop jitter on S (scale 10%, shift 10 px sd). [default: off]")] = None,
-    max_head_pose: Annotated[float | None, typer.Option(help="Drop samples with head pitch or yaw beyond this many degrees (GazeML: 20). [default: off]")] = None,
+    max_head_pose: Annotated[float | None, typer.Option(help="Drop UnityEyes samples with head pitch or yaw beyond this many degrees (GazeML: 20). [default: off]")] = None,
     log_every: Annotated[int | None, typer.Option(help="A metrics.jsonl row every N steps. [default: 100]")] = None,
     sample_every: Annotated[int | None, typer.Option(help="A sample sheet every N steps (0 = only at the end). [default: 1000]")] = None,
     save_every: Annotated[int | None, typer.Option(help="A checkpoint every N steps (0 = only at the end). [default: 5000]")] = None,
@@ -225,7 +226,7 @@ def run_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Translate every image of a source exactly once; the folder is a gaze source for `gcgan gaze fit/eval`."""
-    source = open_source(data, 0, EyeOptions())
+    source = open_source(data, 0, EyeOptions(), flag="--input")
     start = time.perf_counter()
     with progress_bar("transfer run") as progress:
         bar = progress.add_task(direction, total=len(source))
@@ -259,9 +260,9 @@ def eval_command(
 ) -> None:
     """Judge a translator with evaluators no loss saw: realism beside gaze and landmark preservation, in both directions."""
     options = EyeOptions()
-    sources = {name: open_source(path, 0, options) for name, path in
+    sources = {name: open_source(path, 0, options, flag=f"--{name.replace('_', '-')}") for name, path in
                (("s_test", s_test), ("r_test", r_test), ("s_train", s_train), ("r_train", r_train))}
-    twin_source = open_source(twins, 0, options) if twins else None
+    twin_source = open_source(twins, 0, options, flag="--twins") if twins else None
     with console.status("transfer eval") as status:
         report = evaluate(checkpoint, sources["s_test"], sources["r_test"], sources["s_train"], sources["r_train"], gaze_r, device,
                           gaze_s=gaze_s, landmarks_r=landmarks_r, twins=twin_source, downstream_epochs=downstream_epochs, seed=seed,

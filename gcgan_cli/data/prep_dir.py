@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import zlib
 from collections.abc import Iterable
@@ -91,6 +92,30 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def temp_path(path: Path, tag: str = "tmp") -> Path:
+    """A hidden sibling of `path` to build a file or folder under before it is renamed into place."""
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def replace_path(temp: Path, path: Path) -> None:
+    """Put the finished `temp` at `path`; an old folder there is moved aside first, then deleted,
+    so `path` is never half old and half new."""
+    if path.is_dir():
+        old = temp_path(path, "old")
+        os.replace(path, old)
+        os.replace(temp, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(temp, path)
 
 
 def write_json_atomic(path: Path, value) -> None:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +34,7 @@ import h5py
 import numpy as np
 
 from gcgan_cli.data import eye_patch
+from gcgan_cli.data.prep_dir import remove_path, replace_path, temp_path
 from gcgan_cli.data.synthetic import GazePrior, sample_gaze
 from gcgan_cli.errors import UsageError
 
@@ -489,28 +488,6 @@ def _plan(n: int, persons: int | None, first_person: int) -> list[tuple[str | No
     return [(f"p{first_person + i % persons:02d}", i // persons, i) for i in range(n)]
 
 
-def _temp(path: Path, tag: str = "tmp") -> Path:
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _replace(temp: Path, path: Path) -> None:
-    """Put the finished `temp` at `path`; an old folder there is moved aside first, then deleted."""
-    if path.is_dir():
-        old = _temp(path, "old")
-        os.replace(path, old)
-        os.replace(temp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(temp, path)
-
-
 def write_set(out: Path, style: str, fmt: str, n: int, seed: int = 0, persons: int | None = None, first_person: int = 0,
               twin: bool = False, overwrite: bool = False, on_item: Callable[[], None] = lambda: None) -> dict:
     """Render n samples to `out` in `fmt` ("unity": a folder of N.jpg + N.json; "mpii": one .h5 of
@@ -530,6 +507,8 @@ def write_set(out: Path, style: str, fmt: str, n: int, seed: int = 0, persons: i
     if fmt == "mpii" and persons is None:
         raise UsageError("--format mpii stores samples by person (/pXX groups); pass --persons N")
     out = Path(out)
+    if fmt == "mpii" and out.suffix not in (".h5", ".hdf5"):
+        raise UsageError(f"{out}: an mpii set is one .h5 file; name it OUT.h5")
     twin_out = (out.with_name(f"{out.stem}-twin{out.suffix}") if fmt == "mpii" else out.with_name(f"{out.name}-twin")) if twin else None
     for path in (out, twin_out):
         if not overwrite and path is not None and path.exists() and (path.is_file() or any(path.iterdir())):
@@ -538,17 +517,17 @@ def write_set(out: Path, style: str, fmt: str, n: int, seed: int = 0, persons: i
     plan = _plan(n, persons, first_person)
     other = STYLES[1 - STYLES.index(style)]
     targets = [(out, style)] + ([(twin_out, other)] if twin else [])
-    temps = [_temp(path) for path, _ in targets]
+    temps = [temp_path(path) for path, _ in targets]
     try:
         if fmt == "unity":
             _write_unity(temps, targets, plan, seed, style, on_item)
         else:
             _write_mpii(temps, targets, plan, seed, style, on_item)
         for temp, (path, _) in zip(temps, targets):
-            _replace(temp, path)
+            replace_path(temp, path)
     finally:
         for temp in temps:
-            _remove(temp)
+            remove_path(temp)
     return {"out": str(out), "twin": str(twin_out) if twin else None, "format": fmt, "style": style, "n": n, "seed": seed,
             "persons": sorted({p for p, _, _ in plan if p is not None}) or None}
 

@@ -59,7 +59,7 @@ class TranslatedWriter:
 
     def __enter__(self) -> TranslatedWriter:
         if (self.out / HEADER).exists() or (self.out / MANIFEST).exists():
-            raise UsageError(f"--out {self.out}: already holds a translated set; pass a new folder")
+            raise UsageError(f"{self.out}: already holds a translated set; pass a new folder")
         self.out.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -270,7 +270,7 @@ class UnityEyesSource(GazeSource):
         if not self.files:
             beyond = f" within --max-head-pose {limit:g} degrees" if limit is not None else ""
             raise DatasetError(f"{path}: no UnityEyes N.jpg + N.json pairs{beyond}")
-        self.draws = np.zeros(len(self.files), np.int64)  # jitter draws per item, so that runs repeat
+        self.draws = np.zeros(len(self.files), np.int64)  # jitter draws per item, so that runs repeat (a resumed one restores them)
         super().__init__(path, size, np.array(gazes), subjects, heads=np.array(heads), ids=[f.stem for f in self.files], eye=eye)
 
     def _points_in_image(self, index: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -340,14 +340,15 @@ KINDS = (
 )
 
 
-def open_source(path: str | Path, size: int, eye: EyeOptions | None = None) -> GazeSource:
-    """The source at `path`, in face mode (eye=None: [3, size, size] images) or eye mode."""
+def open_source(path: str | Path, size: int, eye: EyeOptions | None = None, flag: str = "--data") -> GazeSource:
+    """The source at `path`, in face mode (eye=None: [3, size, size] images) or eye mode; `flag`
+    names the option it came from in errors."""
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"--data {path}: no such file or folder")
+        raise DatasetError(f"{flag} {path}: no such file or folder")
     for kind in KINDS:
         if kind.detect(path):
             return kind.open(path, size, eye)
-    raise DatasetError(f"--data {path}: not a gaze source; expected a `gcgan pack` DB, a `gcgan sample` folder "
+    raise DatasetError(f"{flag} {path}: not a gaze source; expected a `gcgan pack` DB, a `gcgan sample` folder "
                        "(samples.jsonl), an MPIIFaceGaze .h5, a translated folder (transfer.json + manifest.jsonl), "
                        "or a UnityEyes folder (N.jpg + N.json)")

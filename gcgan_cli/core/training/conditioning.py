@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from gcgan_cli.core.augment import random_translate
 from gcgan_cli.core.gaze.estimator import load_estimator
-from gcgan_cli.core.synthesis import file_sha256
+from gcgan_cli.core.frozen import FrozenNet
 from gcgan_cli.errors import CheckpointError
 
 CANDIDATES = 16  # label-set draws per wrong gaze; the first far enough away is taken
@@ -36,23 +36,18 @@ def wrong_gazes(labels: torch.Tensor, true: torch.Tensor, min_deg: float) -> tor
     return picks[torch.arange(true.shape[0], device=true.device), choice]
 
 
-class FrozenEstimator:
-    """A `gcgan gaze fit` estimator in eval mode without parameter gradients: G's images pass
-    through it differentiably (clamped to [-1, 1] and resized to its input, as a saved sample
-    would be) and its reading is compared with the conditioning gaze."""
+class FrozenEstimator(FrozenNet):
+    """A `gcgan gaze fit` estimator, frozen: G's images pass through it differentiably (clamped
+    to [-1, 1] and resized to its input, as a saved sample would be) and its reading is compared
+    with the conditioning gaze."""
 
     def __init__(self, path: Path, device: torch.device):
-        self.path, self.sha256 = Path(path), file_sha256(Path(path))
-        self.network, config = load_estimator(self.path, device)
+        network, config = load_estimator(Path(path), device)
         if config["input"] != "face":
             raise CheckpointError(f"--gaze-model {path} reads eye patches; GC-GAN's gaze loss needs a face-strip estimator "
                                   "(`gcgan gaze fit --input face`)")
+        super().__init__(path, network, config)
         self.size = int(config["size"])
-        for p in self.network.parameters():
-            p.requires_grad_(False)
-
-    def record(self) -> dict:
-        return {"path": str(self.path), "sha256": self.sha256}
 
     def loss(self, image: torch.Tensor, gaze: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """MSE between the estimate and `gaze`, per axis in units of `scale` (the label set's std)."""

@@ -152,15 +152,33 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any], where: str) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**record)
+        return cls(**checked_options(cls, record, where))
 
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def checked_options(schema: type, record: dict[str, Any], where: str) -> dict[str, Any]:
+    """`record` if every key is a field of the dataclass `schema` and every value has the field's
+    type (`batch = "8"` in a TOML file is a one-line error, not a failure later); ints are taken
+    where floats are expected."""
+    known = {f.name: f.type for f in fields(schema)}
+    unknown = sorted(set(record) - set(known))
+    if unknown:
+        raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for name, value in record.items():
+        kinds = [k.strip() for k in str(known[name]).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
+        if allowed and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+            wanted = " or ".join(k for k in kinds if k != "None")
+            raise UsageError(f"{where}: {_flag(name)} = {value!r} must be {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}")
+    return record
 
 
 def read_options(path: Path, schema: type = None) -> dict[str, Any]:

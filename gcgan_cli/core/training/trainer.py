@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 import gcgan_cli
 from gcgan_cli.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from gcgan_cli.core.dataset import GazeMaskDataset
+from gcgan_cli.core.frozen import set_requires_grad
 from gcgan_cli.core.metrics.fid import Stats, fid
 from gcgan_cli.core.metrics.inception import load_fid_inception
 from gcgan_cli.core.metrics.inception_weights import locate_inception_weights
@@ -85,11 +86,6 @@ def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimizer.step()
 
 
-def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(flag)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, hooks: Hooks | None = None, resume: bool = False):
         self.hooks = hooks or Hooks()
@@ -118,13 +114,13 @@ class Trainer:
         self.g = Generator(self.model_config).to(self.device)
         self.d = Discriminator(self.model_config, gaze=config.stage == 1).to(self.device)
         self.g_ema = copy.deepcopy(self.g).eval()
-        _set_requires_grad(self.g_ema, False)
+        set_requires_grad([self.g_ema], False)
         self.g_pre: Generator | None = None
         if config.stage == 2:
             self.g_pre = Generator(self.model_config).to(self.device).eval()
             source = resumed["g_pretrained"] if resumed else stage1["g"]
             self.g_pre.load_state_dict(source)
-            _set_requires_grad(self.g_pre, False)
+            set_requires_grad([self.g_pre], False)
             if stage1 is not None:  # a new stage 2: G from stage-1 G, G_ema from stage-1 G_ema, a fresh plain D
                 self.g.load_state_dict(stage1["g"])
                 self.g_ema.load_state_dict(stage1["g_ema"])
@@ -371,7 +367,7 @@ class Trainer:
 
     def _d_step(self, real: torch.Tensor, mask: torch.Tensor, gaze: torch.Tensor | None) -> None:
         config, batch = self.config, real.shape[0]
-        _set_requires_grad(self.d, True)
+        set_requires_grad([self.d], True)
         with torch.no_grad(), self.autocast():
             z, fake_gaze = self._z(batch), self._fake_gaze(batch)
             fake = self.g(z, fake_gaze)
@@ -415,7 +411,7 @@ class Trainer:
 
     def _g_step(self, batch: int) -> None:
         config = self.config
-        _set_requires_grad(self.d, False)
+        set_requires_grad([self.d], False)
         with self.autocast():
             z, fake_gaze = self._z(batch), self._fake_gaze(batch)
             fake = self.g_train(z, fake_gaze)

@@ -11,9 +11,10 @@ by (width, height) (the reference divides x by the height and y by the width).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from gcgan_cli.core.training.config import checked_options
 from gcgan_cli.core.transfer.networks import PRESETS, NetConfig
 from gcgan_cli.errors import UsageError
 
@@ -21,8 +22,9 @@ POOLS = ("standard", "legacy")
 LANDMARK_NORMS = ("wh", "legacy-hw", "legacy-max")
 GAZE_TARGETS = ("pred", "label")
 # A resumed run may not change what shapes its networks or its data stream.
-FIXED_ON_RESUME = ("s", "r", "preset", "upsample", "net_d", "d_layers", "d_last_stride", "batch", "seed",
-                   "gaze_model", "landmark_model", "gray_s", "gray_r", "crop_jitter", "max_head_pose")
+# The optimisers' stored state carries the learning rate and beta1, so they stay too.
+FIXED_ON_RESUME = ("s", "r", "preset", "upsample", "net_d", "d_layers", "d_last_stride", "norm", "batch", "seed",
+                   "gaze_model", "landmark_model", "gray_s", "gray_r", "crop_jitter", "max_head_pose", "lr", "beta1")
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,13 @@ class TransferConfig:
     net_d: str | None = None  # patch (the reference) | local (SimGAN's small receptive field)
     d_layers: int | None = None  # stride-2 layers of the patch discriminator
     d_last_stride: int | None = None  # 2 (the reference) | 1 (the standard PatchGAN)
+    norm: str | None = None  # instance (the reference) | batch: G's outer layers and D
     # objective
     real_label: float = 0.9  # one-sided label smoothing of LSGAN
     lambda_cycle_s: float = 10.0  # |F(G(s)) - s|
     lambda_cycle_r: float = 10.0  # |G(F(r)) - r|
     lambda_self: float = 2.0  # |G(x) - x| on the generator's own input (SimGAN's self-regularisation)
-    lambda_idt: float = 0.0  # CycleGAN's identity term |G(r) - r| on the target domain
+    lambda_idt: float = 0.0  # CycleGAN's identity term |G(r) - r| on the target domain (this weight, not x lambda_cycle)
     lambda_gaze: float = 0.0  # rad^-2: mean squared (pitch, yaw) difference through the frozen estimator
     lambda_landmarks: float = 0.0  # mean squared normalised landmark difference through the frozen landmark net
     gaze_target: str = "pred"  # pred: g(G(s)) vs g(s) (the reference) | label: g(G(s)) vs s's true gaze
@@ -59,7 +62,7 @@ class TransferConfig:
     gray_s: str | None = None  # mean | luma (None: the source kind's own)
     gray_r: str | None = None
     crop_jitter: bool = False  # the UnityEyes crop's scale / shift jitter on S (training only)
-    max_head_pose: float | None = None  # degrees; drop samples whose head pitch or yaw exceeds it
+    max_head_pose: float | None = None  # degrees; drop UnityEyes samples whose head pitch or yaw exceeds it
     # observation
     log_every: int = 100
     sample_every: int = 1000  # 0 = off
@@ -75,7 +78,8 @@ class TransferConfig:
         if self.preset not in PRESETS:
             raise UsageError(f"--preset {self.preset}: choose one of {', '.join(PRESETS)}")
         base = asdict(PRESETS[self.preset])
-        switches = {"upsample": self.upsample, "netD": self.net_d, "d_layers": self.d_layers, "d_last_stride": self.d_last_stride}
+        switches = {"upsample": self.upsample, "netD": self.net_d, "d_layers": self.d_layers, "d_last_stride": self.d_last_stride,
+                    "norm": self.norm}
         net = NetConfig(**{**base, **{k: v for k, v in switches.items() if v is not None}})
         net.validate()
         return net
@@ -121,11 +125,7 @@ class TransferConfig:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any], where: str) -> TransferConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**record)
+        return cls(**checked_options(cls, record, where))
 
 
 def _flag(name: str) -> str:

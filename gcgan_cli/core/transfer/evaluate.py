@@ -6,10 +6,11 @@ and architectures than any loss network; a file whose SHA-256 matches a loss net
 and every preservation number stands beside a realism number:
 
     realism      accuracy of an S-vs-R classifier (trained here on S_train vs R_train) telling
-                 translated S_test from R_test: 100% = still synthetic, 50% = indistinguishable;
-                 bounds: raw S_test (upper) and R_test against itself, split in halves (floor);
-                 and the Frechet distance between the two sets in E_R's penultimate features
-                 (no download needed), with the same bounds
+                 translated S_test from R_test: 100% = still synthetic, 50% = chance, i.e.
+                 indistinguishable; raw S_test as the upper bound. And the Frechet distance in
+                 E_R's penultimate features (no download needed) to a seeded half of R_test, with
+                 every set cut to that half's size (the distance is biased by the sample count):
+                 translated and raw S_test, and the other half of R_test (the floor)
     gaze         E_R's angular error on G(s) against s's true gaze, beside E_R on raw s (the domain
                  gap) and on R_test (the floor); gap closed = (raw - translated) / (raw - floor)
     loss net     the training gaze network's disagreement between s and G(s) (circular: reported, flagged)
@@ -135,6 +136,18 @@ def feature_distance(a: np.ndarray, b: np.ndarray) -> float:
     return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
 
 
+def frechet_bounds(evaluator: nn.Module, translated: torch.Tensor, raw: torch.Tensor, real: torch.Tensor, seed: int) -> dict:
+    """Frechet distances in the evaluator's features to a seeded half of `real`, every set cut
+    to that half's size: translated, raw, and the other half of `real` (the floor)."""
+    order = np.random.default_rng(seed).permutation(len(real))
+    half = min(len(real) // 2, len(raw))
+    reference, other = penultimate(evaluator, real[order[:half]]), penultimate(evaluator, real[order[half : 2 * half]])
+    pick = np.random.default_rng(seed + 1).permutation(len(raw))[:half]
+    return {"translated": feature_distance(penultimate(evaluator, translated[pick]), reference),
+            "raw_s": feature_distance(penultimate(evaluator, raw[pick]), reference),
+            "r_halves": feature_distance(other, reference), "n": int(half)}
+
+
 def gaze_errors(model: nn.Module, images: torch.Tensor, gazes: np.ndarray) -> np.ndarray:
     return angular_error(predict(model, images).numpy(), gazes)
 
@@ -150,6 +163,24 @@ def landmark_stats(model: nn.Module, images: torch.Tensor, true: np.ndarray, dev
 
 def _gap_closed(raw: float, translated: float, floor: float) -> float | None:
     return (raw - translated) / (raw - floor) if raw - floor > 1e-9 else None
+
+
+def _same(a, b) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def check_splits(trained_on: dict, s_test: GazeSource, r_test: GazeSource, s_train: GazeSource, r_train: GazeSource) -> None:
+    """Refuse test data the translator or a fitted judge has seen: the test sets must be other
+    files than the translator's domains and the training sets, and R_test's persons new."""
+    for test, flag, seen in ((s_test, "--s-test", ((trained_on.get("s"), "the translator's --s"), (s_train.path, "--s-train"))),
+                             (r_test, "--r-test", ((trained_on.get("r"), "the translator's --r"), (r_train.path, "--r-train")))):
+        for other, what in seen:
+            if _same(test.path, other):
+                raise UsageError(f"{flag} {test.path} is {what}; evaluate on held-out data (e.g. `transfer synth` with another seed "
+                                 "or other persons)")
+    shared = sorted({p for p in r_test.subjects if p is not None} & {p for p in r_train.subjects if p is not None})
+    if shared:
+        raise UsageError(f"--r-test and --r-train share persons {', '.join(shared[:5])}; hold whole persons out")
 
 
 def _check_independent(path: Path, features: dict, flag: str) -> None:
@@ -197,6 +228,7 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
              on_stage: Callable[[str], None] = lambda stage: None) -> dict:
     g, info = load_translator(checkpoint, "s2r", device)
     f, _ = load_translator(checkpoint, "r2s", device)
+    check_splits(info["config"], s_test, r_test, s_train, r_train)
     loss_nets = info["features"]
     for path, flag in ((gaze_r, "--gaze-r"), (gaze_s, "--gaze-s"), (landmarks_r, "--landmarks-r")):
         if path is not None:
@@ -213,17 +245,12 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
     on_stage("realism")
     s_train_images, r_train_images = images_of(s_train), images_of(r_train)
     judge = train_realism(s_train_images, r_train_images, device)
-    half = len(r) // 2
     report["realism"] = {"translated": realism_accuracy(judge, fake_r, r, device), "raw_s": realism_accuracy(judge, s, r, device),
-                         "r_halves": realism_accuracy(judge, r[:half], r[half:], device),
-                         "r2s_translated_as_r": realism_accuracy(judge, fake_s, r, device)}
+                         "chance": 50.0, "r2s_translated_as_r": realism_accuracy(judge, fake_s, r, device)}
 
     on_stage("gaze")
     evaluator, _ = load_estimator(Path(gaze_r), device)
-    features = {name: penultimate(evaluator, images) for name, images in (("fake", fake_r), ("s", s), ("r", r))}
-    report["realism"]["frechet_e_r"] = {"translated": feature_distance(features["fake"], features["r"]),
-                                        "raw_s": feature_distance(features["s"], features["r"]),
-                                        "r_halves": feature_distance(features["r"][:half], features["r"][half:])}
+    report["realism"]["frechet_e_r"] = frechet_bounds(evaluator, fake_r, s, r, seed)
     raw = error_stats(gaze_errors(evaluator, s, s_test.gazes))
     translated = error_stats(gaze_errors(evaluator, fake_r, s_test.gazes))
     floor = error_stats(gaze_errors(evaluator, r, r_test.gazes))
@@ -265,8 +292,9 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
 def table_rows(report: dict) -> list[tuple[str, str]]:
     """(name, value) lines of the summary table."""
     real, frechet = report["realism"], report["realism"]["frechet_e_r"]
-    rows = [("realism (S-vs-R accuracy, 50% = real)", f"translated {real['translated']:.1f}%  raw S {real['raw_s']:.1f}%  floor {real['r_halves']:.1f}%"),
-            ("realism (Frechet distance, E_R features)", f"translated {frechet['translated']:.2f}  raw S {frechet['raw_s']:.2f}  floor {frechet['r_halves']:.2f}")]
+    rows = [("realism (S-vs-R accuracy, 50% = chance)", f"translated {real['translated']:.1f}%  raw S {real['raw_s']:.1f}%"),
+            (f"realism (Frechet distance, E_R features, n {frechet['n']})",
+             f"translated {frechet['translated']:.2f}  raw S {frechet['raw_s']:.2f}  R vs R {frechet['r_halves']:.2f}")]
     gaze = report["gaze"]
     closed = gaze["gap_closed"]
     rows.append(("gaze error, independent E_R (deg)",

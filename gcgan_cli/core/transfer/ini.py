@@ -85,8 +85,9 @@ def import_ini(path: Path, section: str) -> tuple[dict[str, Any], list[str]]:
             if value is not True:
                 warnings.append(f"use_lsgan = {text}: gcgan trains LSGAN only; the cross-entropy variant is not offered")
         elif key == "norm":
-            if value != "instance":
-                raise UsageError(f"--from-ini {path} [{section}]: norm = {text}; gcgan's transfer networks use instance norm, which every FP-GAN run used")
+            if value not in ("instance", "batch"):
+                raise UsageError(f"--from-ini {path} [{section}]: norm = {text}; use instance or batch")
+            options["norm"] = value
         elif key == "rgb":
             if value:
                 raise UsageError(f"--from-ini {path} [{section}]: rgb = {text}; gcgan translates grayscale eye patches only (the final FP-GAN setting)")

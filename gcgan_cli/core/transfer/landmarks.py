@@ -329,5 +329,8 @@ def load_landmarks(path: str | Path, device: torch.device | str = "cpu") -> tupl
         model = build_elg(ElgConfig.from_dict(config))
     except UsageError as exc:
         raise CheckpointError(f"landmark model {path} has an unusable config: {exc}") from exc
-    model.load_state_dict(record["model"])
+    try:
+        model.load_state_dict(record["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"landmark model {path}: its weights do not fit its config ({str(exc).splitlines()[0]})") from None
     return model.to(device).freeze(), dict(record["config"])

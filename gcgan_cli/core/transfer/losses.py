@@ -1,8 +1,7 @@
 """FP-GAN's loss terms as pure functions, and the frozen feature networks they look through.
 
 Images are [B, 1, 36, 60] in [-1, 1]. Each term is a mean over every element, as the original's.
-The feature networks run in eval mode with no parameter gradients, yet stay differentiable with
-respect to their input, so the generators learn through them while they stay unchanged.
+The feature networks (core/frozen.py) stay unchanged while the generators learn through them.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import torch
 
+from gcgan_cli.core.frozen import FrozenNet
 from gcgan_cli.core.gaze.estimator import load_estimator
-from gcgan_cli.core.synthesis import file_sha256
 from gcgan_cli.core.transfer.landmarks import load_landmarks
 from gcgan_cli.errors import CheckpointError
 
@@ -42,27 +41,13 @@ def landmark_scale(norm: str, height: int, width: int) -> torch.Tensor:
     return torch.tensor([LEGACY_MAX_SIDE, LEGACY_MAX_SIDE])
 
 
-class FrozenNet:
-    """A feature network loaded from its file, frozen; `record()` names it for the checkpoint."""
-
-    def __init__(self, path: Path, network: torch.nn.Module, config: dict):
-        self.path, self.sha256, self.network, self.config = Path(path), file_sha256(Path(path)), network, config
-        for p in self.network.parameters():
-            p.requires_grad_(False)
-        self.network.eval()
-
-    def record(self) -> dict:
-        return {"path": str(self.path), "sha256": self.sha256}
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network(images)
-
-
 def frozen_gaze(path: Path, device: torch.device) -> FrozenNet:
     network, config = load_estimator(Path(path), device)
     if config.get("input") != "eye":
         raise CheckpointError(f"--gaze-model {path} reads face strips; the transfer loss needs an eye-patch estimator "
                               "(`gcgan gaze fit --input eye`)")
+    if config.get("units") != "rad":
+        raise CheckpointError(f"--gaze-model {path} outputs {config.get('units')}; lambda_gaze is in rad^-2, so the loss needs radians")
     return FrozenNet(path, network, config)
 
 
@@ -93,9 +78,3 @@ def landmark_consistency(net: FrozenNet, source: torch.Tensor, translated: torch
     """Mean squared difference of the normalised landmarks of the translation and of its source."""
     scale = scale.to(source.device)
     return (net(translated) / scale - (net(source) / scale).detach()).square().mean()
-
-
-def requires_grad(modules, flag: bool) -> None:
-    for module in modules:
-        for p in module.parameters():
-            p.requires_grad_(flag)

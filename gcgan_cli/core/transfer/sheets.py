@@ -24,7 +24,7 @@ def _rgb(images: torch.Tensor) -> np.ndarray:
 
 
 def _difference(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """|a - b| mapped so that a difference of 1 (a quarter of the range) is white."""
+    """|a - b| mapped so that a difference of 1 (half the [-1, 1] range) or more is white."""
     return _rgb((a - b).abs().clamp(0, 1) * 2 - 1)
 
 

@@ -27,21 +27,22 @@ from pathlib import Path
 import torch
 
 from gcgan_cli.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from gcgan_cli.core.frozen import set_requires_grad
+from gcgan_cli.core.gaze.estimator import EYE_SHAPE
 from gcgan_cli.core.gaze.sources import EyeOptions, GazeSource, open_source
 from gcgan_cli.core.training.run_dir import RunDir
 from gcgan_cli.core.transfer import losses
 from gcgan_cli.core.transfer.config import TransferConfig
-from gcgan_cli.core.transfer.networks import NetConfig, build_discriminator, build_generator, init_weights
+from gcgan_cli.core.transfer.networks import NetConfig, build_discriminator, build_generator
 from gcgan_cli.core.transfer.pool import ImagePool
 from gcgan_cli.core.transfer.sheets import translation_sheet
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.device import resolve_device
-from gcgan_cli.errors import TrainingDiverged, UsageError
+from gcgan_cli.errors import CheckpointError, TrainingDiverged, UsageError
 
 KIND = "gcgan-transfer"
 CHECKPOINT_KEYS = ("kind", "step", "config", "net", "g", "f", "d_r", "d_s", "opt_g", "opt_d", "sched_g", "sched_d",
                    "pools", "streams", "rng", "features")
-PATCH_SHAPE = (1, 36, 60)
 
 
 def run_dir(root: Path) -> RunDir:
@@ -49,9 +50,7 @@ def run_dir(root: Path) -> RunDir:
 
 
 def open_domain(path: str, flag: str, gray: str | None, jitter: bool, max_head_pose: float | None, seed: int) -> GazeSource:
-    source = open_source(path, 0, EyeOptions(gray=gray, jitter=jitter, max_head_pose=max_head_pose, seed=seed))
-    if tuple(source.shape) != PATCH_SHAPE:
-        raise UsageError(f"{flag} {path}: eye patches must be {PATCH_SHAPE}, this source gives {tuple(source.shape)}")
+    source = open_source(path, 0, EyeOptions(gray=gray, jitter=jitter, max_head_pose=max_head_pose, seed=seed), flag=flag)
     if len(source) < 2:
         raise UsageError(f"{flag} {path}: needs at least 2 samples")
     return source
@@ -95,11 +94,17 @@ class DomainStream:
         return torch.stack([self.source[int(i)]["image"] for i in index]), index
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
+        """The position, and the jittered reader's per-item draw counts (its next crops)."""
+        state = {"epoch": self.epoch, "position": self.position}
+        if self.images is None:
+            state["draws"] = torch.from_numpy(self.source.draws.copy())
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._order = self._permutation()
+        if self.images is None:
+            self.source.draws[:] = state["draws"].numpy()
 
 
 @dataclass
@@ -138,8 +143,6 @@ class TransferTrainer:
         self.s_gazes = torch.from_numpy(self.s.gazes)
         self.g, self.f = build_generator(self.net).to(self.device), build_generator(self.net).to(self.device)
         self.d_r, self.d_s = build_discriminator(self.net).to(self.device), build_discriminator(self.net).to(self.device)
-        for module in (self.g, self.f, self.d_r, self.d_s):
-            module.apply(init_weights)
         betas = (config.beta1, 0.999)
         self.opt_g = torch.optim.Adam([*self.g.parameters(), *self.f.parameters()], lr=config.lr, betas=betas)
         self.opt_d = torch.optim.Adam([*self.d_r.parameters(), *self.d_s.parameters()], lr=config.lr, betas=betas)
@@ -150,19 +153,16 @@ class TransferTrainer:
         self.pool_rng = torch.Generator().manual_seed(config.seed + 7)
         self.gaze = losses.frozen_gaze(Path(config.gaze_model), self.device) if config.lambda_gaze > 0 else None
         self.landmarks = losses.frozen_landmarks(Path(config.landmark_model), self.device) if config.lambda_landmarks > 0 else None
-        self.landmark_scale = losses.landmark_scale(config.landmark_norm, *PATCH_SHAPE[1:])
+        self.landmark_scale = losses.landmark_scale(config.landmark_norm, *EYE_SHAPE[1:])
         self.step = 0
         if record is not None:
             self._restore(record)
         else:
             self.run.create()
-            self.run.write_config({"transfer": config.to_dict(), "net": asdict(self.net)})
+        self.run.write_config({"transfer": config.to_dict(), "net": asdict(self.net)})  # a resumed run's flags win next time too
         self.run.truncate_metrics(self.step)
-        self.fixed = {name: torch.stack([src[i]["image"] for i in range(min(config.n_sample, len(src)))])
-                      for name, src in (("s", self.s), ("r", self.r))}
-        self.fixed_gazes = {name: src.gazes[: config.n_sample] for name, src in (("s", self.s), ("r", self.r))}
-        self.fixed_landmarks = {name: torch.stack([src[i]["landmarks"] for i in range(len(self.fixed[name]))]).numpy()
-                                for name, src in (("s", self.s), ("r", self.r))}
+        plain_s = open_domain(config.s, "--s", config.gray_s, False, config.max_head_pose, config.seed) if config.crop_jitter else self.s
+        self.fixed = {name: [src[i] for i in range(min(config.n_sample, len(src)))] for name, src in (("s", plain_s), ("r", self.r))}
 
     def features(self) -> dict:
         return {"gaze": self.gaze.record() if self.gaze else None, "landmarks": self.landmarks.record() if self.landmarks else None}
@@ -204,7 +204,7 @@ class TransferTrainer:
         fake_r, fake_s = self.g(s), self.f(r)
         rec_s, rec_r = self.f(fake_r), self.g(fake_s)
         terms: dict[str, torch.Tensor] = {}
-        losses.requires_grad((self.d_r, self.d_s), False)
+        set_requires_grad((self.d_r, self.d_s), False)
         terms["g_adv"] = losses.lsgan_generator(self.d_r(fake_r), c.real_label)
         terms["f_adv"] = losses.lsgan_generator(self.d_s(fake_s), c.real_label)
         terms["cycle"] = c.lambda_cycle_s * losses.l1(rec_s, s) + c.lambda_cycle_r * losses.l1(rec_r, r)
@@ -223,7 +223,7 @@ class TransferTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         total_g.backward()
         self.opt_g.step()
-        losses.requires_grad((self.d_r, self.d_s), True)
+        set_requires_grad((self.d_r, self.d_s), True)
         pooled_r = self.pools["r"].query(fake_r.detach(), self.pool_rng)
         pooled_s = self.pools["s"].query(fake_s.detach(), self.pool_rng)
         terms["d_r"] = losses.lsgan_discriminator(self.d_r(r), self.d_r(pooled_r), c.real_label)
@@ -231,6 +231,7 @@ class TransferTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         (terms["d_r"] + terms["d_s"]).backward()
         self.opt_d.step()
+        self.last_lr = self.opt_g.param_groups[0]["lr"]
         self.sched_g.step()
         self.sched_d.step()
         return {name: value.detach() for name, value in terms.items()}
@@ -238,12 +239,14 @@ class TransferTrainer:
     @torch.no_grad()
     def write_sheet(self) -> Path:
         path = self.run.sample_path(self.step)
-        rows = []
+        rows, landmarks = [], []
         for name, forward, back in (("s", self.g, self.f), ("r", self.f, self.g)):
-            x = self.fixed[name].to(self.device)
+            items = self.fixed[name]
+            x = torch.stack([item["image"] for item in items]).to(self.device)
             translated = forward(x)
-            rows.append((x.cpu(), translated.cpu(), back(translated).cpu(), self.fixed_gazes[name]))
-        picture = translation_sheet(rows, ("S -> R", "R -> S"), [self.fixed_landmarks["s"], self.fixed_landmarks["r"]])
+            rows.append((x.cpu(), translated.cpu(), back(translated).cpu(), torch.stack([item["gaze"] for item in items]).numpy()))
+            landmarks.append(torch.stack([item["landmarks"] for item in items]).numpy())
+        picture = translation_sheet(rows, ("S -> R", "R -> S"), landmarks)
         write_atomic(path, encode_png(picture))
         return path
 
@@ -275,7 +278,7 @@ class TransferTrainer:
             self.hooks.on_step(self.step)
             if self.step % c.log_every == 0 or self.step == c.steps:
                 elapsed = time.perf_counter() - window
-                row = {"step": self.step, **{k: v / count for k, v in sums.items()}, "lr": self.sched_g.get_last_lr()[0],
+                row = {"step": self.step, **{k: v / count for k, v in sums.items()}, "lr": self.last_lr,
                        "sec_per_step": elapsed / count, "img_per_s": count * c.batch / max(elapsed, 1e-9)}
                 self.run.append_metrics(row)
                 self.hooks.on_log(row)
@@ -304,7 +307,10 @@ def load_translator(path: Path, direction: str, device: torch.device) -> tuple[t
     record = load_checkpoint(path, required=("kind", "net", "g", "f", "step", "config"))
     if record["kind"] != KIND:
         raise UsageError(f"--checkpoint {path} is not a `gcgan transfer fit` checkpoint")
-    generator = build_generator(NetConfig(**record["net"]))
-    generator.load_state_dict(record["g" if direction == "s2r" else "f"])
+    try:
+        generator = build_generator(NetConfig.from_dict(record["net"]))
+        generator.load_state_dict(record["g" if direction == "s2r" else "f"])
+    except (UsageError, RuntimeError) as exc:
+        raise CheckpointError(f"--checkpoint {path}: its generator does not load ({str(exc).splitlines()[0]})") from None
     return generator.to(device).eval(), {"step": record["step"], "config": record["config"], "path": str(path),
                                          "features": record.get("features", {})}
