@@ -202,18 +202,25 @@ def read_options(path: Path, schema: type = None) -> dict[str, Any]:
 
 def resolve(given: dict[str, Any], toml: dict[str, Any] | None = None, stored: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults < stored (resume) < TOML < given (non-None command-line options)."""
+    return resolve_layers(TrainConfig, given, toml, stored, FIXED_ON_RESUME, "its model and data stream")
+
+
+def resolve_layers(schema: type, given: dict[str, Any], file_options: dict[str, Any] | None, stored: dict[str, Any] | None,
+                   fixed: tuple[str, ...], what: str):
+    """A validated `schema` from its defaults < stored < file < given (non-None) values; with a
+    stored config, the `fixed` fields may not change (`what` says what they are)."""
     values: dict[str, Any] = {}
-    for layer in (stored or {}, toml or {}, {k: v for k, v in given.items() if v is not None}):
+    for layer in (stored or {}, file_options or {}, {k: v for k, v in given.items() if v is not None}):
         values.update(layer)
     try:
-        config = TrainConfig.from_dict(values, "options")
+        config = schema.from_dict(values, "options")
     except TypeError as exc:
         raise UsageError(f"options: {exc}") from None
     if stored:
-        changed = [name for name in FIXED_ON_RESUME if getattr(config, name) != stored.get(name)]
+        changed = [name for name in fixed if getattr(config, name) != stored.get(name)]
         if changed:
             detail = ", ".join(f"--{_flag(n)} {stored.get(n)!r} -> {getattr(config, n)!r}" for n in changed)
-            raise UsageError(f"a resumed run keeps its model and data stream; these differ from the run's config.json: {detail}")
+            raise UsageError(f"a resumed run keeps {what}; these differ from the run's config.json: {detail}")
     return config.validate()
 
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gcgan_cli.core.training.config import checked_options
+from gcgan_cli.core.training.config import checked_options, resolve_layers
 from gcgan_cli.core.transfer.networks import PRESETS, NetConfig
 from gcgan_cli.errors import UsageError
 
@@ -134,16 +134,4 @@ def _flag(name: str) -> str:
 
 def resolve(given: dict[str, Any], file_options: dict[str, Any] | None = None, stored: dict[str, Any] | None = None) -> TransferConfig:
     """Defaults < stored (resume) < TOML / .ini < given (non-None command-line options)."""
-    values: dict[str, Any] = {}
-    for layer in (stored or {}, file_options or {}, {k: v for k, v in given.items() if v is not None}):
-        values.update(layer)
-    try:
-        config = TransferConfig.from_dict(values, "options")
-    except TypeError as exc:
-        raise UsageError(f"options: {exc}") from None
-    if stored:
-        changed = [name for name in FIXED_ON_RESUME if getattr(config, name) != stored.get(name)]
-        if changed:
-            detail = ", ".join(f"--{_flag(n)} {stored.get(n)!r} -> {getattr(config, n)!r}" for n in changed)
-            raise UsageError(f"a resumed run keeps its networks and data; these differ from the run's config.json: {detail}")
-    return config.validate()
+    return resolve_layers(TransferConfig, given, file_options, stored, FIXED_ON_RESUME, "its networks, data and optimiser settings")

@@ -31,6 +31,7 @@ from gcgan_cli.core.frozen import set_requires_grad
 from gcgan_cli.core.gaze.estimator import EYE_SHAPE
 from gcgan_cli.core.gaze.sources import EyeOptions, GazeSource, open_source
 from gcgan_cli.core.training.run_dir import RunDir
+from gcgan_cli.core.training.trainer import Hooks
 from gcgan_cli.core.transfer import losses
 from gcgan_cli.core.transfer.config import TransferConfig
 from gcgan_cli.core.transfer.networks import NetConfig, build_discriminator, build_generator
@@ -105,15 +106,6 @@ class DomainStream:
         self._order = self._permutation()
         if self.images is None:
             self.source.draws[:] = state["draws"].numpy()
-
-
-@dataclass
-class Hooks:
-    on_start: Callable[[dict], None] = lambda info: None
-    on_step: Callable[[int], None] = lambda step: None
-    on_log: Callable[[dict], None] = lambda row: None
-    on_event: Callable[[str], None] = lambda message: None
-    should_stop: Callable[[], bool] = lambda: False
 
 
 @dataclass
