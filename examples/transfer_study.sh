@@ -11,7 +11,8 @@
 # R = degraded MPII-like eyes of 15 persons with a narrow prior, p00-p11 train, p12-p14 test.
 # Loss networks are fitted on S_train only; the evaluators on R_train (gaze, landmarks) and on
 # S_train with another architecture and seed (R -> S), so no evaluator is a loss network.
-# Writes OUT/summary.md (one row per variant and seed) and OUT/VARIANT_sSEED/eval.json.
+# Writes OUT/summary.md (one row per variant: mean and range over seeds, with raw S and R itself as
+# bounds) and OUT/VARIANT_sSEED/eval.json. Re-running skips what is done; an interrupted fit resumes.
 set -euo pipefail
 GCGAN=${GCGAN:-gcgan}
 OUT=${OUT:-runs/transfer_study}
@@ -81,21 +82,43 @@ done
 step "summary"
 python3 - "$VARIANTS" "$SEEDS" <<'EOF' | tee summary.md
 import json, sys
+import statistics as st
 variants, seeds = sys.argv[1].split(), sys.argv[2].split()
-print("| run | realism: judge accuracy on G(S) (raw S; chance 50%) | Frechet, E_R features: G(S) (raw S; R vs R) | gaze err E_R on G(s), deg (raw s; R floor) | gap closed | landmarks L_R on G(s), px (raw s) | R->S E_S' (raw r) | downstream on R_test: G(S) / S / R | change | twin L1 (raw) |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for seed in seeds:
-    for v in variants:
-        r = json.load(open(f"{v}_s{seed}/eval.json"))
-        g, lm, real = r["gaze"], r.get("landmarks"), r["realism"]
-        d = r.get("downstream")
-        closed = "n/a" if g["gap_closed"] is None else f"{100 * g['gap_closed']:.0f}%"
-        fd = real["frechet_e_r"]
-        print(f"| {v} seed {seed} | {real['translated']:.1f}% ({real['raw_s']:.1f}%) "
-              f"| {fd['translated']:.2f} ({fd['raw_s']:.2f}; {fd['r_halves']:.2f}) "
-              f"| {g['translated']['mean']:.2f} ({g['raw_s']['mean']:.2f}; {g['r_test_floor']['mean']:.2f}) | {closed} "
-              f"| {lm['translated']['mean_px']:.2f} ({lm['raw_s']['mean_px']:.2f}) "
-              f"| {r['r2s']['translated']['mean']:.2f} ({r['r2s']['raw_r']['mean']:.2f}) "
-              + (f"| {d['translated_s_train']['mean']:.2f} / {d['raw_s_train']['mean']:.2f} / {d['r_train']['mean']:.2f} " if d else "| n/a ")
-              + f"| {r['change']['translated_vs_source']:.3f} | {r['twins']['translated_l1']:.3f} ({r['twins']['raw_l1']:.3f}) |")
+NAMES = {"A": "CycleGAN only", "B": "+ self-reg 2", "C": "+ gaze 30", "D": "+ landmarks 15", "E": "all three"}
+METRICS = [  # (column, function of one eval.json)
+    ("judge acc. on G(S), %", lambda r: r["realism"]["translated"]),
+    ("Frechet to R, E_R features", lambda r: r["realism"]["frechet_e_r"]["translated"]),
+    ("gaze err E_R on G(s), deg", lambda r: r["gaze"]["translated"]["mean"]),
+    ("median", lambda r: r["gaze"]["translated"]["median"]),
+    ("landmarks L_R on G(s), px", lambda r: r["landmarks"]["translated"]["mean_px"]),
+    ("R->S: E_S' on F(r), deg", lambda r: r["r2s"]["translated"]["mean"]),
+    ("downstream: trained on G(S), tested on R, deg", lambda r: r["downstream"]["translated_s_train"]["mean"] if "downstream" in r else float("nan")),
+    ("change", lambda r: r["change"]["translated_vs_source"]),
+    ("L1 to the R twin", lambda r: r["twins"]["translated_l1"]),
+]
+BOUNDS = [  # the same columns for raw S (no translation), from the first run
+    lambda r: r["realism"]["raw_s"], lambda r: r["realism"]["frechet_e_r"]["raw_s"], lambda r: r["gaze"]["raw_s"]["mean"],
+    lambda r: r["gaze"]["raw_s"]["median"], lambda r: r["landmarks"]["raw_s"]["mean_px"], lambda r: r["r2s"]["raw_r"]["mean"],
+    lambda r: r["downstream"]["raw_s_train"]["mean"] if "downstream" in r else float("nan"), lambda r: 0.0, lambda r: r["twins"]["raw_l1"],
+]
+FLOORS = [  # R itself
+    lambda r: 50.0, lambda r: r["realism"]["frechet_e_r"]["r_halves"], lambda r: r["gaze"]["r_test_floor"]["mean"],
+    lambda r: r["gaze"]["r_test_floor"]["median"], lambda r: float("nan"), lambda r: float("nan"),
+    lambda r: r["downstream"]["r_train"]["mean"] if "downstream" in r else float("nan"), lambda r: float("nan"), lambda r: 0.0,
+]
+def cell(values):
+    values = [v for v in values if v == v]
+    if not values:
+        return "n/a"
+    mean = st.mean(values)
+    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ({min(values):.2f}-{max(values):.2f})"
+runs = {(v, s): json.load(open(f"{v}_s{s}/eval.json")) for v in variants for s in seeds}
+print(f"{len(seeds)} seed(s) per variant: mean (min-max over seeds)\n")
+print("| variant | " + " | ".join(name for name, _ in METRICS) + " |")
+print("|---" * (len(METRICS) + 1) + "|")
+first = runs[(variants[0], seeds[0])]
+print("| raw S (no translation) | " + " | ".join(cell([f(first)]) for f in BOUNDS) + " |")
+for v in variants:
+    print(f"| {v}: {NAMES.get(v, v)} | " + " | ".join(cell([f(runs[(v, s)]) for s in seeds]) for _, f in METRICS) + " |")
+print("| R itself (floor) | " + " | ".join(cell([f(first)]) for f in FLOORS) + " |")
 EOF

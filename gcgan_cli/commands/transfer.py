@@ -146,13 +146,14 @@ def fit_command(
     Ctrl-C or SIGTERM saves a checkpoint and exits 130; --resume continues exactly.
     """
     given = {k: v for k, v in locals().items() if k not in ("config", "from_ini", "section", "resume", "dry_run")}
-    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}
     file_options = read_options(config, TransferConfig) if config else {}
     if from_ini:
         imported, warnings = import_ini(from_ini, section)
         for warning in warnings:
             console.print(f"[yellow]warning[/] {from_ini} [{section}]: {warning}", soft_wrap=True)
         file_options = {**imported, **file_options}
+    # Paths are stored absolute, so a run resumes and is evaluated from any folder.
+    given, file_options = ({k: (_absolute(v) if k in PATH_OPTIONS else v) for k, v in layer.items()} for layer in (given, file_options))
     folder = given["out"] or file_options.get("out")
     stored = None
     if resume:
@@ -166,6 +167,13 @@ def fit_command(
         console.print_json(json.dumps({"transfer": resolved.to_dict(), "net": resolved.net().__dict__}))
         return
     _fit(resolved, resume)
+
+
+PATH_OPTIONS = ("s", "r", "out", "gaze_model", "landmark_model")
+
+
+def _absolute(value):
+    return str(Path(value).expanduser().resolve()) if isinstance(value, (str, Path)) and str(value) else value
 
 
 def _fit(config: TransferConfig, resume: bool) -> None:

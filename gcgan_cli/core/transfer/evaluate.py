@@ -10,7 +10,8 @@ and every preservation number stands beside a realism number:
                  indistinguishable; raw S_test as the upper bound. And the Frechet distance in
                  E_R's penultimate features (no download needed) to a seeded half of R_test, with
                  every set cut to that half's size (the distance is biased by the sample count):
-                 translated and raw S_test, and the other half of R_test (the floor)
+                 translated and raw S_test, and the other half of R_test (the floor). For R -> S the
+                 judge's accuracy telling F(R_test) from R_test (100% = F's output reads as S)
     gaze         E_R's angular error on G(s) against s's true gaze, beside E_R on raw s (the domain
                  gap) and on R_test (the floor); gap closed = (raw - translated) / (raw - floor)
     loss net     the training gaze network's disagreement between s and G(s) (circular: reported, flagged)
@@ -246,7 +247,7 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
     s_train_images, r_train_images = images_of(s_train), images_of(r_train)
     judge = train_realism(s_train_images, r_train_images, device)
     report["realism"] = {"translated": realism_accuracy(judge, fake_r, r, device), "raw_s": realism_accuracy(judge, s, r, device),
-                         "chance": 50.0, "r2s_translated_as_r": realism_accuracy(judge, fake_s, r, device)}
+                         "chance": 50.0, "r2s_told_from_r": realism_accuracy(judge, fake_s, r, device)}
 
     on_stage("gaze")
     evaluator, _ = load_estimator(Path(gaze_r), device)
