@@ -72,6 +72,8 @@ def test_feature_losses_vanish_for_the_identity(feature_nets):
     assert float(losses.landmark_consistency(landmarks, x, x, losses.landmark_scale("wh", 36, 60))) == 0.0
     assert float(losses.l1(x, x)) == 0.0
     assert float(losses.gaze_consistency(gaze, x, x.flip(-1))) > 0
+    target = torch.tensor([[0.1, -0.2]]).expand(3, 2)  # --gaze-target label: against the true gaze instead
+    assert float(losses.gaze_consistency(gaze, x, x, target)) == pytest.approx(float((gaze(x) - target).square().mean()))
 
 
 def test_frozen_networks_pass_gradients_but_do_not_change(domains, feature_nets, tmp_path):
@@ -191,6 +193,9 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert code == 2 and "--overwrite" in err
 
     evaluator = _random_estimator(tmp_path / "e_r.pt", 5)
+    code, out, err = run_cli("gaze", "eval", "--model", evaluator, "--data", outdir, "--json")  # a translated folder is a gaze source
+    assert code == 0, err
+    assert json.loads(out)["error_deg"]["count"] == 40
     held_out = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r.h5")
     code, out, err = run_cli("transfer", "eval", "--checkpoint", run, *held_out, "--gaze-r", evaluator,
                              "--landmarks-r", feature_nets[1], "--json", "--device", "cpu")
