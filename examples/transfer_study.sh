@@ -6,7 +6,8 @@
 #
 # Variants (the same budget each): A CycleGAN only; B + self-regularisation (lambda_self 2, the
 # reference's SIMPLISTIC); C + gaze consistency (lambda_gaze 30 rad^-2); D + landmark consistency
-# (lambda_landmarks 15); E all three.
+# (lambda_landmarks 15); E all three; F self-regularisation + the gaze loss against S's true gaze
+# (--gaze-target label, which the original never used).
 # Data: S = clean UnityEyes-like eyes with a wide gaze prior (train and test from other seeds);
 # R = degraded MPII-like eyes of 15 persons with a narrow prior, p00-p11 train, p12-p14 test.
 # Loss networks are fitted on S_train only; the evaluators on R_train (gaze, landmarks) and on
@@ -57,6 +58,7 @@ flags() {
         C) echo "--lambda-self 0 --lambda-gaze 30 --gaze-model g_s.pt" ;;
         D) echo "--lambda-self 0 --lambda-landmarks 15 --landmark-model l_s.pt" ;;
         E) echo "--lambda-self 2 --lambda-gaze 30 --gaze-model g_s.pt --lambda-landmarks 15 --landmark-model l_s.pt" ;;
+        F) echo "--lambda-self 2 --lambda-gaze 30 --gaze-model g_s.pt --gaze-target label" ;;
         *) echo "unknown variant $1" >&2; exit 2 ;;
     esac
 }
@@ -84,7 +86,8 @@ python3 - "$VARIANTS" "$SEEDS" <<'EOF' | tee summary.md
 import json, sys
 import statistics as st
 variants, seeds = sys.argv[1].split(), sys.argv[2].split()
-NAMES = {"A": "CycleGAN only", "B": "+ self-reg 2", "C": "+ gaze 30", "D": "+ landmarks 15", "E": "all three"}
+NAMES = {"A": "CycleGAN only", "B": "+ self-reg 2", "C": "+ gaze 30", "D": "+ landmarks 15", "E": "all three",
+         "F": "self-reg 2 + gaze 30 to the true gaze"}
 METRICS = [  # (column, function of one eval.json)
     ("judge acc. on G(S), %", lambda r: r["realism"]["translated"]),
     ("Frechet to R, E_R features", lambda r: r["realism"]["frechet_e_r"]["translated"]),
