@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gcgan_cli import cli  # noqa: E402
 from gcgan_cli.checkpoint import save_checkpoint  # noqa: E402
-from gcgan_cli.core.gaze.estimator import EYE_SHAPE, build, network_config, save_estimator  # noqa: E402
+from gcgan_cli.core.gaze.estimator import build, network_config, save_estimator  # noqa: E402
 from gcgan_cli.core.transfer.config import TransferConfig  # noqa: E402
 from gcgan_cli.core.transfer.landmarks import ElgConfig, build_elg  # noqa: E402
 from gcgan_cli.core.transfer.trainer import Hooks, TransferTrainer  # noqa: E402
+from gcgan_cli.data.eye_patch import EYE_SHAPE  # noqa: E402
 
 TRANSLATE_BATCH = 100
 

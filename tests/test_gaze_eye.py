@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from gcgan_cli import cli
-from gcgan_cli.core.gaze.estimator import EYE_SHAPE, TfSame, build, load_estimator, network_config, save_estimator
+from gcgan_cli.core.gaze.estimator import TfSame, build, load_estimator, network_config, save_estimator
+from gcgan_cli.data.eye_patch import EYE_SHAPE
 from gcgan_cli.core.gaze.fit import FitConfig, augment, fit
 from gcgan_cli.errors import UsageError
 

@@ -20,6 +20,7 @@ from gcgan_cli.core.transfer.evaluate import feature_distance, realism_accuracy,
 from gcgan_cli.core.transfer.ini import import_ini
 from gcgan_cli.core.transfer.landmarks import ElgConfig, build_elg
 from gcgan_cli.core.transfer.trainer import Hooks, TransferTrainer, linear_decay
+from gcgan_cli.errors import TrainingDiverged
 
 EYE = (1, 36, 60)
 
@@ -211,6 +212,15 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     shared = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r_test.h5")
     code, _, err = run_cli("transfer", "eval", "--checkpoint", run, *shared, "--gaze-r", evaluator, "--device", "cpu")
     assert code == 2 and "--r-test" in err
+
+
+def test_a_nonfinite_loss_stops_the_run_without_saving(domains, tmp_path):
+    trainer = TransferTrainer(_config(domains, tmp_path / "run", steps=4, log_every=2), Hooks(), resume=False)
+    real_step = trainer.train_step
+    trainer.train_step = lambda: {**real_step(), "cycle": torch.tensor(float("nan"))} if trainer.step == 1 else real_step()
+    with pytest.raises(TrainingDiverged, match="cycle became non-finite by step 2"):
+        trainer.train()
+    assert trainer.run.checkpoint_files() == []
 
 
 def test_realism_judge_and_frechet_distance_tell_domains_apart():

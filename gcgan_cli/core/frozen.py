@@ -10,12 +10,23 @@ from pathlib import Path
 import torch
 
 from gcgan_cli.core.synthesis import file_sha256
+from gcgan_cli.errors import UsageError
 
 
 def set_requires_grad(modules: Iterable[torch.nn.Module], flag: bool) -> None:
     for module in modules:
         for p in module.parameters():
             p.requires_grad_(flag)
+
+
+def refuse_loss_network(path: Path, loss_networks: dict[str, dict | None], flag: str, owner: str) -> None:
+    """Refuse `path` as an evaluator when it is one of the networks (name -> {"path", "sha256"})
+    that `owner` was trained through: its readings would flatter."""
+    digest = file_sha256(Path(path))
+    for name, record in loss_networks.items():
+        if record and record.get("sha256") == digest:
+            raise UsageError(f"{flag} {path} was in this {owner}'s training loss ({name}); judge it with an evaluator "
+                             "no loss saw (another seed or --arch)")
 
 
 class FrozenNet:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 PATCH = (60, 36)  # width, height
+EYE_SHAPE = (1, PATCH[1], PATCH[0])  # an eye patch as a tensor: channels, height, width
 EYEBALL_RADIUS = 71.7593  # UnityEyes' eyeball radius in raw pixels; the eyeball centre is the image centre
 CROP_SPAN = 1.5  # the crop is this many corner-to-corner distances wide
 OUTER_CORNER = 8  # interior_margin_2d index of the corner opposite the caruncle

@@ -13,23 +13,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gcgan_cli.core.frozen import refuse_loss_network
 from gcgan_cli.core.gaze.angles import angular_error
 from gcgan_cli.core.gaze.report import axis_error_stats, error_stats, sweep_cell, sweep_sheet
 from gcgan_cli.core.gaze.sources import prepare
-from gcgan_cli.core.synthesis import LoadedGenerator, file_sha256, gaze_grid, render, truncated_latents, truncation_centre
+from gcgan_cli.core.synthesis import LoadedGenerator, gaze_grid, render, truncated_latents, truncation_centre
 from gcgan_cli.core.visualize import class_ids, to_uint8
-from gcgan_cli.errors import UsageError
 
 SWEEP_YAWS = (-0.8, 0.8, 9)  # radians: first, last, columns of the yaw sheet
 SWEEP_PITCHES = 7  # columns of the pitch sheet, over the label set's 5th-95th percentiles
 
 
 def check_independent(loaded: LoadedGenerator, model_path: Path) -> None:
-    """Refuse the estimator file the generator's gaze loss used: its readings would flatter."""
-    recorded = loaded.gaze_loss_model
-    if recorded and recorded.get("sha256") == file_sha256(model_path):
-        raise UsageError(f"--model {model_path} was in this generator's training loss (gaze loss); "
-                         "judge it with an estimator no loss saw (another seed or --arch)")
+    """Refuse the estimator file the generator's gaze loss used."""
+    refuse_loss_network(model_path, {"gaze loss": loaded.gaze_loss_model}, "--model", "generator")
 
 
 def seeded_latents(loaded: LoadedGenerator, count: int, seed: int, truncation: float,

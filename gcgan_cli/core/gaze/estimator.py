@@ -42,7 +42,6 @@ ARCH_INPUTS = {"small": ("face", "eye"), "resnet18": ("face",), "gazenet": ("eye
 ARCHS = tuple(ARCH_INPUTS)
 INPUTS = ("face", "eye")
 CHANNELS = {"face": 3, "eye": 1}
-EYE_SHAPE = (1, 36, 60)  # channels, height, width of FP-GAN's eye patches
 UNITS = "rad"
 LAYOUT = 2  # of the small net: 2 has the stride-1 blocks; files without a layout are 1
 KIND = "gcgan-gaze-estimator"

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Subset, WeightedRandomSampler
 
-from gcgan_cli.core.augment import random_translate
+from gcgan_cli.core.augment import photometric, random_translate
 from gcgan_cli.core.gaze.angles import angular_error
 from gcgan_cli.core.gaze.estimator import CHANNELS, build, network_config, save_estimator
 from gcgan_cli.core.gaze.sources import GazeSource
@@ -96,13 +96,7 @@ def augment(images: torch.Tensor, gazes: torch.Tensor, config: FitConfig, genera
     reach = round(config.shift * max(height, width))
     if reach > 0:
         images = random_translate(images, reach, generator)
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    gain = 1 + config.contrast * (2 * uniform(count, 1, 1, 1) - 1)
-    if channels > 1:
-        gain = gain * (1 + config.colour * (2 * uniform(count, channels, 1, 1) - 1))
-    images = images * gain + mean * (1 - gain) + config.brightness * (2 * uniform(count, 1, 1, 1) - 1)  # exact at gain 1
-    noise = config.noise * uniform(count, 1, 1, 1) * torch.randn(images.shape, generator=generator, device=device)
-    return (images + noise).clamp_(-1.0, 1.0), gazes
+    return photometric(images, config.contrast, config.colour, config.brightness, config.noise, generator), gazes
 
 
 @torch.no_grad()

@@ -44,7 +44,6 @@ from gcgan_cli.data.pack_inputs import SAMPLES
 from gcgan_cli.errors import DatasetError, UsageError
 
 _SUBJECT = re.compile(r"^\d+_s([^_]+)_")
-EYE_SHAPE = (1, eye_patch.PATCH[1], eye_patch.PATCH[0])
 _NO_LANDMARKS = np.full((eye_patch.N_LANDMARKS, 2), np.nan, np.float32)
 
 
@@ -70,7 +69,7 @@ class GazeSource(Dataset):
         self.subjects = subjects
         self.heads = np.full_like(self.gazes, np.nan) if heads is None else np.asarray(heads, dtype=np.float32).reshape(-1, 2)
         self.ids = [str(i) for i in range(len(self.gazes))] if ids is None else ids
-        self.shape = EYE_SHAPE if eye is not None else (3, size, size)
+        self.shape = eye_patch.EYE_SHAPE if eye is not None else (3, size, size)
         if len(self.gazes) == 0:
             raise DatasetError(f"{self.path}: no labelled samples")
         if not np.isfinite(self.gazes).all():

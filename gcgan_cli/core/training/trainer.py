@@ -39,6 +39,7 @@ from gcgan_cli.core.training import conditioning, losses
 from gcgan_cli.core.training import distributed as dist_utils
 from gcgan_cli.core.training.config import TrainConfig
 from gcgan_cli.core.training.run_dir import CHECKPOINT_KEYS, RunDir
+from gcgan_cli.core.training.window import LossWindow, nonfinite
 from gcgan_cli.core.visualize import sample_grid
 from gcgan_cli.data import gaze_db
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
@@ -157,7 +158,7 @@ class Trainer:
             restore_rng_state(resumed["rng"][self.world.rank])  # last: nothing above may draw from it
         else:
             self._seed_streams(config.seed * 7919 + self.world.rank + self.step)
-        self.window: dict[str, list[torch.Tensor]] = {}  # this log window's losses, on the device
+        self.window = LossWindow()  # this log window's losses, on the device
 
     # --- setup ---
 
@@ -350,8 +351,7 @@ class Trainer:
         return config.lambda_gaze * min(1.0, (self.step - config.gaze_warmup + 1) / max(config.gaze_ramp, 1))
 
     def _record(self, **values: torch.Tensor) -> None:
-        for key, value in values.items():
-            self.window.setdefault(key, []).append(value.detach().float())
+        self.window.add(values)
 
     def _paired_masks(self, seg: torch.Tensor, seg_pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 2: the mask a fake image is judged with, and which samples were swapped.
@@ -482,14 +482,10 @@ class Trainer:
 
     def _window_means(self) -> dict[str, float]:
         """Means over the steps since the last log, averaged over ranks (one sync)."""
-        keys = sorted(self.window)
-        if not keys:
-            return {}
-        means = torch.stack([torch.stack(self.window[k]).mean() for k in keys])
-        return dict(zip(keys, dist_utils.mean_over_ranks(self.world, means).cpu().tolist()))
+        return self.window.means(lambda means: dist_utils.mean_over_ranks(self.world, means))
 
     def _check_finite(self, values: dict[str, float]) -> None:
-        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+        bad = nonfinite(values)
         if bad:
             if self.world.main:
                 self.run.append_metrics({"step": self.step, "event": "diverged", "nonfinite": bad})

@@ -33,12 +33,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from gcgan_cli.core.frozen import refuse_loss_network
 from gcgan_cli.core.gaze.angles import angular_error
 from gcgan_cli.core.gaze.estimator import SharedBiasLinear, load_estimator, predict
 from gcgan_cli.core.gaze.fit import FitConfig, fit
@@ -48,12 +48,11 @@ from gcgan_cli.core.metrics.fid import frechet_distance
 from gcgan_cli.core.synthesis import file_sha256
 from gcgan_cli.core.transfer.landmarks import load_landmarks
 from gcgan_cli.core.transfer.trainer import load_translator
-from gcgan_cli.data.eye_patch import equalise, from_unit, to_unit
+from gcgan_cli.data.eye_patch import IRIS_CENTRE, equalise, from_unit, to_unit
 from gcgan_cli.errors import UsageError
 
 BATCH = 256
 CORNERS = (0, 4)  # the lid landmarks at the two eye corners
-IRIS_CENTRE = 16
 REALISM_EPOCHS = 4
 REALISM_SEED = 1234
 
@@ -184,14 +183,6 @@ def check_splits(trained_on: dict, s_test: GazeSource, r_test: GazeSource, s_tra
         raise UsageError(f"--r-test and --r-train share persons {', '.join(shared[:5])}; hold whole persons out")
 
 
-def _check_independent(path: Path, features: dict, flag: str) -> None:
-    digest = file_sha256(path)
-    for name, record in (features or {}).items():
-        if record and record.get("sha256") == digest:
-            raise UsageError(f"{flag} {path} is the {name} network the translator was trained through; judge it with an "
-                             "evaluator no loss saw (another seed or architecture, trained on R)")
-
-
 class TensorSource(Dataset):
     """Images and gazes in memory, shaped like a gaze source for `gaze fit`."""
 
@@ -233,7 +224,7 @@ def evaluate(checkpoint: Path, s_test: GazeSource, r_test: GazeSource, s_train: 
     loss_nets = info["features"]
     for path, flag in ((gaze_r, "--gaze-r"), (gaze_s, "--gaze-s"), (landmarks_r, "--landmarks-r")):
         if path is not None:
-            _check_independent(Path(path), loss_nets, flag)
+            refuse_loss_network(Path(path), {f"{name} loss": record for name, record in (loss_nets or {}).items()}, flag, "translator")
     on_stage("translating")
     s, r = images_of(s_test), images_of(r_test)
     fake_r_raw = run_generator(g, s, device)

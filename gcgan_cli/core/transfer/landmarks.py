@@ -25,11 +25,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from gcgan_cli.checkpoint import load_checkpoint, save_checkpoint
+from gcgan_cli.core.augment import photometric, shift
 from gcgan_cli.core.transfer.networks import SameConv2d
+from gcgan_cli.data.eye_patch import IRIS_CENTRE
 from gcgan_cli.errors import CheckpointError, UsageError
 
 KIND = "gcgan-landmark-model"
-IRIS_CENTRE = 16  # landmark order: 8 eyelid, 8 iris contour, iris centre, eyeball centre
 BETA = 100.0  # soft-argmax sharpness
 BN_EPS = 1e-3
 # GazeML's BN decay of 0.999 suits its long runs; short fits need statistics that keep up.
@@ -210,27 +211,14 @@ class LandmarkFitConfig:
 @torch.no_grad()
 def augment(images: torch.Tensor, landmarks: torch.Tensor, config: LandmarkFitConfig,
             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A changed copy of images [B, 1, H, W] and landmarks [B, L, 2] that still agree; draws come
-    from `generator` alone. The shift repeats the edge pixels into the uncovered border."""
-    count, _, height, width = images.shape
-    device = images.device
-
-    def uniform(*shape: int) -> torch.Tensor:
-        return torch.rand(shape, generator=generator, device=device)
-
+    """A changed copy of images [B, 1, H, W] and landmarks [B, L, 2] that still agree (a shift
+    moves both); draws come from `generator` alone."""
     reach = config.shift
     if reach > 0:
-        offset = torch.randint(-reach, reach + 1, (count, 2), generator=generator, device=device)  # (dx, dy)
-        padded = F.pad(images, (reach,) * 4, mode="replicate")
-        rows = reach - offset[:, 1:2] + torch.arange(height, device=device)  # output row r shows input row r - dy
-        cols = reach - offset[:, 0:1] + torch.arange(width, device=device)
-        images = padded[torch.arange(count, device=device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        offset = torch.randint(-reach, reach + 1, (images.shape[0], 2), generator=generator, device=images.device)  # (dx, dy)
+        images = shift(images, offset, reach)
         landmarks = landmarks + offset.to(landmarks.dtype)[:, None, :]
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    gain = 1 + config.contrast * (2 * uniform(count, 1, 1, 1) - 1)
-    images = images * gain + mean * (1 - gain) + config.brightness * (2 * uniform(count, 1, 1, 1) - 1)
-    noise = config.noise * uniform(count, 1, 1, 1) * torch.randn(images.shape, generator=generator, device=device)
-    return (images + noise).clamp_(-1.0, 1.0), landmarks
+    return photometric(images, config.contrast, 0.0, config.brightness, config.noise, generator), landmarks
 
 
 @torch.no_grad()

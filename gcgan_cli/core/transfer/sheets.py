@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from gcgan_cli.core.visualize import draw_gaze_arrow
+from gcgan_cli.core.visualize import draw_gaze_arrow, to_uint8
 from gcgan_cli.data.contact_sheet import tile
 
 SCALE = 3  # 36 x 60 patches enlarged to 108 x 180
@@ -18,9 +18,7 @@ LANDMARK_RGB = (255, 80, 80)
 
 def _rgb(images: torch.Tensor) -> np.ndarray:
     """[B, 1, H, W] in [-1, 1] -> [B, H*SCALE, W*SCALE, 3] uint8."""
-    gray = (images.detach().float().clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8)[:, 0].numpy()
-    gray = gray.repeat(SCALE, 1).repeat(SCALE, 2)
-    return np.repeat(gray[..., None], 3, axis=-1)
+    return to_uint8(images.expand(-1, 3, -1, -1)).repeat(SCALE, 1).repeat(SCALE, 2)
 
 
 def _difference(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -18,7 +18,6 @@ Run folder (`--out`):
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,15 +27,16 @@ import torch
 
 from gcgan_cli.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from gcgan_cli.core.frozen import set_requires_grad
-from gcgan_cli.core.gaze.estimator import EYE_SHAPE
 from gcgan_cli.core.gaze.sources import EyeOptions, GazeSource, open_source
 from gcgan_cli.core.training.run_dir import RunDir
 from gcgan_cli.core.training.trainer import Hooks
+from gcgan_cli.core.training.window import LossWindow, nonfinite
 from gcgan_cli.core.transfer import losses
 from gcgan_cli.core.transfer.config import TransferConfig
 from gcgan_cli.core.transfer.networks import NetConfig, build_discriminator, build_generator
 from gcgan_cli.core.transfer.pool import ImagePool
 from gcgan_cli.core.transfer.sheets import translation_sheet
+from gcgan_cli.data.eye_patch import EYE_SHAPE
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.device import resolve_device
 from gcgan_cli.errors import CheckpointError, TrainingDiverged, UsageError
@@ -250,41 +250,47 @@ class TransferTrainer:
                              "g_params": sum(p.numel() for p in self.g.parameters()),
                              "d_params": sum(p.numel() for p in self.d_r.parameters()), "features": self.features()})
         result = FitResult(step=self.step)
-        sums: dict[str, float] = {}
-        count, started, window = 0, time.perf_counter(), time.perf_counter()
+        window = LossWindow()
+        count, started, opened = 0, time.perf_counter(), time.perf_counter()
         while self.step < c.steps:
             if self.hooks.should_stop():
                 result.interrupted = True
                 break
-            terms = self.train_step()
+            window.add(self.train_step())
             self.step += 1
-            values = {k: float(v) for k, v in terms.items()}
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad:
-                raise TrainingDiverged(f"step {self.step}: {', '.join(bad)} became {values[bad[0]]}; lower --lr or the lambdas "
-                                       f"and --resume from {self.run.checkpoints}")
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
             count += 1
             result.images += c.batch
             self.hooks.on_step(self.step)
             if self.step % c.log_every == 0 or self.step == c.steps:
-                elapsed = time.perf_counter() - window
-                row = {"step": self.step, **{k: v / count for k, v in sums.items()}, "lr": self.last_lr,
+                elapsed = time.perf_counter() - opened
+                row = {"step": self.step, **self._finite(window.means()), "lr": self.last_lr,
                        "sec_per_step": elapsed / count, "img_per_s": count * c.batch / max(elapsed, 1e-9)}
                 self.run.append_metrics(row)
                 self.hooks.on_log(row)
                 result.last_row = row
-                sums, count, window = {}, 0, time.perf_counter()
+                window.clear()
+                count, opened = 0, time.perf_counter()
             if c.sample_every and self.step % c.sample_every == 0:
                 self.hooks.on_event(f"samples: {self.write_sheet()}")
             if c.save_every and self.step % c.save_every == 0 and self.step < c.steps:
+                self._finite(window.means())
                 self.save()
         if not result.interrupted and c.sample_every:
             self.write_sheet()
         result.step, result.seconds = self.step, time.perf_counter() - started
+        self._finite(window.means())
         result.checkpoint = self.save()
         return result
+
+    def _finite(self, means: dict[str, float]) -> dict[str, float]:
+        """`means`, unless a loss became NaN or infinite: then the run stops without saving."""
+        bad = nonfinite(means)
+        if bad:
+            files = self.run.checkpoint_files()
+            last = f"the last good checkpoint is {files[-1]}" if files else "no checkpoint was written before it"
+            raise TrainingDiverged(f"training diverged: {', '.join(bad)} became non-finite by step {self.step}; stopped without "
+                                   f"saving; {last} (lower --lr or the lambdas and --resume)")
+        return means
 
 
 def load_translator(path: Path, direction: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
