@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gcgan_cli.checkpoint import load_checkpoint, save_checkpoint
 from gcgan_cli.core.augment import photometric, shift
+from gcgan_cli.core.training.config import checked_options
 from gcgan_cli.core.transfer.networks import SameConv2d
 from gcgan_cli.data.eye_patch import IRIS_CENTRE
 from gcgan_cli.errors import CheckpointError, UsageError
@@ -60,11 +61,8 @@ class ElgConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ElgConfig:
-        """Rebuild a stored config; unknown keys are refused, missing ones take the defaults."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise UsageError(f"unknown landmark network settings: {', '.join(sorted(unknown))}")
-        return cls(**values).validate()
+        """Rebuild a stored config; unknown keys and wrong types are refused, missing ones take the defaults."""
+        return cls(**checked_options(cls, values, "landmark network settings")).validate()
 
 
 ELG_PRESETS = {"gazeml": ElgConfig(), "reference": ElgConfig(stride=2, maps=64, modules=3)}

@@ -8,12 +8,13 @@ input size. Convolutions carry no bias where a norm follows them (the norm's off
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gcgan_cli.core.training.config import checked_options
 from gcgan_cli.errors import UsageError
 
 UPSAMPLES = ("deconv", "resize")  # resize = nearest x2 then a conv: no checkerboard
@@ -65,11 +66,8 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> NetConfig:
-        """Rebuild a stored config; unknown keys are refused, missing ones take the defaults."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise UsageError(f"unknown network settings: {', '.join(sorted(unknown))}")
-        return cls(**values).validate()
+        """Rebuild a stored config; unknown keys and wrong types are refused, missing ones take the defaults."""
+        return cls(**checked_options(cls, values, "network settings")).validate()
 
 
 PRESETS = {
