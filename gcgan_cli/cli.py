@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -18,6 +20,7 @@ from gcgan_cli.commands.sample import sample_command
 from gcgan_cli.commands.train import train_command
 from gcgan_cli.console import err_console
 from gcgan_cli.errors import GcganError
+from gcgan_cli.outputs import DISK_FULL_ERRNOS, disk_full
 
 HELP = """Gaze-labelled face images from few labels: GC-GAN (gaze-aware compositional GAN)
 and FP-GAN (feature-preserving eye translation) in one tool.
@@ -85,6 +88,11 @@ def _describe(exc: Exception) -> tuple[str, int]:
         return str(exc), exc.exit_code
     if isinstance(exc, OpsBuildError):
         return str(exc), 1
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = exc.filename or os.getcwd()
+        return str(disk_full(Path(where).parent if exc.filename else Path(where))), 2
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+        return f"cannot write {exc.filename} ({exc.strerror}); choose a writable place or fix its permissions", 2
     return f"{type(exc).__name__}: {exc} (set GCGAN_DEBUG=1 for the traceback)", 1  # a bug
 
 

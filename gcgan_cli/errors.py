@@ -22,6 +22,10 @@ class CheckpointError(GcganError):
     """A checkpoint is missing, truncated, foreign, unsafe or of another format version."""
 
 
+class DiskFullError(GcganError):
+    """The disk filled up while writing; what was finished is whole and a re-run continues."""
+
+
 class TrainingDiverged(GcganError):
     """A loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
 
