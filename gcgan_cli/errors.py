@@ -26,6 +26,10 @@ class DiskFullError(GcganError):
     """The disk filled up while writing; what was finished is whole and a re-run continues."""
 
 
+class WorkerDied(GcganError):
+    """A worker process ended without a result (killed, e.g. by the out-of-memory killer)."""
+
+
 class TrainingDiverged(GcganError):
     """A loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
 
