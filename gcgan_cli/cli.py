@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 import gcgan_cli
 from cuda_ops import OpsBuildError
@@ -76,7 +77,7 @@ app.command("doctor")(doctor)
 
 
 def _fail(message: str, code: int) -> int:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, emoji=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, markup=True, emoji=False)
     return code
 
 

@@ -36,6 +36,34 @@ def output_folder(path: Path, option: str) -> Path:
     return path
 
 
+def folder_place(path: Path, option: str) -> Path:
+    """Check, creating nothing, that the folder `path` can be made or written: no file in its place
+    or among its parents, the nearest existing folder writable. Returned absolute, so that even "."
+    has a name to lock and to build beside."""
+    path = Path(os.path.abspath(path))
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "a file is in the way" if existing == path else f"{existing} is a file, not a folder"
+        raise UsageError(f"{option} {path}: {where}; give a folder path")
+    check_writable(existing, option)
+    return path
+
+
+def output_file(path: Path, option: str, overwrite: bool) -> Path:
+    """Refuse, before any work, an output file that must not or cannot be written: a folder in its
+    place, an existing file without --overwrite, a parent that is a file or not writable. Creates
+    the missing parent folders."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{option} {path} exists; pass --overwrite to replace it")
+    folder_place(path.parent if path.exists() else path, option)
+    output_folder(path.parent, option)
+    return path
+
+
 def check_writable(folder: Path, option: str) -> None:
     """Refuse a folder this process cannot create files in (a probe file, since root ignores modes
     but not a read-only mount)."""
@@ -57,26 +85,43 @@ def lock_path(folder: Path) -> Path:
 @contextlib.contextmanager
 def writer_lock(folder: Path, command: str) -> Iterator[None]:
     """Hold `folder`'s writer lock for the block: a second gcgan writing there stops at once with
-    a message instead of interleaving its files. The kernel drops the lock when the process dies."""
+    a message instead of interleaving its files. The kernel drops the lock when the process dies.
+    When the folder was never made (a refusal during setup), the lock file goes too."""
     lock = lock_path(folder)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
-        raise UsageError(
-            f"another gcgan is writing {folder} ({owner}); wait for it to finish or choose another output"
-        ) from None
+    handle = _locked(lock, folder)
     try:
         handle.truncate(0)
         handle.write(f"gcgan {command}, pid {os.getpid()}")
         handle.flush()
         yield
     finally:
+        if not folder.exists():
+            lock.unlink(missing_ok=True)  # while still locked: a waiting opener sees the inode change
         handle.truncate(0)
+        handle.close()
+
+
+def _locked(lock: Path, folder: Path):
+    """The open lock file, exclusively locked; retried when the file was replaced meanwhile (a
+    holder removed it after we opened it)."""
+    while True:
+        handle = open(lock, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise UsageError(
+                f"another gcgan is writing {folder} ({owner}); wait for it to finish or choose another output"
+            ) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
         handle.close()
 
 

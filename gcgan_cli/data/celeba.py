@@ -22,6 +22,9 @@ ANNOTATION_PARTS = {
     masks.MOUTH: ("mouth", "u_lip", "l_lip"),
     masks.EYE: ("l_eye", "r_eye"),
 }
+# JPEG markers: start of image, start of scan (image data follows), end of image; and the fill
+# bytes some encoders append after the end.
+_JPEG_START, _JPEG_SCAN, _JPEG_END, _JPEG_FILL = b"\xff\xd8", b"\xff\xda", b"\xff\xd9", b"\x00\xff"
 
 
 def image_folder(root: Path) -> Path:
@@ -46,8 +49,25 @@ def annotation_root(root: Path) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def read_image(path: Path, flags: int, what: str = "image") -> np.ndarray:
+    """`path` decoded with OpenCV `flags`; ValueError "unreadable WHAT" or "truncated WHAT".
+
+    A JPEG cut short after its image data began (a download stopped half-way) can decode, grey
+    below the cut (cv2.imread does so), so it must end with its end-of-image marker; this is
+    checked before decoding, which would print libjpeg's warning. OpenCV refuses a PNG cut short.
+    """
+    data = path.read_bytes()
+    if data.startswith(_JPEG_START) and _JPEG_SCAN in data and not data.rstrip(_JPEG_FILL).endswith(_JPEG_END):
+        raise ValueError(f"truncated {what}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if image is None:
+        raise ValueError(f"unreadable {what}")
+    return image
+
+
 def load_annotations(folder: Path, image_id: int) -> dict[int, np.ndarray]:
-    """Boolean part maps per class id for one image; ValueError when it has no annotation at all."""
+    """Boolean part maps per class id for one image; ValueError when it has no annotation at all,
+    or one that is unreadable, cut short, not square or not the size of the others."""
     sub = folder / str(image_id // IMAGES_PER_ANNOTATION_FOLDER)
     parts: dict[int, np.ndarray] = {}
     for class_id, names in ANNOTATION_PARTS.items():
@@ -55,9 +75,12 @@ def load_annotations(folder: Path, image_id: int) -> dict[int, np.ndarray]:
             path = sub / f"{image_id:05d}_{name}.png"
             if not path.exists():
                 continue  # absent part (e.g. closed mouth has no `mouth` file)
-            layer = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if layer is None:
-                raise ValueError(f"unreadable annotation {path.name}")
+            layer = read_image(path, cv2.IMREAD_GRAYSCALE, f"annotation {path.name}")
+            height, width = layer.shape
+            if height != width:  # scaled to the photo by its width: a non-square map would misplace the parts
+                raise ValueError(f"annotation {path.name} is {width}x{height} px; CelebAMask-HQ's are square (512x512)")
+            if parts and layer.shape != next(iter(parts.values())).shape:
+                raise ValueError(f"annotation {path.name} is {width}x{height} px, unlike the other parts of {image_id}")
             layer = layer > 127
             parts[class_id] = parts[class_id] | layer if class_id in parts else layer
     if masks.SKIN not in parts:

@@ -68,6 +68,8 @@ def subject_files(h5_dir: Path, subjects: tuple[str, ...] | None) -> list[Path]:
 
 def scan_subject(path: Path, keep: EthxFilter) -> list[EthxRow]:
     """The rows of one subject file that pass the filter, with their labels (None if unlabelled)."""
+    if path.is_dir():
+        raise EthxFileError("a folder, not an HDF5 file")
     try:
         with h5py.File(path, "r") as h5:
             missing = [key for key in REQUIRED_KEYS if key not in h5]
@@ -80,7 +82,7 @@ def scan_subject(path: Path, keep: EthxFilter) -> list[EthxRow]:
     except EthxFileError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise EthxFileError(f"unreadable HDF5 ({exc})") from exc
+        raise EthxFileError(f"unreadable HDF5 ({' '.join(str(exc).split())})") from exc  # HDF5's text spans lines
     if len(frames) != count or len(cameras) != count or (gaze is not None and len(gaze) != count):
         raise EthxFileError(f"per-row arrays disagree in length with face_patch ({count} rows)")
     kept = np.ones(count, dtype=bool)

@@ -25,6 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gcgan_cli.errors import DatasetError, UsageError
+from gcgan_cli.outputs import output_folder, reporting_disk_full
+
 MANIFEST = "manifest.jsonl"
 REPORT = "segment_report.json"
 PREVIEW = "preview.png"
@@ -45,7 +48,12 @@ class PrepDir:
 
     @classmethod
     def at(cls, root: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None) -> PrepDir:
-        return cls(root, rgb_dir or root / "rgb", mask_dir or root / "mask")
+        """The folders of a PREP_DIR; refuses one folder for strips and masks (same file names)."""
+        prep = cls(root, rgb_dir or root / "rgb", mask_dir or root / "mask")
+        if prep.rgb_dir.resolve() == prep.mask_dir.resolve():
+            raise UsageError(f"--rgb-dir and --mask-dir are both {prep.rgb_dir}: each mask would overwrite its strip; "
+                             "give two different folders")
+        return prep
 
     @property
     def manifest(self) -> Path:
@@ -60,9 +68,14 @@ class PrepDir:
         return self.root / PREVIEW
 
     def create(self) -> None:
-        for folder in (self.root, self.rgb_dir, self.mask_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        for folder in (self.rgb_dir, self.mask_dir):  # leftovers of a killed run
+        """Make the three folders, or say which option names one that cannot be written."""
+        output_folder(self.root, "--out")
+        output_folder(self.rgb_dir, "--rgb-dir" if self.rgb_dir != self.root / "rgb" else "--out")
+        output_folder(self.mask_dir, "--mask-dir" if self.mask_dir != self.root / "mask" else "--out")
+
+    def remove_leftovers(self) -> None:
+        """Temp files of a killed run (only while holding the writer lock: another run's are in use)."""
+        for folder in (self.rgb_dir, self.mask_dir):
             for stale in folder.glob(f".*{_TMP_SUFFIX}"):
                 stale.unlink(missing_ok=True)
 
@@ -78,9 +91,10 @@ class PrepDir:
         return np.ascontiguousarray(rgb[:, :, ::-1]), mask
 
     def write_pair(self, name: str, rgb_png: bytes, mask_png: bytes) -> None:
-        """Both PNGs of one strip, each written under a temp name and renamed."""
-        write_atomic(self.rgb_dir / f"{name}.png", rgb_png)
-        write_atomic(self.mask_dir / f"{name}.png", mask_png)
+        """Both PNGs of one strip, each written under a temp name and renamed; a full disk names its folder."""
+        for folder, data in ((self.rgb_dir, rgb_png), (self.mask_dir, mask_png)):
+            with reporting_disk_full(folder):
+                write_atomic(folder / f"{name}.png", data)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -123,14 +137,18 @@ def write_json_atomic(path: Path, value) -> None:
 
 
 def read_manifest(path: Path) -> dict[str, dict]:
-    """Rows by name, last one winning; a line cut short by a killed run is ignored."""
+    """Rows by name, last one winning; a line cut short by a killed run is ignored (gcgan writes
+    ASCII, so bytes that are not UTF-8 mean another file is in its place)."""
     rows: dict[str, dict] = {}
     if not path.exists():
         return rows
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
             try:
-                row = json.loads(line)
+                row = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                message = f"{path}: not a text manifest (line {number}); move it away and re-run segment"
+                raise DatasetError(message) from None
             except json.JSONDecodeError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("name"), str):

@@ -2,11 +2,13 @@
 in the main process and makes one strip from a work item in a worker process.
 
 A source is picklable: it carries only settings, and opens its heavy state (a FaceMesh, HDF5
-handles) lazily, once per process.
+handles) lazily, once per process. `strip_options` names the settings that change a strip's
+pixels or name: a PREP_DIR made with other values is not continued (see core.segment).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ import h5py
 import numpy as np
 
 from gcgan_cli.data import celeba, ethx, face_strip, synthetic
+from gcgan_cli.data.gaze_values import check_pair
 from gcgan_cli.data.landmarks import LandmarkDetector
 from gcgan_cli.data.prep_dir import strip_name
+from gcgan_cli.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class EthxSource:
     keep: ethx.EthxFilter = field(default_factory=ethx.EthxFilter)
     limit: int | None = None
     kind = "ethx"
+    strip_options = ("size", "cameras", "max_frame")  # the filters change `k`, so the names
 
     def tasks(self) -> tuple[list[Task], list[Skipped]]:
         tasks: list[Task] = []
@@ -77,10 +82,15 @@ class EthxSource:
             for r in rows:
                 if self.limit is not None and len(tasks) >= self.limit:
                     return tasks, skipped
+                label = f"{path.name} row {r.row}"
+                problem = None if r.pitch is None else _gaze_problem(r.pitch, r.yaw)
+                if problem:
+                    skipped.append(Skipped(label, problem))
+                    continue
                 name = strip_name(r.camera, r.subject, r.k, r.pitch, r.yaw)
                 row = {"name": name, "pitch": r.pitch, "yaw": r.yaw, "subject": r.subject, "camera": r.camera,
                        "frame": r.frame, "source": self.kind, "file": path.name, "row": r.row}
-                tasks.append(Task(name, row, (r.path, r.row), f"{path.name} row {r.row}"))
+                tasks.append(Task(name, row, (r.path, r.row), label))
         return tasks, skipped
 
     def make(self, item) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +112,17 @@ class EthxSource:
         return {k: v for k, v in self.__dict__.items() if k != "_handles"}
 
 
+def _gaze_problem(pitch: float, yaw: float) -> str | None:
+    """Why a face_gaze row cannot label a strip (its name and manifest row would carry it), or None."""
+    if not (math.isfinite(pitch) and math.isfinite(yaw)):
+        return f"gaze is not finite ({pitch}, {yaw})"
+    try:
+        check_pair(pitch, yaw, "face_gaze")
+    except DatasetError:
+        return f"gaze ({pitch:.4g}, {yaw:.4g}) is outside the radians range |pitch| <= pi/2, |yaw| <= pi (degrees?)"
+    return None
+
+
 @dataclass
 class CelebaSource:
     root: Path
@@ -109,6 +130,7 @@ class CelebaSource:
     use_annotations: bool = False
     limit: int | None = None
     kind = "celeba"
+    strip_options = ("size", "use_annotations")
 
     def tasks(self) -> tuple[list[Task], list[Skipped]]:
         images = celeba.list_images(self.root)
@@ -126,10 +148,10 @@ class CelebaSource:
 
     def make(self, item) -> tuple[np.ndarray, np.ndarray]:
         path, image_id, anno = item
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ItemError("unreadable image")
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        try:
+            rgb = np.ascontiguousarray(celeba.read_image(Path(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+        except ValueError as exc:
+            raise ItemError(str(exc)) from exc
         points, box = locate_face(rgb, face_strip.CELEBA_VIEW)
         if anno is None:
             return face_strip.strip_from_landmarks(rgb, points, box, self.size)
@@ -148,6 +170,7 @@ class SyntheticSource:
     style: str = synthetic.DEFAULT_STYLE
     per_subject: int = 20
     kind = "synthetic"
+    strip_options = ("seed", "style", "per_subject", "size")
 
     def tasks(self) -> tuple[list[Task], list[Skipped]]:
         tasks = []
