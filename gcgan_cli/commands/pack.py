@@ -12,7 +12,7 @@ from gcgan_cli.core.pack import check_destination, pack
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.data.gaze_db import LABELS_FILE, PREVIEW_FILE
 from gcgan_cli.data.masks import CLASS_NAMES
-from gcgan_cli.data.pack_inputs import find_inputs
+from gcgan_cli.data.pack_inputs import check_folders, find_inputs
 from gcgan_cli.errors import UsageError
 
 
@@ -36,8 +36,9 @@ def pack_command(
     class_names = tuple(name.strip() for name in classes.split(",") if name.strip())
     if not class_names or len(set(class_names)) != len(class_names) or len(class_names) > 255:
         raise UsageError(f"--classes {classes!r}: expected 1-255 distinct comma-separated names")
+    check_folders(prep_dir, rgb_dir, mask_dir, out)
     check_destination(out, overwrite)  # before scanning thousands of files
-    inputs = find_inputs(prep_dir, rgb_dir, mask_dir)
+    inputs = find_inputs(prep_dir, rgb_dir, mask_dir, unlabelled)
     workers = default_workers() if workers is None else workers
     stop_on_sigterm()
     with progress_bar("pack") as progress:

@@ -22,6 +22,7 @@ workers, forked or spawned, each open their own; a handle is never used across a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -114,7 +115,10 @@ class GazeMaskDataset(Dataset):
 
 
 def _decode(data: bytes, flags: int, path: Path, index: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:  # an empty record: OpenCV asserts instead of returning None
+        image = None
     if image is None:
         raise DatasetError(f"{path}: record {index} is not a readable PNG; the DB is damaged, pack it again")
     return image

@@ -3,8 +3,9 @@
 The DB is built under `DB.partial` and renamed into place only when complete, so the final
 name only ever holds a whole DB (the old one, until the new one is done). Worker processes
 decode, check, resize and encode; this process writes in order and commits every
-COMMIT_RECORDS records or COMMIT_BYTES, with a progress record. A run stopped by Ctrl-C (or
-killed) resumes from the last commit when started again on the same inputs.
+COMMIT_RECORDS records or COMMIT_BYTES, with a progress record. A run stopped by Ctrl-C, killed
+or out of disk space resumes from the last commit when started again on the same inputs. One
+pack at a time writes a given DB (a lock beside it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from gcgan_cli.data import gaze_db
 from gcgan_cli.data.contact_sheet import contact_sheet
 from gcgan_cli.data.pack_inputs import PackInputs, listing, make_record, sha256_of
 from gcgan_cli.data.prep_dir import decode_png, encode_png, write_atomic
-from gcgan_cli.errors import DatasetError, UsageError
+from gcgan_cli.errors import DatasetError, UsageError, WorkerDied
+from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
 COMMIT_RECORDS = 500
 COMMIT_BYTES = 64 << 20
@@ -55,15 +57,14 @@ def partial_path(out: Path) -> Path:
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
-    """Refuse to replace anything but an earlier DB, and that only with --overwrite."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UsageError(f"--out {out}: a file is in the way; choose another path")
-    if not overwrite:
-        raise UsageError(f"--out {out} already exists; pass --overwrite to replace it")
-    if not (out / "data.mdb").is_file() and any(out.iterdir()):
-        raise UsageError(f"--out {out} is a folder that is not a packed dataset; refusing to replace it")
+    """Refuse a place that cannot be written, and replacing anything but an earlier DB (that only
+    with --overwrite). Creates nothing."""
+    if out.is_dir():
+        if not overwrite:
+            raise UsageError(f"--out {out} already exists; pass --overwrite to replace it")
+        if not (out / gaze_db.DATA_FILE).is_file() and any(out.iterdir()):
+            raise UsageError(f"--out {out} is a folder that is not a packed dataset; refusing to replace it")
+    folder_place(out.parent if out.is_dir() else out, "--out")  # the DB is built beside it, then renamed
 
 
 def pack(
@@ -80,9 +81,18 @@ def pack(
     """Build the DB at `out`; returns with `interrupted` set when stopped by Ctrl-C.
 
     Raises DatasetError listing every pair that cannot be packed (bad mask id, unreadable
-    file, size mismatch), or when labelled and unlabelled pairs are mixed.
+    file, size mismatch), or when labelled and unlabelled pairs are mixed; DiskFullError when
+    the disk fills (the partial DB keeps its commits); UsageError while another pack writes `out`.
     """
-    check_destination(out, overwrite)
+    with writer_lock(out, "pack"):
+        return _pack(inputs, out, size, class_names, workers, overwrite, unlabelled, on_start, on_advance)
+
+
+def _pack(inputs: PackInputs, out: Path, size: int, class_names: Sequence[str], workers: int, overwrite: bool,
+          unlabelled: bool, on_start: Callable[[int, int], None] | None,
+          on_advance: Callable[[], None] | None) -> PackResult:
+    """`pack` while holding the DB's writer lock."""
+    check_destination(out, overwrite)  # again: another pack may have finished it meanwhile
     pairs = inputs.pairs
     labelled = _labelled(inputs, unlabelled)
     fingerprint = inputs.fingerprint(size, class_names, labelled)
@@ -99,10 +109,10 @@ def pack(
     work = partial(make_record, size=size, num_classes=len(class_names))
     failures: list[str] = []
     began = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    env = gaze_db.open_writer(building)
+    with reporting_disk_full(out.parent):
+        env = gaze_db.open_writer(building)
     try:
-        writer = _Writer(env, fingerprint, start)
+        writer = _Writer(env, out.parent, fingerprint, start)
         try:
             for pair, outcome in zip(todo, map_in_order(work, [(str(p.image), str(p.mask)) for p in todo], result.workers)):
                 if isinstance(outcome, str):
@@ -115,6 +125,10 @@ def pack(
                     on_advance()
         except KeyboardInterrupt:
             result.interrupted = True
+        except WorkerDied:
+            if not failures:
+                writer.commit()  # a re-run continues from here
+            raise
         if not failures:
             writer.commit()  # on Ctrl-C too: a re-run continues from here
         result.written = writer.next_index - start
@@ -123,8 +137,9 @@ def pack(
                 "kind": inputs.kind, "manifest": str(inputs.manifest) if inputs.manifest else None,
                 "manifest_sha256": sha256_of(inputs.manifest), "inputs_sha256": fingerprint, "gaze_from": result.gaze_from})
             writer.commit(meta)
-            env.sync(True)
-            _write_preview(env, building, len(pairs))
+            with reporting_disk_full(out.parent):
+                env.sync(True)
+                _write_preview(env, building, len(pairs))
     finally:
         env.close()
         result.elapsed_s = time.perf_counter() - began
@@ -137,7 +152,8 @@ def pack(
     if labelled:
         labels = io.BytesIO()
         np.save(labels, np.asarray([p.gaze for p in pairs], np.float32), allow_pickle=False)
-        write_atomic(building / gaze_db.LABELS_FILE, labels.getvalue())
+        with reporting_disk_full(out.parent, needed=labels.tell()):
+            write_atomic(building / gaze_db.LABELS_FILE, labels.getvalue())
     _move_into_place(building, out)
     result.db_bytes = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     return result
@@ -175,8 +191,8 @@ def _resume_point(building: Path, fingerprint: str) -> int:
 class _Writer:
     """Buffers records and commits them with a progress record, growing the map when full."""
 
-    def __init__(self, env: lmdb.Environment, fingerprint: str, start: int):
-        self.env, self.fingerprint, self.next_index = env, fingerprint, start
+    def __init__(self, env: lmdb.Environment, place: Path, fingerprint: str, start: int):
+        self.env, self.place, self.fingerprint, self.next_index = env, place, fingerprint, start
         self.pending: list[tuple[bytes, bytes]] = []
         self.pending_records = self.pending_bytes = 0
 
@@ -192,25 +208,34 @@ class _Writer:
             self.commit()
 
     def commit(self, meta: gaze_db.DbMeta | None = None) -> None:
-        """Write what is pending; with `meta`, also the metadata record that ends the build."""
+        """Write what is pending; with `meta`, also the metadata record that ends the build.
+
+        LMDB reports a full disk as an I/O error; the earlier commits stay whole either way. A
+        commit needs room for its pages and their copies in the free list: about twice its bytes.
+        """
         done = self.next_index + self.pending_records
         if meta is None:
             last = (gaze_db.PROGRESS_KEY, json.dumps({"inputs_sha256": self.fingerprint, "done": done}).encode())
         else:
             last = (gaze_db.META_KEY, meta.to_json())
+        with reporting_disk_full(self.place, needed=2 * self.pending_bytes):
+            self._write(last, finished=meta is not None)
+        self.next_index = done
+        self.pending, self.pending_records, self.pending_bytes = [], 0, 0
+
+    def _write(self, last: tuple[bytes, bytes], finished: bool) -> None:
+        """One transaction: the pending records, then `last`."""
         while True:
             try:
                 with self.env.begin(write=True) as txn:
                     for k, v in self.pending:
                         txn.put(k, v)
                     txn.put(*last)
-                    if meta is not None:
+                    if finished:
                         txn.delete(gaze_db.PROGRESS_KEY)
-                break
+                return
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
-        self.next_index = done
-        self.pending, self.pending_records, self.pending_bytes = [], 0, 0
 
 
 def _write_preview(env: lmdb.Environment, db: Path, count: int) -> None:

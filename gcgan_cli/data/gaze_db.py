@@ -28,6 +28,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
+from gcgan_cli.data.gaze_values import check_gaze
 from gcgan_cli.errors import DatasetError
 
 FORMAT = "gcgan-lmdb"
@@ -37,6 +38,11 @@ PREVIEW_FILE = "preview.png"
 META_KEY = b"meta"
 PROGRESS_KEY = b"pack-progress"  # present only while a pack is being built
 INITIAL_MAP_BYTES = 64 << 20
+DATA_FILE = "data.mdb"
+GAZE_BYTES = 8
+# LMDB's pages are the page size of the machine that wrote the DB, 4 KiB or more; its first two are
+# the meta pages, so a shorter file cannot be a DB.
+_MIN_PAGE_BYTES = 4096
 
 
 def key(kind: str, index: int) -> bytes:
@@ -107,19 +113,32 @@ def reader(path: Path) -> lmdb.Environment:
         _readers.clear()
         _readers_pid = os.getpid()
     try:
-        stat = (path / "data.mdb").stat()
+        stat = (path / DATA_FILE).stat()
     except OSError:
         what = "does not exist" if not path.exists() else "is not a packed dataset (no data.mdb)"
         raise DatasetError(f"{path} {what}; make one with `gcgan pack PREP_DIR --out {path}`") from None
     identity = (stat.st_dev, stat.st_ino)
     if identity not in _readers:
+        if stat.st_size < 2 * _MIN_PAGE_BYTES:  # lmdb.open would take an empty file for a new DB
+            raise _cut_short(path, stat.st_size, f"at least {2 * _MIN_PAGE_BYTES}")
         try:
             # lock=False: readers never write, and a read-only or shared filesystem stays usable.
             env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False, max_readers=256)
         except lmdb.Error as exc:
             raise DatasetError(f"{path}: cannot open as LMDB ({exc})") from exc
+        # The file is memory-mapped: reading a page past its end kills the process with SIGBUS. The
+        # meta pages (read with pread by lmdb.open) say how many pages the DB uses.
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        if stat.st_size < needed:
+            env.close()
+            raise _cut_short(path, stat.st_size, str(needed))
         _readers[identity] = (path, env)
     return _readers[identity][1]
+
+
+def _cut_short(path: Path, size: int, needed: str) -> DatasetError:
+    return DatasetError(f"{path}: {DATA_FILE} is {size} bytes but the DB needs {needed}; it was cut short "
+                        "(copy interrupted?); copy or pack it again")
 
 
 def release(path: Path) -> None:
@@ -167,23 +186,49 @@ def read_record(txn: lmdb.Transaction, index: int, where: Path) -> Record:
     if image is None or mask is None:
         raise DatasetError(f"{where}: record {index} is missing; the DB is damaged, pack it again")
     gaze = txn.get(key("gaze", index))
-    name = txn.get(key("name", index))
+    if gaze is not None and len(gaze) != GAZE_BYTES:
+        raise DatasetError(f"{where}: record {index}'s gaze is {len(gaze)} bytes, expected {GAZE_BYTES}; "
+                           "the DB is damaged, pack it again")
     return Record(bytes(image), bytes(mask), decode_gaze(gaze) if gaze is not None else None,
-                  bytes(name).decode() if name is not None else str(index))
+                  read_name(txn, index, where))
+
+
+def read_name(txn: lmdb.Transaction, index: int, where: Path) -> str:
+    """Record `index`'s source name (its number when the DB stores none)."""
+    name = txn.get(key("name", index))
+    if name is None:
+        return str(index)
+    try:
+        return bytes(name).decode()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{where}: record {index}'s name is not UTF-8; the DB is damaged, pack it again") from None
 
 
 def read_labels(path: Path) -> np.ndarray:
-    """The float32 [N, 2] gaze label set next to a DB, or in `path` itself: a .npy array, or a
-    .json list of [pitch, yaw] pairs. Never unpickled."""
+    """The float32 [N, 2] gaze label set of a DB folder, or in the file `path`: a .npy array, or a
+    .json list of (pitch, yaw) pairs. Never unpickled.
+
+    A DB's own label set (its folder, or the labels_gaze.npy in it) must have one row per record:
+    another count means the file belongs to another pack.
+    """
     file = path / LABELS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise DatasetError(f"{file}: no such label file; give a DB from `gcgan pack` or a gaze label file "
+                           "(.npy, .json)")
     try:
         if file.suffix.lower() == ".json":
             labels = np.asarray(json.loads(file.read_text()), dtype=np.float64)
         else:
             labels = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError, TypeError) as exc:
-        raise DatasetError(f"{file}: not a gaze label file ({exc}); expected float32 [N, 2] (.npy from `gcgan pack`) "
-                           "or a JSON list of [pitch, yaw]") from exc
-    if labels.ndim != 2 or labels.shape[1] != 2 or not np.issubdtype(labels.dtype, np.floating) or len(labels) == 0:
-        raise DatasetError(f"{file}: expected a non-empty float array [N, 2] of (pitch, yaw), got {labels.dtype} {labels.shape}")
-    return labels.astype(np.float32, copy=False)
+        raise DatasetError(f"{file}: not a gaze label file ({exc}); expected float32 (N, 2) (.npy from `gcgan pack`) "
+                           "or a JSON list of (pitch, yaw) pairs") from exc
+    labels = check_gaze(labels, str(file))
+    if len(labels) == 0:
+        raise DatasetError(f"{file}: no gaze labels; expected at least one (pitch, yaw) row")
+    if file.name == LABELS_FILE and (file.parent / DATA_FILE).is_file():
+        count = read_meta(file.parent).count
+        if len(labels) != count:
+            raise DatasetError(f"{file}: {len(labels)} gaze labels, but the DB {file.parent} has {count} records; "
+                               "the label set is from another pack: pack the DB again")
+    return labels.astype(np.float32)

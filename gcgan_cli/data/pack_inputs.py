@@ -15,20 +15,24 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from gcgan_cli.data.gaze_values import check_pair
 from gcgan_cli.data.masks import RESIZE as MASK_RESIZE
-from gcgan_cli.data.prep_dir import MANIFEST, encode_png, read_manifest
-from gcgan_cli.errors import DatasetError
+from gcgan_cli.data.prep_dir import MANIFEST, REPORT, encode_png, read_manifest
+from gcgan_cli.errors import DatasetError, UsageError
 
 SAMPLES = "samples.jsonl"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}  # their compression shifts class ids at region edges
 _SHOWN = 5  # names listed in an error before "... and N more"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TAIL_BYTES = 1024  # where a whole PNG's IEND or JPEG's end marker lies, allowing for trailing bytes
 
 
 @dataclass(frozen=True)
@@ -69,31 +73,68 @@ def listing(names: Sequence[str]) -> str:
     return shown + (f" ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
-def find_inputs(folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None) -> PackInputs:
-    """The pairs to pack from `folder`, sorted by name; a DatasetError lists every problem name."""
+def check_folders(folder: Path, rgb_dir: Path | None, mask_dir: Path | None, out: Path) -> None:
+    """Refuse folder options that would pack the wrong files: masks read as images, or the DB
+    written among the files it is packed from (symlinks and `..` resolved)."""
+    images, masks = (rgb_dir or folder / "rgb").resolve(), (mask_dir or folder / "mask").resolve()
+    if images == masks:
+        raise UsageError(f"--rgb-dir and --mask-dir are the same folder {images}; "
+                         "masks and images must be in separate folders")
+    target = out.resolve()
+    if target == folder.resolve():
+        raise UsageError(f"--out {out} is the input folder itself; write the DB outside its input folders")
+    for what, source in (("image", images), ("mask", masks)):
+        if target == source or source in target.parents:
+            raise UsageError(f"--out {out} is in the {what} folder {source}; write the DB outside its input folders")
+
+
+def find_inputs(folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None,
+                unlabelled: bool = False) -> PackInputs:
+    """The pairs to pack from `folder`, sorted by name; a DatasetError lists every problem name.
+    With `unlabelled`, gaze is neither read nor checked."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder; give a PREP_DIR from `gcgan segment` or a `gcgan sample` folder")
     if (folder / SAMPLES).is_file() and rgb_dir is None and mask_dir is None:
-        return _sample_inputs(folder)
+        return _sample_inputs(folder, unlabelled)
+    mask_folder = mask_dir or folder / "mask"
     images = _files_by_stem(rgb_dir or folder / "rgb", "--rgb-dir")
-    masks = _files_by_stem(mask_dir or folder / "mask", "--mask-dir")
+    masks = _files_by_stem(mask_folder, "--mask-dir")
+    _refuse_lossy_masks(masks.values(), mask_folder)
+    manifest = folder / MANIFEST
+    rows = read_manifest(manifest)
     only_images, only_masks = sorted(images.keys() - masks.keys()), sorted(masks.keys() - images.keys())
     if only_images or only_masks:
         parts = [f"{len(only_images)} image(s) without a mask ({listing(only_images)})"] if only_images else []
         parts += [f"{len(only_masks)} mask(s) without an image ({listing(only_masks)})"] if only_masks else []
-        raise DatasetError(f"{folder}: unmatched names: {'; '.join(parts)}. Images and masks pair by file name.")
-    manifest = folder / MANIFEST
-    rows = read_manifest(manifest)
+        raise DatasetError(f"{folder}: unmatched names: {'; '.join(parts)}. Images and masks pair by file name"
+                           + _unfinished_segment_hint(folder, rows, only_images + only_masks))
     pairs = []
     for name in sorted(images):
         row = rows.get(name)
-        if row is not None:
-            gaze = _gaze(row.get("pitch"), row.get("yaw"), f"{manifest} row {name!r}")
-            pairs.append(Pair(name, images[name], masks[name], gaze, "manifest" if gaze else "none"))
+        if unlabelled:
+            gaze, source = None, "none"
+        elif row is not None:
+            gaze, source = _gaze(row.get("pitch"), row.get("yaw"), f"{manifest} row {name!r}"), "manifest"
         else:
-            gaze = gaze_from_name(name)
-            pairs.append(Pair(name, images[name], masks[name], gaze, "name" if gaze else "none"))
+            gaze, source = gaze_from_name(name), "name"
+            if gaze is not None:
+                gaze = check_pair(*gaze, f"{images[name]}: the gaze in its name (fields 4 and 5; "
+                                         "pass --unlabelled if the names carry none)")
+        pairs.append(Pair(name, images[name], masks[name], gaze, source if gaze else "none"))
     return PackInputs("prep" if rows else "folders", pairs, manifest if rows else None)
+
+
+def _unfinished_segment_hint(folder: Path, rows: dict[str, dict], unmatched: list[str]) -> str:
+    """What to do when the unmatched files are the footprint of a `gcgan segment` run that was
+    stopped: its report says so, or none of them has a manifest row yet."""
+    try:
+        interrupted = json.loads((folder / REPORT).read_bytes()).get("interrupted") is True
+    except (OSError, ValueError, AttributeError):
+        interrupted = False
+    if interrupted or (rows and not any(name in rows for name in unmatched)):
+        return (f"; the segment run that wrote {folder} did not finish: run the same `gcgan segment` command "
+                "again to complete it")
+    return "."
 
 
 def gaze_from_name(name: str) -> tuple[float, float] | None:
@@ -115,9 +156,7 @@ def _gaze(pitch, yaw, where: str) -> tuple[float, float] | None:
         gaze = float(pitch), float(yaw)
     except (TypeError, ValueError):
         raise DatasetError(f"{where}: pitch/yaw must be numbers or both null, got {pitch!r}, {yaw!r}") from None
-    if not all(math.isfinite(v) for v in gaze):
-        raise DatasetError(f"{where}: pitch/yaw must be finite, got {pitch!r}, {yaw!r}")
-    return gaze
+    return check_pair(*gaze, where, DatasetError)
 
 
 def _files_by_stem(folder: Path, option: str) -> dict[str, Path]:
@@ -137,10 +176,27 @@ def _files_by_stem(folder: Path, option: str) -> dict[str, Path]:
     return found
 
 
-def _sample_inputs(folder: Path) -> PackInputs:
+def _refuse_lossy_masks(masks: Iterable[Path], folder: Path) -> None:
+    lossy = sorted(_shown(p, folder) for p in masks if p.suffix.lower() in LOSSY_SUFFIXES)
+    if lossy:
+        raise DatasetError(f"{folder}: {len(lossy)} mask(s) in a lossy format ({listing(lossy)}); masks must be "
+                           "lossless class-id images (PNG or BMP): JPEG and WebP change the ids along region edges")
+
+
+def _shown(path: Path, folder: Path) -> str:
+    """`path` as an error lists it: relative to `folder` when inside it."""
+    return str(path.relative_to(folder) if path.is_relative_to(folder) else path)
+
+
+def _sample_inputs(folder: Path, unlabelled: bool) -> PackInputs:
     file = folder / SAMPLES
     pairs, missing = [], []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(file.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DatasetError(f"{file}:{number}: not UTF-8 text (a binary file?); expected one JSON object per line "
+                               "as `gcgan sample` writes") from None
         if not line.strip():
             continue
         try:
@@ -148,13 +204,14 @@ def _sample_inputs(folder: Path) -> PackInputs:
             image, mask = folder / row["image"], folder / row["mask"]
         except (ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{file}:{number}: expected a JSON object with image, mask, pitch, yaw ({exc})") from None
-        missing += [str(p.relative_to(folder)) for p in (image, mask) if not p.is_file()]
-        gaze = _gaze(row.get("pitch"), row.get("yaw"), f"{file}:{number}")
+        missing += [_shown(p, folder) for p in (image, mask) if not p.is_file()]
+        gaze = None if unlabelled else _gaze(row.get("pitch"), row.get("yaw"), f"{file}:{number}")
         pairs.append(Pair(str(row.get("name") or image.stem), image, mask, gaze, "samples" if gaze else "none"))
     if missing:
         raise DatasetError(f"{file}: {len(missing)} listed file(s) missing ({listing(missing)})")
     if not pairs:
         raise DatasetError(f"{file}: no samples listed")
+    _refuse_lossy_masks([p.mask for p in pairs], folder)
     return PackInputs("samples", sorted(pairs, key=lambda p: p.name), file)
 
 
@@ -205,15 +262,37 @@ def make_record(pair: tuple[str, str], size: int, num_classes: int) -> tuple[byt
 
 
 def _decode(data: bytes, path: str) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if not data:
+        raise RecordError(f"{path}: empty file (0 bytes)")
+    if _cut_short(data):
+        raise RecordError(f"{path}: not a readable image (truncated?)")
+    previous = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # silent: libpng and OpenCV print warnings on stderr for a damaged file
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
+    finally:
+        cv2.setLogLevel(previous)
     if image is None:
-        raise RecordError(f"{path}: not a readable image")
+        raise RecordError(f"{path}: not a readable image (truncated?)")
     return image
+
+
+def _cut_short(data: bytes) -> bool:
+    """A PNG without its IEND chunk or a JPEG without its end marker near the end: some OpenCV
+    versions decode such a file into an image with a grey tail instead of refusing it."""
+    tail = data[-_TAIL_BYTES:]
+    if data.startswith(_PNG_SIGNATURE):
+        return b"IEND" not in tail
+    if data.startswith(b"\xff\xd8"):
+        return b"\xff\xd9" not in tail
+    return False
 
 
 def _is_png(data: bytes, size: int, colour_type: int) -> bool:
     """A non-interlaced 8-bit PNG of `colour_type` (2 RGB, 0 grey), size x size."""
-    if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
         return False
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     return (width, height, depth, colour, interlace) == (size, size, 8, colour_type, 0)
