@@ -9,12 +9,13 @@ loading refuses anything else instead of executing it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import random
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from gcgan_cli.errors import CheckpointError
+from gcgan_cli.outputs import reporting_disk_full
 
 FORMAT_NAME = "gcgan-checkpoint"
 FORMAT_VERSION = 1
@@ -65,18 +67,30 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path
     record = {**payload, "format": FORMAT_NAME, "format_version": FORMAT_VERSION}
     _check_plain(record, "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(record, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with reporting_disk_full(path.parent, needed=_tensor_bytes(record)):
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(record, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
     _fsync_dir(path.parent)
     return path
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in a plain payload: about the size of its file."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -93,6 +107,32 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+NEXT_STEP = "use an earlier checkpoint or re-run the step that wrote it"
+
+
+@contextlib.contextmanager
+def contents_of(path: str | os.PathLike) -> Iterator[None]:
+    """Entries of checkpoint `path` that do not fit the model they configure (an edited or damaged
+    file) are the file's fault: a CheckpointError naming it, not a traceback from deep inside."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise CheckpointError(f"checkpoint {path}: its contents do not fit its model config ({detail}); "
+                              f"{NEXT_STEP}") from exc
+# How torch's weights-only unpickler words a refusal to build an object (other errors of it mean
+# the bytes are not a pickle at all: "Unsupported operand", "String is too long").
+_REFUSALS = ("GLOBAL", "allowlisted")
+
+
+def _reason(exc: Exception) -> str:
+    """The informative part of a torch.load error, one short line (torch wraps the unpickler's
+    message in paragraphs of advice, and miniz's in a hint about corruption)."""
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line.split(". ")[0][:160] or type(exc).__name__
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
@@ -107,19 +147,20 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {NEXT_STEP}")
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "unsafe content"
+        reason = _reason(exc)
+        if not any(word in reason for word in _REFUSALS):
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason}); {NEXT_STEP}") from exc
         raise CheckpointError(
             f"checkpoint {path} was refused: it carries pickled objects that are not plain "
-            f"data ({reason[:160]}). gcgan never unpickles code; re-save it as plain tensors"
+            f"data ({reason}). gcgan never unpickles code; re-save it as plain tensors"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({str(exc).splitlines()[0][:160]}); "
-            "use an earlier checkpoint or re-run the step that wrote it"
-        ) from exc
+    except Exception as exc:  # what a damaged file makes torch.load raise: EOFError, RuntimeError, OSError...
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_reason(exc)}); {NEXT_STEP}") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not a gcgan checkpoint (no '{FORMAT_NAME}' marker)")
     version = record.get("format_version")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +17,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gcgan_cli.commands.display import summary_table
 from gcgan_cli.console import console
-from gcgan_cli.core.training.config import PRECISIONS, SWAP_CHECKS, read_options, resolve, with_paths_absolute
+from gcgan_cli.core.training.config import (PRECISIONS, SWAP_CHECKS, TrainConfig, checked_options, read_options,
+                                            resolve, with_paths_absolute)
 from gcgan_cli.core.training.run_dir import RunDir
 from gcgan_cli.core.training.trainer import Hooks, Trainer
+from gcgan_cli.data.prep_dir import write_json_atomic
 from gcgan_cli.errors import UsageError
+from gcgan_cli.outputs import folder_place, writer_lock
 
 SHOWN_LOSSES = ("d", "g", "mask", "r1_seg", "path_length")
+# Set by the --nproc launcher, which holds the run folder's writer lock while its workers write.
+LOCK_HELD = "GCGAN_TRAIN_LOCK_HELD"
 
 
 def train_command(
@@ -95,30 +102,50 @@ def train_command(
     if resume:
         if not folder:
             raise UsageError("--resume needs --checkpoint-dir (the run folder to continue)")
-        stored = (RunDir(Path(folder)).read_config() or {}).get("train")
+        run = RunDir(Path(folder))
+        stored = (run.read_config() or {}).get("train")
         if stored is None:
             raise UsageError(f"--resume: {folder} has no config.json; is it a gcgan training run?")
+        if not isinstance(stored, dict):
+            raise UsageError(f"{run.config}: 'train' is not a table of options; "
+                             "restore it or start a new --checkpoint-dir")
+        checked_options(TrainConfig, stored, str(run.config))
     resolved = with_paths_absolute(resolve(given, options, stored))
     if dry_run:
         console.print_json(json.dumps(resolved.to_dict()))
         return
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(_launch(resolved.to_dict(), nproc, resume))
-    _train(resolved, resume)
+    with _run_folder_lock(Path(resolved.checkpoint_dir)):
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            raise typer.Exit(_launch(resolved.to_dict(), nproc, resume))
+        _train(resolved, resume)
+
+
+@contextlib.contextmanager
+def _run_folder_lock(folder: Path) -> Iterator[None]:
+    """Check that --checkpoint-dir can be written (without creating it: a refusal during setup
+    leaves nothing behind), then hold its writer lock for the whole run, so a second `gcgan train`
+    into it stops at once. Rank 0 takes it, or the --nproc launcher for its workers."""
+    if int(os.environ.get("RANK", "0")) != 0 or os.environ.get(LOCK_HELD) == str(folder):
+        yield
+        return
+    folder_place(folder, "--checkpoint-dir")
+    with writer_lock(folder, "train"):
+        yield
 
 
 def _launch(options: dict, nproc: int, resume: bool) -> int:
-    """Run this command in `nproc` processes through torch.distributed.run (DDP)."""
+    """Run this command in `nproc` processes through torch.distributed.run (DDP); the caller holds
+    the run folder's lock, and tells rank 0 so."""
     run = RunDir(Path(options["checkpoint_dir"]))
     if not resume:
         run.refuse_overwrite()
     run.root.mkdir(parents=True, exist_ok=True)
     launch = run.root / "launch.json"
-    launch.write_text(json.dumps(options, indent=2))
+    write_json_atomic(launch, options)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "gcgan_cli", "train", "--config", str(launch), *(["--resume"] if resume else [])]
     console.print(f"[bold]gcgan train[/] launching {nproc} processes: {' '.join(command[1:])}")
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, env={**os.environ, LOCK_HELD: str(run.root)})
     while True:
         try:
             return process.wait()

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
-from gcgan_cli.errors import UsageError
+from gcgan_cli.checkpoint import NEXT_STEP
+from gcgan_cli.errors import CheckpointError, GcganError, UsageError
 
 REFERENCE_CLASSES = ("background", "skin", "eye", "eyebrow", "nose", "iris")
 D_CONDITIONINGS = ("concat", "projection")
+# Fields added after the first checkpoints were written: a stored config may lack them, and their
+# defaults are what those checkpoints had (raw radians, concat conditioning, no gaze head).
+ADDED_LATER = ("gaze_mean", "gaze_std", "d_conditioning", "d_gaze_head")
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class ModelConfig:
     def channels(self, resolution: int) -> int:
         return min(self.max_channels, self.channel_base * self.channel_multiplier // resolution)
 
-    def validate(self) -> ModelConfig:
+    def validate(self, where: str = "model config", error: type[GcganError] = UsageError) -> ModelConfig:
         problems = []
         for name in ("size", "coarse_size", "min_feat_size"):
             value = getattr(self, name)
@@ -102,7 +107,7 @@ class ModelConfig:
         if not problems and self.n_latent == self.n_latent_expand:
             problems.append(f"compact and expanded W+ would both have {self.n_latent} rows; change local_layers")
         if problems:
-            raise UsageError("model config: " + "; ".join(problems))
+            raise error(f"{where}: " + "; ".join(problems))
         return self
 
     def to_dict(self) -> dict:
@@ -112,20 +117,76 @@ class ModelConfig:
         return record
 
     @classmethod
-    def from_dict(cls, record: dict) -> ModelConfig:
+    def from_dict(cls, record: dict, where: str = "model config", error: type[GcganError] = UsageError) -> ModelConfig:
+        """The config a checkpoint stored; `where` names it in the `error` raised for a missing,
+        unknown or wrong-typed field (an edited file is refused before a model is built from it)."""
+        if not isinstance(record, dict):
+            raise error(f"{where}: expected a table of model settings, got {type(record).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise UsageError(f"model config: unknown field(s) {unknown}")
-        values = dict(record)
+        for problem, names in (("unknown", set(record) - known), ("missing", known - set(record) - set(ADDED_LATER))):
+            if names:
+                raise error(f"{where}: {problem} field(s) {', '.join(sorted(names))}")
+        values = checked_options(cls, dict(record), where, error)
         for name in ("class_names", "gaze_classes", "gaze_mean", "gaze_std"):
             if name in values:
                 values[name] = tuple(values[name])
-        return cls(**values).validate()
+        return cls(**values).validate(where, error)
+
+    @classmethod
+    def from_checkpoint(cls, record: dict, path) -> ModelConfig:
+        """The model config stored in a `gcgan train` checkpoint read from `path`; an edited one is
+        a CheckpointError naming the file and the field."""
+        config = record.get("config")
+        if not isinstance(config, dict) or "model" not in config:
+            raise CheckpointError(f"checkpoint {path}: its config has no 'model' entry; {NEXT_STEP}")
+        return cls.from_dict(config["model"], f"checkpoint {path}: model config", CheckpointError)
 
     def resolution_levels(self) -> list[int]:
         """Input resolutions of the render-net levels: min_feat_size, 2x, ... size/2."""
         return [self.min_feat_size * 2**i for i in range(int(math.log2(self.size // self.min_feat_size)))]
+
+
+def option_flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_LIST_WORDS = {"int": "a list of integers", "float": "a list of numbers", "str": "a list of strings"}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether `value` has the annotated type `kind` ("int", "float", "tuple[str, ...]"; bool is no
+    int here, an int is a float); kinds without a check pass."""
+    if kind.startswith("tuple["):
+        return isinstance(value, (list, tuple)) and all(_fits(item, _element(kind)) for item in value)
+    allowed = _TYPES.get(kind)
+    return allowed is None or (isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)))
+
+
+def _element(kind: str) -> str:
+    """The element type of a tuple annotation: "tuple[str, ...]" -> "str"."""
+    return kind[len("tuple["):-1].split(",")[0].strip()
+
+
+def checked_options(schema: type, record: dict[str, Any], where: str,
+                    error: type[GcganError] = UsageError) -> dict[str, Any]:
+    """`record` if every key is a field of the dataclass `schema` and every value has the field's
+    type (`batch = "8"` in a TOML file is a one-line error, not a failure later); ints are taken
+    where floats are expected."""
+    known = {f.name: f.type for f in fields(schema)}
+    unknown = sorted(set(record) - set(known))
+    if unknown:
+        raise error(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for name, value in record.items():
+        kinds = [k.strip() for k in str(known[name]).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        if not any(_fits(value, kind) for kind in kinds if kind != "None"):
+            wanted = " or ".join(_LIST_WORDS.get(_element(k), "a list") if k.startswith("tuple[") else _WORDS.get(k, k)
+                                 for k in kinds if k != "None")
+            raise error(f"{where}: {option_flag(name)} = {value!r} must be {wanted}")
+    return record
 
 
 PRESETS = {

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gcgan_cli.core.model.config import D_CONDITIONINGS
+from gcgan_cli.core.model.config import D_CONDITIONINGS, PRESETS, checked_options, option_flag
 from gcgan_cli.errors import UsageError
 
 try:
@@ -108,22 +108,31 @@ class TrainConfig:
             problems.append("--stage 2 needs --ckpt, the stage-1 checkpoint")
         if self.stage == 1 and (self.ckpt or self.gaze_labels):
             problems.append("--ckpt and --gaze-labels belong to --stage 2 (stage 1 resumes with --resume)")
+        if self.preset not in PRESETS:
+            problems.append(f"--preset {self.preset}: choose one of {', '.join(PRESETS)}")
+        elif self.size is not None and self.stage == 1:  # stage 2's model is the checkpoint's: --size must match it
+            least = 2 * PRESETS[self.preset].coarse_size  # the preset's fusion grid is at most half the image
+            if self.size < least or self.size & (self.size - 1):
+                problems.append(f"--size {self.size}: must be a power of two >= {least} with --preset {self.preset}")
+        if self.seg_dim is not None and self.seg_dim < 2:
+            problems.append(f"--seg-dim {self.seg_dim}: must be >= 2 (the background and at least one part)")
         for name in ("batch", "iters", "d_reg_every", "g_reg_every", "path_batch_shrink", "n_sample", "log_every", "fid_n"):
             if getattr(self, name) < 1:
-                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 1")
+                problems.append(f"--{option_flag(name)} {getattr(self, name)}: must be >= 1")
         for name in ("viz_every", "save_every", "fid_every", "keep", "gaze_warmup", "gaze_ramp"):
             if getattr(self, name) < 0:
-                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 0 (0 = off)")
+                problems.append(f"--{option_flag(name)} {getattr(self, name)}: must be >= 0 (0 = off)")
         for name in ("lr", "r1_img", "r1_seg", "path_regularize", "lambda_mask", "d_gaze_mismatch", "mismatch_min_deg",
                      "lambda_gaze_head", "lambda_gaze"):
             value = getattr(self, name)
             if value is None and name in REFERENCE_R1:
                 continue
             if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-                problems.append(f"--{_flag(name)} {value}: must be a finite number {'> 0' if name == 'lr' else '>= 0'}")
+                bound = "> 0" if name == "lr" else ">= 0"
+                problems.append(f"--{option_flag(name)} {value}: must be a finite number {bound}")
         for name in ("mixing", "ema_decay", "unbroken_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                problems.append(f"--{_flag(name)} {getattr(self, name)}: must be in [0, 1]")
+                problems.append(f"--{option_flag(name)} {getattr(self, name)}: must be in [0, 1]")
         if self.precision not in PRECISIONS:
             problems.append(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
         if self.swap_check not in SWAP_CHECKS:
@@ -155,32 +164,6 @@ class TrainConfig:
         return cls(**checked_options(cls, record, where))
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
-_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
-
-
-def checked_options(schema: type, record: dict[str, Any], where: str) -> dict[str, Any]:
-    """`record` if every key is a field of the dataclass `schema` and every value has the field's
-    type (`batch = "8"` in a TOML file is a one-line error, not a failure later); ints are taken
-    where floats are expected."""
-    known = {f.name: f.type for f in fields(schema)}
-    unknown = sorted(set(record) - set(known))
-    if unknown:
-        raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    for name, value in record.items():
-        kinds = [k.strip() for k in str(known[name]).split("|")]
-        if value is None and "None" in kinds:
-            continue
-        allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
-        if allowed and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
-            wanted = " or ".join(k for k in kinds if k != "None")
-            raise UsageError(f"{where}: {_flag(name)} = {value!r} must be {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}")
-    return record
-
-
 def read_options(path: Path, schema: type = None) -> dict[str, Any]:
     """Options from a TOML file (or JSON, as `--nproc` hands them to its workers): top-level keys
     named like the flags, with dashes or underscores, checked against `schema` (a config
@@ -192,6 +175,8 @@ def read_options(path: Path, schema: type = None) -> dict[str, Any]:
         raise UsageError(f"--config {path}: no such file") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"--config {path}: not valid {'JSON' if Path(path).suffix == '.json' else 'TOML'} ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"--config {path}: expected a table of options, got a {type(raw).__name__}")
     options = {key.replace("-", "_"): value for key, value in raw.items()}
     nested = [key for key, value in options.items() if isinstance(value, dict)]
     if nested:
@@ -219,7 +204,7 @@ def resolve_layers(schema: type, given: dict[str, Any], file_options: dict[str, 
     if stored:
         changed = [name for name in fixed if getattr(config, name) != stored.get(name)]
         if changed:
-            detail = ", ".join(f"--{_flag(n)} {stored.get(n)!r} -> {getattr(config, n)!r}" for n in changed)
+            detail = ", ".join(f"--{option_flag(n)} {stored.get(n)!r} -> {getattr(config, n)!r}" for n in changed)
             raise UsageError(f"a resumed run keeps {what}; these differ from the run's config.json: {detail}")
     return config.validate()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.data.prep_dir import write_atomic, write_json_atomic
 from gcgan_cli.errors import CheckpointError, UsageError
+from gcgan_cli.outputs import reporting_disk_full
 
 _NAME = re.compile(r"^(\d{7,})\.pt$")
 CHECKPOINT_KEYS = ("kind", "stage", "step", "config", "g", "d", "g_ema", "g_optim", "d_optim", "rng", "gaze_labels", "data")
@@ -59,7 +60,13 @@ class RunDir:
         files = self.checkpoint_files()
         if not files:
             raise UsageError(f"--resume: {self.checkpoints} has no checkpoint to resume from; start without --resume")
-        record = load_checkpoint(files[-1], required=self.required)
+        try:
+            record = load_checkpoint(files[-1], required=self.required)
+        except CheckpointError as exc:
+            if len(files) < 2:
+                raise
+            raise CheckpointError(f"{exc}; to resume from {files[-2].name}, move {files[-1].name} out of "
+                                  f"{self.checkpoints}") from exc
         if record.get("kind") != self.kind:
             raise CheckpointError(f"{files[-1]} is not a training checkpoint")
         return record
@@ -74,18 +81,24 @@ class RunDir:
                 old.unlink(missing_ok=True)
 
     def write_config(self, record: dict) -> None:
-        write_json_atomic(self.config, record)
+        with reporting_disk_full(self.root):
+            write_json_atomic(self.config, record)
 
     def read_config(self) -> dict | None:
         if not self.config.is_file():
             return None
         try:
-            return json.loads(self.config.read_text())
-        except json.JSONDecodeError as exc:
+            record = json.loads(self.config.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{self.config} is not valid JSON ({exc}); restore it or start a new {self.flag}") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{self.config} is not a run's config (a {type(record).__name__}, not a table); "
+                             f"restore it or start a new {self.flag}")
+        return record
 
     def append_metrics(self, row: dict) -> None:
-        with open(self.metrics, "a", encoding="utf-8") as handle:
+        """A row cut short by a full disk is skipped by every reader and dropped on --resume."""
+        with reporting_disk_full(self.root), open(self.metrics, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
 
     def truncate_metrics(self, step: int) -> None:
@@ -94,7 +107,8 @@ class RunDir:
             return
         kept = [line for line in self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
                 if _row_step(line) is not None and _row_step(line) <= step]
-        write_atomic(self.metrics, "".join(kept).encode())
+        with reporting_disk_full(self.root):
+            write_atomic(self.metrics, "".join(kept).encode())
 
 
 def _row_step(line: str) -> int | None:

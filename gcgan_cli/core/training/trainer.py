@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 import gcgan_cli
-from gcgan_cli.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from gcgan_cli.checkpoint import capture_rng_state, contents_of, load_checkpoint, restore_rng_state, save_checkpoint
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.frozen import set_requires_grad
 from gcgan_cli.core.metrics.fid import Stats, fid
@@ -45,6 +45,7 @@ from gcgan_cli.data import gaze_db
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.device import resolve_device
 from gcgan_cli.errors import CheckpointError, DatasetError, TrainingDiverged, UsageError
+from gcgan_cli.outputs import reporting_disk_full
 
 # DDP warns when a [1, N] weight's gradient arrives with strides other than its bucket's: for a
 # size-1 dimension the layouts are the same memory, nothing is lost.
@@ -101,6 +102,8 @@ class Trainer:
         if not resume:
             self.run.refuse_overwrite()
         stage1 = self._stage1_checkpoint() if config.stage == 2 and resumed is None else None
+        # the file the model comes from, named when its contents do not fit
+        self.source = self.run.checkpoint_files()[-1] if resumed else Path(config.ckpt) if stage1 else None
 
         stored = self._stored_model_config(resumed or stage1)
         self.dataset = self._dataset(stored)
@@ -108,6 +111,9 @@ class Trainer:
         self.model_config = stored or self._model_config()
         if self.dataset.class_names != self.model_config.class_names:
             raise DatasetError(f"--dataset {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
+        if config.stage == 2 and config.unbroken_class not in self.model_config.class_names:
+            raise UsageError(f"--unbroken-class {config.unbroken_class}: not among the classes trained on "
+                             f"--dataset {config.dataset}; choose one of {', '.join(self.model_config.class_names[1:])}")
         self.r1_img, self.r1_seg = config.r1(self.model_config.size)
         self.gaze_estimator = self._gaze_estimator(resumed)
 
@@ -119,12 +125,12 @@ class Trainer:
         self.g_pre: Generator | None = None
         if config.stage == 2:
             self.g_pre = Generator(self.model_config).to(self.device).eval()
-            source = resumed["g_pretrained"] if resumed else stage1["g"]
-            self.g_pre.load_state_dict(source)
+            with contents_of(self.source):
+                self.g_pre.load_state_dict(resumed["g_pretrained"] if resumed else stage1["g"])
+                if stage1 is not None:  # a new stage 2: G from stage-1 G, G_ema from stage-1 G_ema, a fresh plain D
+                    self.g.load_state_dict(stage1["g"])
+                    self.g_ema.load_state_dict(stage1["g_ema"])
             set_requires_grad([self.g_pre], False)
-            if stage1 is not None:  # a new stage 2: G from stage-1 G, G_ema from stage-1 G_ema, a fresh plain D
-                self.g.load_state_dict(stage1["g"])
-                self.g_ema.load_state_dict(stage1["g_ema"])
             for name, p in self.g.named_parameters():
                 p.requires_grad_(not stage2_frozen(name, self.model_config))  # frozen: no grads at all (fixes bug 31)
         g_ratio = config.g_reg_every / (config.g_reg_every + 1)
@@ -135,7 +141,8 @@ class Trainer:
         self.mean_path_length = torch.zeros((), device=self.device)
         self.step = 0
         if resumed is not None:
-            self._load_state(resumed)
+            with contents_of(self.source):
+                self._load_state(resumed)
 
         self.g_train, self.d_train = (self._ddp(self.g), self._ddp(self.d)) if self.world.distributed else (self.g, self.d)
 
@@ -203,18 +210,21 @@ class Trainer:
         meta = gaze_db.read_meta(Path(self.config.dataset))
         if self.config.stage == 1 and not meta.labelled:
             raise DatasetError(f"--dataset {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)")
-        base = model or preset(self.config.preset)
-        seg_dim = model.seg_dim if model else self.config.seg_dim or min(meta.num_classes, base.seg_dim)
+        if model:
+            seg_dim, size = model.seg_dim, model.size
+        else:
+            base = preset(self.config.preset)
+            seg_dim = min(meta.num_classes, base.seg_dim) if self.config.seg_dim is None else self.config.seg_dim
+            size = base.size if self.config.size is None else self.config.size
         if seg_dim > meta.num_classes:
             raise UsageError(f"--seg-dim {seg_dim}: the DB {self.config.dataset} has only {meta.num_classes} classes")
-        size = model.size if model else self.config.size or base.size
         return GazeMaskDataset(self.config.dataset, seg_dim=seg_dim, resolution=size, flip=0.5 if self.config.mirror else 0.0)
 
     def _stored_model_config(self, source: dict | None) -> ModelConfig | None:
         """The model of a checkpoint being resumed or (stage 2) started from; flags may not contradict it."""
         if source is None:
             return None
-        stored = ModelConfig.from_dict(source["config"]["model"])
+        stored = ModelConfig.from_checkpoint(source, self.source)
         given = {"size": self.config.size, "seg_dim": self.config.seg_dim, "residual_refine": self.config.residual_refine,
                  "d_conditioning": self.config.d_conditioning, "d_gaze_head": self.config.d_gaze_head}
         clash = [f"--{k.replace('_', '-')} {v}" for k, v in given.items()
@@ -255,10 +265,11 @@ class Trainer:
         if self.config.gaze_labels:
             labels = torch.from_numpy(gaze_db.read_labels(Path(self.config.gaze_labels)))
         elif source is not None:
-            labels = source["gaze_labels"].float()
+            with contents_of(self.source):
+                labels = source["gaze_labels"].float()
         else:
-            path = Path(self.config.dataset) / gaze_db.LABELS_FILE
-            labels = torch.from_numpy(gaze_db.read_labels(path))
+            # the DB folder, not its label file: read_labels then checks the labels against the records
+            labels = torch.from_numpy(gaze_db.read_labels(Path(self.config.dataset)))
             if self.config.mirror:  # fakes are conditioned on the gazes real images now show
                 labels = torch.cat([labels, labels * torch.tensor([1.0, -1.0])])
         if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) == 0 or not torch.isfinite(labels).all():
@@ -526,7 +537,9 @@ class Trainer:
         if not self.world.main:
             return
         grid = self.sample_grid()
-        write_atomic(self.run.sample_path(self.step), encode_png(grid))
+        png = encode_png(grid)
+        with reporting_disk_full(self.run.samples, needed=len(png)):
+            write_atomic(self.run.sample_path(self.step), png)
         if self.tensorboard is not None:
             self.tensorboard.add_image("samples", grid, self.step, dataformats="HWC")
 
