@@ -39,9 +39,9 @@ fi
 "$GCGAN" sample "$CKPT" --outdir "$WORK/samples" --n "$N_SAMPLES" --overwrite --device "$DEVICE"
 
 for SEED in $SEEDS; do
-    "$GCGAN" gaze fit --data "$LABELLED" --out "$WORK/estimator_labelled_$SEED.pt" --epochs "$EPOCHS" --lr "$LR" --seed "$SEED" --device "$DEVICE"
+    "$GCGAN" gaze fit --data "$LABELLED" --out "$WORK/estimator_labelled_$SEED.pt" --epochs "$EPOCHS" --lr "$LR" --seed "$SEED" --overwrite --device "$DEVICE"
     "$GCGAN" gaze fit --data "$LABELLED" --data "$WORK/samples" --mix 1,1 --seed "$SEED" \
-        --out "$WORK/estimator_augmented_$SEED.pt" --epochs "$EPOCHS" --lr "$LR" --device "$DEVICE"
+        --out "$WORK/estimator_augmented_$SEED.pt" --epochs "$EPOCHS" --lr "$LR" --overwrite --device "$DEVICE"
     for KIND in labelled augmented; do
         "$GCGAN" gaze eval --model "$WORK/estimator_${KIND}_$SEED.pt" --data "$WORK/test" --json --device "$DEVICE" > "$WORK/eval_${KIND}_$SEED.json"
     done

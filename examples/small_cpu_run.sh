@@ -24,8 +24,8 @@ mkdir -p "$WORK"
 "$GCGAN" pack "$WORK/prep_test" --out "$WORK/test" --size 64 --overwrite
 
 # The estimator in the generator's loss, and the judge: another seed and architecture.
-"$GCGAN" gaze fit --data "$WORK/train" --out "$WORK/est_loss.pt" --seed 0 --device "$DEVICE"
-"$GCGAN" gaze fit --data "$WORK/train" --out "$WORK/est_judge.pt" --seed 1 --device "$DEVICE"
+"$GCGAN" gaze fit --data "$WORK/train" --out "$WORK/est_loss.pt" --seed 0 --overwrite --device "$DEVICE"
+"$GCGAN" gaze fit --data "$WORK/train" --out "$WORK/est_judge.pt" --seed 1 --overwrite --device "$DEVICE"
 "$GCGAN" gaze eval --model "$WORK/est_judge.pt" --data "$WORK/test" --json --device "$DEVICE" > "$WORK/judge_test.json"
 
 RESUME=""  # an interrupted run continues where it stopped

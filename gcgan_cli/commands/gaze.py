@@ -29,6 +29,7 @@ from gcgan_cli.core.synthesis import load_generator
 from gcgan_cli.data import eye_patch
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.errors import DatasetError, UsageError
+from gcgan_cli.outputs import output_file
 
 SOURCES_HELP = ("A gaze source: " + ", ".join(k.name for k in KINDS) + " (a `gcgan pack` DB, a `gcgan sample` folder, an MPIIFaceGaze .h5, "
                 "a translated eye folder, a UnityEyes folder).")
@@ -63,6 +64,8 @@ def fit_command(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of the one-cycle schedule (AdamW).")] = 3e-3,
     seed: Annotated[int, typer.Option(help="Seed of the split, the sampling and the weights.")] = 0,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="DataLoader workers.")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --out (at the first epoch that is kept).")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Fit a gaze estimator; the best epoch on the validation split is kept in --out."""
@@ -77,6 +80,7 @@ def fit_command(
     sources = [_open(path, input_kind, size, max_head_pose, jitter=jitter, seed=seed) for path in data]
     val_source = _open(val, input_kind, size, max_head_pose, flag="--val") if val else None
     held_from = _open(data[0], input_kind, size, max_head_pose) if jitter and val is None else None  # the split, unjittered
+    output_file(out, "--out", overwrite)
     start = time.perf_counter()
     with progress_bar("gaze fit") as progress:
         bar = progress.add_task("", total=None)
@@ -149,9 +153,12 @@ def predict_command(
     images: Annotated[list[Path], typer.Argument(help="Image files (any size; resized to the estimator's input: a face strip, or an eye patch made gray and equalised).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write .csv or .jsonl (default: CSV on stdout).")] = None,
     input_kind: Annotated[str | None, typer.Option("--input", help=READ_INPUT_HELP)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """(pitch, yaw) in radians per image."""
+    if out is not None and out.suffix not in (".csv", ".jsonl"):
+        raise UsageError(f"--out {out}: use a .csv or .jsonl file name")
     network, config = load_estimator(model, device)
     kind = _estimator_input(model, config, input_kind)
     tensors = []
@@ -160,10 +167,10 @@ def predict_command(
         if image is None:
             raise DatasetError(f"{path}: not a readable image")
         tensors.append(prepare(image[:, :, ::-1], config["size"]) if kind == "face" else _eye_patch(image))
+    if out is not None:
+        output_file(out, "--out", overwrite)
     gazes = predict(network, torch.stack(tensors)).tolist()
     rows = [{"image": str(path), "pitch": pitch, "yaw": yaw} for path, (pitch, yaw) in zip(images, gazes)]
-    if out is not None and out.suffix not in (".csv", ".jsonl"):
-        raise UsageError(f"--out {out}: use a .csv or .jsonl file name")
     if out is not None and out.suffix == ".jsonl":
         write_atomic(out, "".join(json.dumps(r) + "\n" for r in rows).encode())
         return

@@ -17,6 +17,7 @@ from gcgan_cli.core.metrics.inception_weights import WEIGHTS_ENV, resolve_incept
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.data.gaze_db import read_meta
 from gcgan_cli.errors import UsageError
+from gcgan_cli.outputs import output_file
 
 
 def inception_command(
@@ -26,6 +27,7 @@ def inception_command(
     batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 50,
     weights: Annotated[Path | None, typer.Option(help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there when online).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="DataLoader workers decoding PNGs (default: cores - 1).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """FID statistics of a packed dataset with the standard FID network.
@@ -36,6 +38,7 @@ def inception_command(
     if output.suffix != ".npz":
         raise UsageError(f"--output {output}: use a .npz file name")
     meta = read_meta(db)  # a bad DB fails before the weights are looked for
+    output_file(output, "--output", overwrite)  # and so does an output that cannot be written
     path = resolve_inception_weights(weights)
     network = load_fid_inception(path, device)
     workers = max(0, default_workers() - 1) if workers is None else workers

@@ -12,11 +12,14 @@ import torch
 import typer
 
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
-from gcgan_cli.commands.options import DeviceOpt, parse_gaze
+from gcgan_cli.commands.options import AllowExtrapolationOpt, DeviceOpt, parse_gaze
 from gcgan_cli.console import console
-from gcgan_cli.core.synthesis import component_rows, load_generator, write_animations
-from gcgan_cli.data.pack_inputs import SAMPLES
-from gcgan_cli.errors import DatasetError
+from gcgan_cli.core.synthesis import (animation_files, check_label_range, component_rows, load_generator,
+                                      write_animations)
+from gcgan_cli.data.gaze_values import check_pair
+from gcgan_cli.data.pack_inputs import SAMPLES, listing
+from gcgan_cli.errors import DatasetError, UsageError
+from gcgan_cli.outputs import folder_place, output_folder, writer_lock
 
 
 def interpolate_command(
@@ -33,26 +36,39 @@ def interpolate_command(
     batch: Annotated[int, typer.Option(min=1, help="Frames per forward pass.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the keyframe codes.")] = 0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use G_ema (default) or the raw G.")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace animations of the same names already in --outdir.")] = False,
+    allow_extrapolation: AllowExtrapolationOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Animate one face part at a time: only that class's local latent moves along a closed cubic spline through random keyframes, every other code and the gaze stay fixed.
 
     --component gaze keeps the latent and sweeps pitch and yaw around the training range. Frame 0 is the sampled image itself. Writes NN_name.gif (and .mp4 when imageio-ffmpeg is installed).
     """
+    fixed = parse_gaze(gaze) if gaze is not None else None
     loaded = load_generator(ckpt, device, ema)
     names = list(loaded.config.class_names) + ["gaze"] if component == "all" else [component]
     for name in names:
         if name != "gaze":
             component_rows(loaded.config, name)  # a wrong name fails before any work
     base = _read_latent(latent, loaded.config)
-    base_gaze = _base_gaze(latent, gaze, loaded.gaze_labels)
-    outdir.mkdir(parents=True, exist_ok=True)
+    base_gaze, where = (fixed, f"--gaze {gaze}") if fixed is not None else _base_gaze(latent, loaded.gaze_labels)
+    if not allow_extrapolation:
+        check_label_range(torch.tensor([base_gaze]), loaded.gaze_labels, where)
+    outdir = folder_place(outdir, "--outdir")
     stop_on_sigterm()
     start = time.perf_counter()
-    with progress_bar("interpolate") as progress:
-        bar = progress.add_task("", total=len(names) * frames)
-        written = write_animations(loaded, base, base_gaze, names, outdir, frames, keyframes, truncation, batch, seed, fps,
-                                   with_mask, on_advance=lambda name, k: progress.update(bar, description=name, advance=k))
+    with writer_lock(outdir, "interpolate"):
+        taken = [path.name for path in animation_files(outdir, names) if path.exists()]
+        if taken and not overwrite:
+            raise UsageError(f"--outdir {outdir} already holds {listing(taken)}; pass --overwrite to replace them "
+                             "or choose another folder")
+        output_folder(outdir, "--outdir")
+        with progress_bar("interpolate") as progress:
+            bar = progress.add_task("", total=len(names) * frames)
+            written = write_animations(loaded, base, base_gaze, names, outdir, frames, keyframes, truncation, batch,
+                                       seed, fps, with_mask,
+                                       on_advance=lambda name, k: progress.update(bar, description=name, advance=k))
     elapsed = time.perf_counter() - start
     table = summary_table("gcgan interpolate")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step})")
@@ -68,24 +84,38 @@ def _read_latent(path: Path, config) -> torch.Tensor:
     single w (the reference's (1, 512)), which is repeated to every row."""
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"--latent {path}: not a readable .npy ({exc})") from None
+    except (OSError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"--latent {path}: not a readable .npy ({reason}); give a NNNNNN_latent.npy "
+                           "from `gcgan sample --save-latent`") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+        raise DatasetError(f"--latent {path}: not an array of numbers; give a latent from `gcgan sample --save-latent`")
     array = np.asarray(array, dtype=np.float32).squeeze(0) if array.ndim == 3 and array.shape[0] == 1 else np.asarray(array, dtype=np.float32)
     if array.shape == (config.style_dim,) or array.shape == (1, config.style_dim):
         array = np.repeat(array.reshape(1, -1), config.n_latent, axis=0)
     if array.shape != (config.n_latent, config.style_dim):
         raise DatasetError(f"--latent {path}: shape {array.shape}; this checkpoint's latents are ({config.n_latent}, {config.style_dim}) compact W+ or ({config.style_dim},) w")
+    if not np.isfinite(array).all():
+        raise DatasetError(f"--latent {path}: {int((~np.isfinite(array)).sum())} value(s) are NaN or infinite; "
+                           "give a latent from `gcgan sample --save-latent`")
     return torch.from_numpy(array)
 
 
-def _base_gaze(latent: Path, given: str | None, labels: torch.Tensor) -> tuple[float, float]:
-    if given is not None:
-        return parse_gaze(given)
+def _base_gaze(latent: Path, labels: torch.Tensor) -> tuple[tuple[float, float], str]:
+    """(the gaze the latent was sampled at, from samples.jsonl beside it, else the label set's
+    median; where it came from, for messages)."""
     manifest = latent.parent / SAMPLES
     if manifest.is_file():
-        for line in manifest.read_text().splitlines():
-            row = json.loads(line)
-            if row.get("latent") == latent.name:
-                return float(row["pitch"]), float(row["yaw"])
+        for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                row = json.loads(line)
+                if row.get("latent") != latent.name:
+                    continue
+                pitch, yaw = float(row["pitch"]), float(row["yaw"])
+            except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+                raise DatasetError(f"{manifest}:{number}: expected a JSON row with latent, pitch and yaw; "
+                                   "fix the line or pass --gaze") from None
+            where = f"{manifest}:{number}"
+            return check_pair(pitch, yaw, where), where
     pitch, yaw = labels.median(dim=0).values.tolist()
-    return pitch, yaw
+    return (pitch, yaw), "the label set's median"

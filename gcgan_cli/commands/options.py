@@ -1,4 +1,4 @@
-"""Option types shared by the commands, declared once."""
+"""Option types and checks shared by the commands, declared once."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import torch
 import typer
 
+from gcgan_cli.data.gaze_values import check_pair
 from gcgan_cli.device import DEVICE_CHOICES, resolve_device
 from gcgan_cli.errors import UsageError
 
@@ -22,11 +23,20 @@ DeviceOpt = Annotated[
     ),
 ]
 
+AllowExtrapolationOpt = Annotated[
+    bool,
+    typer.Option("--allow-extrapolation",
+                 help="Accept gazes more than 0.1 rad beyond the checkpoint's training label set on an axis "
+                      "(the generator never saw them; what it draws there is not that gaze)."),
+]
+
 
 def parse_gaze(text: str) -> tuple[float, float]:
-    """`--gaze PITCH,YAW` (radians) -> (pitch, yaw); a malformed value is a one-line UsageError."""
+    """`--gaze PITCH,YAW` (radians) -> (pitch, yaw), finite and within the range an eye can look;
+    anything else is a one-line UsageError."""
     try:
         pitch, yaw = (float(v) for v in text.split(","))
     except ValueError:
         raise UsageError(f"--gaze {text!r}: expected PITCH,YAW in radians, e.g. --gaze -0.1,0.25") from None
-    return pitch, yaw
+    return check_pair(pitch, yaw, f"--gaze {text}", UsageError)
+

@@ -1,5 +1,7 @@
 """`gcgan sample`: gaze-annotated face images with their masks (and latents) from a checkpoint,
-written as a folder that `gcgan pack` and `gcgan gaze` read as a dataset (samples.jsonl)."""
+written as a folder that `gcgan pack` and `gcgan gaze` read as a dataset (samples.jsonl). The
+folder is built under a hidden name beside --outdir and renamed when complete, so --outdir is a
+whole sample set or absent, and a re-run after a kill gives the same files as a clean run."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import torch
 import typer
 
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
-from gcgan_cli.commands.options import DeviceOpt, parse_gaze
+from gcgan_cli.commands.options import AllowExtrapolationOpt, DeviceOpt, parse_gaze
 from gcgan_cli.console import console
-from gcgan_cli.core.synthesis import SHEET, SHEET_MAX, gaze_grid, load_generator, write_samples
+from gcgan_cli.core.synthesis import (GAZE_GRID_MAX, SHEET, SHEET_MAX, check_label_range, gaze_grid, load_generator,
+                                      write_samples)
 from gcgan_cli.data.gaze_db import read_labels
 from gcgan_cli.data.pack_inputs import SAMPLES
+from gcgan_cli.data.prep_dir import remove_path, replace_path, temp_path
 from gcgan_cli.errors import UsageError
+from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
 
 def sample_command(
@@ -27,12 +32,17 @@ def sample_command(
     truncation: Annotated[float, typer.Option(min=0.0, max=1.0, help="psi: w <- w_bar + psi (w - w_bar); 1 = none.")] = 0.7,
     gaze_labels: Annotated[Path | None, typer.Option(help="Draw gazes from this label set (.npy [N, 2] or .json) instead of the checkpoint's.")] = None,
     gaze: Annotated[str | None, typer.Option(help="One gaze for every sample: PITCH,YAW in radians.")] = None,
-    gaze_grid_rows: Annotated[int | None, typer.Option("--gaze-grid", min=1, help="Cycle through an R x R grid over the training gaze range (5th-95th percentiles).")] = None,
+    gaze_grid_rows: Annotated[int | None, typer.Option(
+        "--gaze-grid", min=1, max=GAZE_GRID_MAX,
+        help="Cycle through an R x R grid over the training gaze range (5th-95th percentiles).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of z and of the gazes drawn.")] = 0,
     save_latent: Annotated[bool, typer.Option("--save-latent", help="Also write NNNNNN_latent.npy: the truncated compact W+ [rows, style_dim] float32 (see README).")] = False,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use G_ema (default) or the raw G.")] = True,
     sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help=f"Write {SHEET}: the first {SHEET_MAX} samples with gaze arrows beside their masks.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the samples of an earlier run in --outdir.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite",
+        help="Replace --outdir (an earlier run's folder) as a whole, once the new samples are complete.")] = False,
+    allow_extrapolation: AllowExtrapolationOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample gaze-conditioned images with their part masks from a training checkpoint.
@@ -42,20 +52,31 @@ def sample_command(
     chosen = [name for name, value in (("--gaze", gaze), ("--gaze-grid", gaze_grid_rows), ("--gaze-labels", gaze_labels)) if value is not None]
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)}: choose one way to set the gazes")
-    manifest = outdir / SAMPLES
-    if manifest.exists() and not overwrite:
-        raise UsageError(f"--outdir {outdir} already holds samples ({SAMPLES}); pass --overwrite or choose another folder")
+    fixed = parse_gaze(gaze) if gaze is not None else None
     loaded = load_generator(ckpt, device, ema)
-    gazes = _gazes(loaded.gaze_labels, n, seed, gaze, gaze_grid_rows, gaze_labels)
-    outdir.mkdir(parents=True, exist_ok=True)
-    manifest.unlink(missing_ok=True)  # until the new one is written, the folder is not a finished sample set
+    gazes = _gazes(loaded.gaze_labels, n, seed, fixed, gaze_grid_rows, gaze_labels)
+    if (gaze is not None or gaze_labels is not None) and not allow_extrapolation:
+        where = f"--gaze {gaze}" if gaze is not None else f"--gaze-labels {gaze_labels}"
+        check_label_range(gazes, loaded.gaze_labels, where)
+    outdir = folder_place(outdir, "--outdir")
+    manifest = outdir / SAMPLES
     stop_on_sigterm()
     start = time.perf_counter()
-    with progress_bar("sample") as progress:
-        bar = progress.add_task("", total=n)
-        write_samples(loaded, outdir, gazes, seed, truncation, batch, save_latent, sheet,
-                      {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
-                      on_advance=lambda k: progress.advance(bar, k))
+    with writer_lock(outdir, "sample"):
+        _check_outdir(outdir, overwrite)
+        for stale in outdir.parent.glob(f".{outdir.name}.tmp-*"):  # a killed run's; the lock says none is running
+            remove_path(stale)
+        building = temp_path(outdir)  # renamed to --outdir when complete: no half sample set under that name
+        try:
+            building.mkdir()
+            with reporting_disk_full(outdir), progress_bar("sample") as progress:
+                bar = progress.add_task("", total=n)
+                write_samples(loaded, building, gazes, seed, truncation, batch, save_latent, sheet,
+                              {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
+                              on_advance=lambda k: progress.advance(bar, k))
+            replace_path(building, outdir)
+        finally:
+            remove_path(building)
     elapsed = time.perf_counter() - start
     table = summary_table("gcgan sample")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step}, {'G_ema' if ema else 'G'}, sha256 {loaded.sha256[:12]})")
@@ -68,12 +89,21 @@ def sample_command(
     console.print(table)
 
 
-def _gazes(labels: torch.Tensor, n: int, seed: int, fixed: str | None, grid_rows: int | None, label_file: Path | None) -> torch.Tensor:
+def _check_outdir(outdir: Path, overwrite: bool) -> None:
+    """Refuse an earlier folder at --outdir unless --overwrite replaces it."""
+    if overwrite or not outdir.is_dir() or not any(outdir.iterdir()):
+        return
+    held = f"already holds samples ({SAMPLES})" if (outdir / SAMPLES).exists() else "is not empty"
+    raise UsageError(f"--outdir {outdir} {held}; pass --overwrite to replace it or choose another folder")
+
+
+def _gazes(labels: torch.Tensor, n: int, seed: int, fixed: tuple[float, float] | None, grid_rows: int | None,
+           label_file: Path | None) -> torch.Tensor:
     """[n, 2] (pitch, yaw) per sample."""
     if fixed is not None:
-        return torch.tensor([parse_gaze(fixed)]).repeat(n, 1)
+        return torch.tensor([fixed]).repeat(n, 1)
     if label_file is not None:
-        labels = torch.from_numpy(read_labels(label_file)).float()
+        labels = torch.from_numpy(read_labels(label_file))  # checked there: shape, finite, radians
     if grid_rows is not None:
         grid = gaze_grid(labels, grid_rows)
         return grid[torch.arange(n) % len(grid)]

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.interpolate
 import torch
 
-from gcgan_cli.checkpoint import load_checkpoint
+from gcgan_cli.checkpoint import contents_of, load_checkpoint
 from gcgan_cli.core.model import Generator, GeneratorOutput, ModelConfig
 from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
 from gcgan_cli.data.contact_sheet import tile
@@ -34,6 +34,8 @@ from gcgan_cli.errors import CheckpointError, UsageError
 TRUNCATION_SAMPLES = 10_000  # z codes averaged for the truncation centre (the reference's)
 SHEET = "contact_sheet.png"
 SHEET_MAX = 64  # samples shown on the contact sheet
+GAZE_GRID_MAX = 64  # rows of --gaze-grid: 4,096 gazes, far more than a sheet shows
+EXTRAPOLATION_MARGIN = 0.1  # radians a requested gaze may lie beyond the training label set, per axis
 
 
 @dataclass
@@ -59,12 +61,13 @@ def load_generator(path: Path, device: torch.device, ema: bool = True) -> Loaded
     record = load_checkpoint(path, required=("config", "g", "g_ema", "gaze_labels", "step"))
     if record.get("kind") != "gcgan-train":
         raise CheckpointError(f"{path} is not a `gcgan train` checkpoint")
-    config = ModelConfig.from_dict(record["config"]["model"])
-    generator = Generator(config)
-    generator.load_state_dict(record["g_ema" if ema else "g"])
+    config = ModelConfig.from_checkpoint(record, path)
+    with contents_of(path):
+        generator = Generator(config)
+        generator.load_state_dict(record["g_ema" if ema else "g"])
+        labels, step = record["gaze_labels"].float(), int(record["step"])
     generator.to(device).eval().requires_grad_(False)
-    return LoadedGenerator(generator, config, record["gaze_labels"].float(), file_sha256(path), int(record["step"]),
-                           record.get("gaze_loss_model"))
+    return LoadedGenerator(generator, config, labels, file_sha256(path), step, record.get("gaze_loss_model"))
 
 
 @torch.no_grad()
@@ -94,6 +97,20 @@ def gaze_grid(labels: torch.Tensor, rows: int) -> torch.Tensor:
     low, high = torch.quantile(labels, 0.05, dim=0), torch.quantile(labels, 0.95, dim=0)
     pitch, yaw = (torch.linspace(low[i], high[i], rows) for i in range(2))
     return torch.stack(torch.meshgrid(pitch, yaw, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def check_label_range(gazes: torch.Tensor, labels: torch.Tensor, where: str) -> None:
+    """Refuse gazes [N, 2] more than EXTRAPOLATION_MARGIN beyond the label set's range on an axis:
+    the generator never saw such a gaze, so what it draws there is not that gaze."""
+    low, high = labels.min(dim=0).values.double(), labels.max(dim=0).values.double()
+    gazes = gazes.double()
+    beyond = (gazes < low - EXTRAPOLATION_MARGIN) | (gazes > high + EXTRAPOLATION_MARGIN)
+    if beyond.any():
+        row, axis = beyond.nonzero()[0].tolist()
+        span = ", ".join(f"{name} {low[i]:.3f}..{high[i]:.3f}" for i, name in enumerate(("pitch", "yaw")))
+        raise UsageError(f"{where}: {('pitch', 'yaw')[axis]} {gazes[row, axis]:.3f} is more than "
+                         f"{EXTRAPOLATION_MARGIN} rad outside the checkpoint's training gazes ({span} rad); "
+                         "choose a gaze inside that range or pass --allow-extrapolation")
 
 
 def gaze_sweep(labels: torch.Tensor, frames: int) -> torch.Tensor:
@@ -189,8 +206,18 @@ def write_animations(loaded: LoadedGenerator, base: torch.Tensor, base_gaze: tup
                     image = draw_gaze_arrow(image, pitch, yaw, length=image.shape[1] / 3)
                 pictures.append(np.concatenate([image, colorize(mask)], axis=1) if with_mask else image)
             on_advance(name, len(out.image))
-        written += _write_animation(outdir / f"{index:02d}_{name}", pictures, fps)
+        written += _write_animation(animation_stem(outdir, index, name), pictures, fps)
     return written
+
+
+def animation_stem(outdir: Path, index: int, name: str) -> Path:
+    return outdir / f"{index:02d}_{name}"
+
+
+def animation_files(outdir: Path, names: list[str]) -> list[Path]:
+    """Every file write_animations may write for `names` (a GIF and an MP4 each)."""
+    return [animation_stem(outdir, i, name).with_suffix(suffix)
+            for i, name in enumerate(names) for suffix in (".gif", ".mp4")]
 
 
 def _write_animation(stem: Path, pictures: list[np.ndarray], fps: float) -> list[Path]:

@@ -32,6 +32,8 @@ def angular_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def unity_look_vec(x: float, y: float, z: float) -> tuple[float, float]:
     """UnityEyes' `look_vec` -> (pitch, yaw): pitch = asin(y/|v|), yaw = atan2(-x, -z) (the camera
-    looks along -z there; spec fpgan §2.3)."""
+    looks along -z there; spec fpgan §2.3). A zero or non-finite vector has no direction: ValueError."""
     norm = float(np.sqrt(x * x + y * y + z * z))
+    if not (np.isfinite(norm) and norm > 0):
+        raise ValueError(f"({x}, {y}, {z}) has no direction")
     return float(np.arcsin(y / norm)), float(np.arctan2(-x, -z))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,8 +41,9 @@ from torch.utils.data import Dataset
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.gaze.angles import unity_look_vec
 from gcgan_cli.data import eye_patch, gaze_db, translated_set
+from gcgan_cli.data.gaze_values import check_gaze
 from gcgan_cli.data.pack_inputs import SAMPLES
-from gcgan_cli.errors import DatasetError, UsageError
+from gcgan_cli.errors import DatasetError, GcganError, UsageError
 
 _SUBJECT = re.compile(r"^\d+_s([^_]+)_")
 _NO_LANDMARKS = np.full((eye_patch.N_LANDMARKS, 2), np.nan, np.float32)
@@ -63,17 +65,16 @@ class GazeSource(Dataset):
     eye_gray = "mean"  # the kind's own gray conversion in eye mode
 
     def __init__(self, path: Path, size: int, gazes: np.ndarray, subjects: list[str | None], heads: np.ndarray | None = None,
-                 ids: list[str] | None = None, eye: EyeOptions | None = None):
+                 ids: list[str] | None = None, eye: EyeOptions | None = None, where: str | None = None):
+        """`where` names the file (and key) the gazes came from in errors; by default `path`."""
         self.path, self.size, self.eye = Path(path), size, eye
-        self.gazes = np.asarray(gazes, dtype=np.float32).reshape(-1, 2)
+        if np.size(gazes) == 0:
+            raise DatasetError(f"{self.path}: no labelled samples")
+        self.gazes = check_gaze(gazes, where or str(self.path)).astype(np.float32)
         self.subjects = subjects
         self.heads = np.full_like(self.gazes, np.nan) if heads is None else np.asarray(heads, dtype=np.float32).reshape(-1, 2)
         self.ids = [str(i) for i in range(len(self.gazes))] if ids is None else ids
         self.shape = eye_patch.EYE_SHAPE if eye is not None else (3, size, size)
-        if len(self.gazes) == 0:
-            raise DatasetError(f"{self.path}: no labelled samples")
-        if not np.isfinite(self.gazes).all():
-            raise DatasetError(f"{self.path}: some gaze labels are not finite")
         if eye is not None and eye.gray not in (None, *eye_patch.GRAY_MODES):
             raise UsageError(f"--gray {eye.gray}: expected one of {', '.join(eye_patch.GRAY_MODES)}")
 
@@ -140,10 +141,11 @@ class DbSource(GazeSource):
         if not meta.labelled:
             raise DatasetError(f"{path}: the DB has no gaze labels (packed --unlabelled); the estimator needs labels")
         with gaze_db.reader(path).begin() as txn:
-            names = [bytes(txn.get(gaze_db.key("name", i)) or b"").decode() for i in range(meta.count)]
+            names = [gaze_db.read_name(txn, i, path) for i in range(meta.count)]
         subjects = [m.group(1) if (m := _SUBJECT.match(name)) else None for name in names]
         self.records = GazeMaskDataset(path, with_mask=False)  # the training reader decodes the records
-        super().__init__(path, size, gaze_db.read_labels(path / gaze_db.LABELS_FILE), subjects, ids=names)
+        labels = path / gaze_db.LABELS_FILE
+        super().__init__(path, size, gaze_db.read_labels(labels), subjects, ids=names, where=str(labels))
 
     def rgb(self, index: int) -> np.ndarray:
         return self.records.rgb(index)
@@ -163,7 +165,8 @@ class SampleFolderSource(GazeSource):
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 raise DatasetError(f"{manifest}:{number}: expected a JSON row with image, pitch and yaw") from None
         self.files = [file for file, _, _ in rows]
-        super().__init__(path, size, np.array([[p, y] for _, p, y in rows]), [None] * len(rows), ids=[f.stem for f in self.files])
+        super().__init__(path, size, np.array([[p, y] for _, p, y in rows]), [None] * len(rows),
+                         ids=[f.stem for f in self.files], where=str(manifest))
 
     def rgb(self, index: int) -> np.ndarray:
         return _read_rgb(self.files[index])
@@ -182,7 +185,7 @@ class MpiiSource(GazeSource):
                     group = handle[person]
                     if "image" not in group or "gaze" not in group:
                         raise DatasetError(f"{path}: group /{person} lacks image or gaze")
-                    gaze = np.asarray(group["gaze"][:, :2], dtype=np.float32)
+                    gaze = check_gaze(group["gaze"][()], f"{path}:/{person}/gaze")
                     if group["image"].ndim != 4 or group["image"].shape[0] != len(gaze):
                         raise DatasetError(f"{path}: /{person}/image must be (N, H, W, 3) with one row per gaze")
                     for key, shape in (("head", (len(gaze), 2)), ("landmarks", (len(gaze), eye_patch.N_LANDMARKS, 2))):
@@ -192,8 +195,9 @@ class MpiiSource(GazeSource):
                     self.has_landmarks[person] = "landmarks" in group
                     gazes.append(gaze)
                     index += [(person, i) for i in range(len(gaze))]
-        except OSError as exc:
-            raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
+        except OSError as exc:  # h5py's own text spans lines; the errno's says the same in one
+            reason = os.strerror(exc.errno) if exc.errno else str(exc).splitlines()[0]
+            raise DatasetError(f"{path}: not a readable HDF5 file ({reason})") from None
         if not index:
             raise DatasetError(f"{path}: no person groups (/p00, /p01, ...) with image and gaze")
         self.index, self._file = index, None
@@ -260,10 +264,14 @@ class UnityEyesSource(GazeSource):
                     raise DatasetError(f"{meta}: no head_pose, which --max-head-pose needs")
                 if max(abs(math.degrees(head[0])), abs(math.degrees(head[1]))) > limit:
                     continue
+            try:
+                gaze = unity_look_vec(*look)
+            except ValueError as exc:
+                raise DatasetError(f"{meta}: eye_details.look_vec {exc}; fix or remove this record") from None
             self.files.append(image)
             self.crops.append((margin, caruncle, iris))
             self.looks.append(look)
-            gazes.append(unity_look_vec(*look))
+            gazes.append(gaze)
             heads.append(head)
             subjects.append(str(person) if person is not None else None)
         if not self.files:
@@ -308,7 +316,8 @@ class TranslatedSource(GazeSource):
         self.files = [path / row["file"] for row in rows]
         self.landmarks = [row["landmarks"] for row in rows]
         super().__init__(path, size, np.array([row["gaze"] for row in rows]), [row["person"] for row in rows],
-                         heads=np.array([row["head"] for row in rows]), ids=[row["id"] for row in rows], eye=eye)
+                         heads=np.array([row["head"] for row in rows]), ids=[row["id"] for row in rows], eye=eye,
+                         where=f"{path / translated_set.MANIFEST}:gaze")
 
     def _gray(self, index: int) -> np.ndarray:
         gray = cv2.imread(str(self.files[index]), cv2.IMREAD_GRAYSCALE)
@@ -347,7 +356,11 @@ def open_source(path: str | Path, size: int, eye: EyeOptions | None = None, flag
         raise DatasetError(f"{flag} {path}: no such file or folder")
     for kind in KINDS:
         if kind.detect(path):
-            return kind.open(path, size, eye)
+            try:
+                return kind.open(path, size, eye)
+            except GcganError as exc:  # the same error, naming the option the source came from
+                message = str(exc)
+                raise type(exc)(message if message.startswith("--") else f"{flag} {message}") from None
     raise DatasetError(f"{flag} {path}: not a gaze source; expected a `gcgan pack` DB, a `gcgan sample` folder "
                        "(samples.jsonl), an MPIIFaceGaze .h5, a translated folder (transfer.json + manifest.jsonl), "
                        "or a UnityEyes folder (N.jpg + N.json)")

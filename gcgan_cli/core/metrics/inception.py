@@ -14,18 +14,20 @@ features and is ignored.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcgan_cli.core.metrics.inception_weights import WEIGHTS_FILE
+from gcgan_cli.core.metrics.inception_weights import WEIGHTS_FILE, WEIGHTS_URL
 from gcgan_cli.errors import CheckpointError
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 _IGNORED = ("fc.", "AuxLogits.")
+GET_WEIGHTS = f"download the official {WEIGHTS_FILE} from {WEIGHTS_URL} and use that file instead"
 
 
 class BasicConv2d(nn.Sequential):
@@ -190,8 +192,13 @@ def load_fid_inception(path: Path, device: torch.device | str = "cpu") -> FidInc
     """The network in eval mode with the weights at `path` (see inception_weights for finding them)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and format errors all mean the same to the user
-        raise CheckpointError(f"{path}: not a readable torch weights file ({type(exc).__name__}: {exc}); expected {WEIGHTS_FILE}") from None
+    except pickle.UnpicklingError:  # torch's text advises weights_only=False, which would run the file's code
+        raise CheckpointError(f"{path}: refused: it holds pickled objects, not plain tensors, and gcgan never "
+                              f"unpickles code; {GET_WEIGHTS}") from None
+    except Exception as exc:  # empty, cut, zip and format errors all mean the same to the user
+        reason = str(exc).splitlines()[0].split(". ")[0] if str(exc) else "empty or cut short"
+        raise CheckpointError(f"{path}: not a readable torch weights file ({type(exc).__name__}: {reason}); "
+                              f"{GET_WEIGHTS}") from None
     model = FidInception()
     load_state(model, state, path)
     return model.eval().requires_grad_(False).to(device)
@@ -200,7 +207,7 @@ def load_fid_inception(path: Path, device: torch.device | str = "cpu") -> FidInc
 def load_state(model: FidInception, state, path: Path) -> None:
     """Strict load with one readable error for a state_dict of another network."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a state_dict of tensors; expected {WEIGHTS_FILE}")
+        raise CheckpointError(f"{path}: not a state_dict of tensors; {GET_WEIGHTS}")
     state = {k: v for k, v in state.items() if not k.startswith(_IGNORED) and not k.endswith("num_batches_tracked")}
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = sorted(expected.keys() - state.keys())
@@ -209,5 +216,5 @@ def load_state(model: FidInception, state, path: Path) -> None:
     if missing or unexpected or wrong:
         parts = [f"{len(keys)} {what} (e.g. {keys[0]})" for what, keys in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)) if keys]
-        raise CheckpointError(f"{path}: not the FID Inception weights: {', '.join(parts)}; expected {WEIGHTS_FILE}")
+        raise CheckpointError(f"{path}: not the FID Inception weights: {', '.join(parts)}; {GET_WEIGHTS}")
     model.load_state_dict(state, strict=False)
