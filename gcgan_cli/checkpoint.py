@@ -120,6 +120,8 @@ def contents_of(path: str | os.PathLike) -> Iterator[None]:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise CheckpointError(f"checkpoint {path}: its contents do not fit its model config ({detail}); "
                               f"{NEXT_STEP}") from exc
+
+
 # How torch's weights-only unpickler words a refusal to build an object (other errors of it mean
 # the bytes are not a pickle at all: "Unsupported operand", "String is too long").
 _REFUSALS = ("GLOBAL", "allowlisted")
