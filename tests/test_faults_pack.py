@@ -2,7 +2,6 @@
 files, a full disk, a concurrent or killed pack. Each ends with one `error:` line and exit 2, and
 leaves no half-written DB behind."""
 
-import contextlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from gcgan_cli.data import gaze_db
 from gcgan_cli.data.pack_inputs import make_record
 from gcgan_cli.data.prep_dir import encode_png, read_manifest, strip_name
 from gcgan_cli.errors import DatasetError
+from faults import edited, one_error, packed, synthetic_prep
 
 pytestmark = pytest.mark.faults
 
@@ -32,24 +32,12 @@ QUICK_FIT = ("--epochs", "1", "--device", "cpu")
 
 @pytest.fixture(scope="module")
 def prep(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic") / "prep"
-    assert cli.run(["segment", "synthetic", "--n", str(N), "--size", str(SIZE), "--out", str(out), "-j", "1"]) == 0
-    return out
+    return synthetic_prep(tmp_path_factory.mktemp("synthetic") / "prep", N, SIZE)
 
 
 @pytest.fixture(scope="module")
 def db(prep, tmp_path_factory):
-    out = tmp_path_factory.mktemp("packed") / "db"
-    assert cli.run(["pack", str(prep), "--out", str(out), "--size", str(SIZE), "-j", "1"]) == 0
-    return out
-
-
-def one_error(err, *words):
-    """stderr is exactly one `error:` line holding every word."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and not lines[0].startswith("error: error:"), err
-    for word in words:
-        assert str(word) in lines[0], (word, lines[0])
+    return packed(prep, tmp_path_factory.mktemp("packed") / "db", SIZE)
 
 
 def no_db(out):
@@ -76,30 +64,6 @@ def progress_done(db):
             return json.loads(txn.get(gaze_db.PROGRESS_KEY))["done"]
     finally:
         gaze_db.release(db)
-
-
-def edited(db, target, change):
-    """A copy of `db` with `change(txn)` applied in one write transaction."""
-    shutil.copytree(db, target)
-    env = lmdb.open(str(target))
-    with env.begin(write=True) as txn:
-        change(txn)
-    env.close()
-    return target
-
-
-@contextlib.contextmanager
-def tmpfs(folder, options):
-    """A tmpfs mounted at `folder` (we run as root); the test is skipped where mounting fails."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def child(script, *args):
@@ -361,7 +325,7 @@ def test_an_unfinished_segment_run_is_named_with_what_to_do(prep, tmp_path, run_
 # --- the output place ---
 
 
-def test_out_must_be_a_writable_folder_path(prep, tmp_path, run_cli):
+def test_out_must_be_a_writable_folder_path(prep, tmp_path, tmpfs, run_cli):
     file = tmp_path / "notes.txt"
     file.write_text("mine")
     code, _, err = run_cli("pack", prep, "--out", file)
@@ -371,36 +335,23 @@ def test_out_must_be_a_writable_folder_path(prep, tmp_path, run_cli):
     assert code == 2
     one_error(err, f"--out {file / 'db'}: {file} is a file")
     assert file.read_text() == "mine"
-    with tmpfs(tmp_path / "ro", "ro,size=1m") as read_only:
-        for out in (read_only / "db", read_only / "sub" / "db"):
-            code, _, err = run_cli("pack", prep, "--out", out)
-            assert code == 2
-            one_error(err, f"--out {read_only}: cannot write there", "choose another folder")
-        assert list(read_only.iterdir()) == []
-
-
-HOLD_LOCK = """
-import sys, time
-from pathlib import Path
-from gcgan_cli.outputs import writer_lock
-with writer_lock(Path(sys.argv[1]), "pack"):
-    print("holding", flush=True)
-    time.sleep(60)
-"""
-
-
-def test_a_second_pack_into_one_out_is_refused(prep, tmp_path, run_cli):
-    out = tmp_path / "db"
-    holder = child(HOLD_LOCK, out)
-    try:
-        started(holder, "holding")
-        code, _, err = run_cli("pack", prep, "--out", out, "--size", SIZE, "-j", "1")
+    read_only = tmpfs("ro,size=1m", "ro")
+    for out in (read_only / "db", read_only / "sub" / "db"):
+        code, _, err = run_cli("pack", prep, "--out", out)
         assert code == 2
-        one_error(err, f"another gcgan is writing {out} (gcgan pack, pid {holder.pid}); wait for it to finish")
-        no_db(out)
-    finally:
-        holder.kill()
-        holder.wait()
+        one_error(err, f"--out {read_only}: cannot write there", "choose another folder")
+    assert list(read_only.iterdir()) == []
+
+
+def test_a_second_pack_into_one_out_is_refused(prep, tmp_path, run_cli, lock_holder):
+    out = tmp_path / "db"
+    holder = lock_holder(out, "pack")
+    code, _, err = run_cli("pack", prep, "--out", out, "--size", SIZE, "-j", "1")
+    assert code == 2
+    one_error(err, f"another gcgan is writing {out} (gcgan pack, pid {holder.pid}); wait for it to finish")
+    no_db(out)
+    holder.kill()
+    holder.wait()
     assert run_cli("pack", prep, "--out", out, "--size", SIZE, "-j", "1")[0] == 0  # the kernel dropped its lock
 
 
@@ -423,26 +374,26 @@ def noise_prep(root, count, size=64):
     return root
 
 
-def test_a_full_disk_stops_pack_and_the_same_command_resumes(tmp_path, monkeypatch, run_cli):
+def test_a_full_disk_stops_pack_and_the_same_command_resumes(tmp_path, tmpfs, monkeypatch, run_cli):
     prep = noise_prep(tmp_path / "noise", 200)  # a DB of about 4 MiB
     monkeypatch.setattr(pack_core, "COMMIT_RECORDS", 20)
     clean = tmp_path / "clean"
     assert run_cli("pack", prep, "--out", clean, "--size", "64", "-j", "1")[0] == 0
-    with tmpfs(tmp_path / "small", "size=3m") as small:
-        out = small / "db"
-        command = ("pack", prep, "--out", out, "--size", "64", "-j", "1")
-        code, _, err = run_cli(*command)
-        assert code == 2
-        one_error(err, f"disk full at {small}", "run the same command again")
-        assert not out.exists()
-        kept = progress_done(pack_core.partial_path(out))
-        assert 0 < kept < 200 and kept % 20 == 0
-        subprocess.run(["mount", "-o", "remount,size=16m", str(small)], check=True)
-        code, stdout, _ = run_cli(*command)
-        assert code == 0 and f"{kept} from an interrupted run" in stdout
-        assert items(out) == items(clean)
-        for name in (gaze_db.LABELS_FILE, gaze_db.PREVIEW_FILE):
-            assert (out / name).read_bytes() == (clean / name).read_bytes()
+    small = tmpfs("size=3m", "small")
+    out = small / "db"
+    command = ("pack", prep, "--out", out, "--size", "64", "-j", "1")
+    code, _, err = run_cli(*command)
+    assert code == 2
+    one_error(err, f"disk full at {small}", "run the same command again")
+    assert not out.exists()
+    kept = progress_done(pack_core.partial_path(out))
+    assert 0 < kept < 200 and kept % 20 == 0
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small)], check=True)
+    code, stdout, _ = run_cli(*command)
+    assert code == 0 and f"{kept} from an interrupted run" in stdout
+    assert items(out) == items(clean)
+    for name in (gaze_db.LABELS_FILE, gaze_db.PREVIEW_FILE):
+        assert (out / name).read_bytes() == (clean / name).read_bytes()
 
 
 def test_an_opaque_commit_error_on_a_nearly_full_disk_is_a_full_disk(prep, tmp_path, monkeypatch, run_cli):

@@ -11,7 +11,6 @@ import sys
 import time
 
 import h5py
-import lmdb
 import numpy as np
 import pytest
 import torch
@@ -19,6 +18,7 @@ import torch
 from gcgan_cli import cli
 from gcgan_cli.core.gaze.estimator import load_estimator
 from gcgan_cli.data import gaze_db
+from faults import edited, files_of, one_error, packed, synthetic_prep
 from test_gaze import write_mpii, write_unityeyes
 
 pytestmark = pytest.mark.faults
@@ -30,9 +30,8 @@ CPU = ("--device", "cpu")
 def world(tmp_path_factory):
     """A tiny DB, a 2-step checkpoint, two samples with latents and a 1-epoch face estimator."""
     root = tmp_path_factory.mktemp("faults_sample_gaze")
-    steps = (["segment", "synthetic", "--n", "16", "--size", "32", "--out", root / "prep", "-j", "1"],
-             ["pack", root / "prep", "--out", root / "db", "--size", "32", "-j", "1"],
-             ["train", "--dataset", root / "db", "--checkpoint-dir", root / "run", "--preset", "tiny", "--workers", "0",
+    packed(synthetic_prep(root / "prep"), root / "db")
+    steps = (["train", "--dataset", root / "db", "--checkpoint-dir", root / "run", "--preset", "tiny", "--workers", "0",
               "--iters", "2", "--viz-every", "0", *CPU],
              ["sample", root / "run" / "checkpoints" / "0000002.pt", "--outdir", root / "samples", "--n", "2",
               "--save-latent", *CPU],
@@ -42,55 +41,6 @@ def world(tmp_path_factory):
     return {"root": root, "db": root / "db", "ckpt": root / "run" / "checkpoints" / "0000002.pt",
             "latent": root / "samples" / "000000_latent.npy", "est": root / "est.pt",
             "images": sorted((root / "prep" / "rgb").glob("*.png"))[:2]}
-
-
-def one_error(err, *words):
-    """stderr is one `error:` line holding every word."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for word in words:
-        assert str(word) in lines[0], (word, err)
-
-
-def files_of(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def mounted(tmp_path):
-    """mount(options) -> a tmpfs folder (read-only or tiny); skipped where mounting is not allowed."""
-    points = []
-
-    def mount(options):
-        point = tmp_path / f"mnt{len(points)}"
-        point.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True).returncode:
-            pytest.skip("cannot mount a tmpfs here")
-        points.append(point)
-        return point
-
-    yield mount
-    for point in points:
-        subprocess.run(["umount", str(point)], check=True)
-
-
-@pytest.fixture
-def lock_holder():
-    """hold(folder, command): another process holding `folder`'s writer lock until the test ends."""
-    holders = []
-    code = ("import sys; from pathlib import Path; from gcgan_cli.outputs import writer_lock\n"
-            "with writer_lock(Path(sys.argv[1]), sys.argv[2]):\n    print('held', flush=True); sys.stdin.read()")
-
-    def hold(folder, command):
-        holder = subprocess.Popen([sys.executable, "-c", code, str(folder), command], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        holders.append(holder)
-        assert holder.stdout.readline().strip() == "held"
-        return holder
-
-    yield hold
-    for holder in holders:
-        holder.communicate("")
 
 
 # --- sample ---
@@ -178,8 +128,8 @@ def test_sample_outdir_in_the_way_or_holding_other_files(world, tmp_path, run_cl
                                       "samples.jsonl"]
 
 
-def test_sample_on_a_full_disk_names_it_and_leaves_nothing(world, mounted, run_cli):
-    disk = mounted("size=64k")
+def test_sample_on_a_full_disk_names_it_and_leaves_nothing(world, tmpfs, run_cli):
+    disk = tmpfs("size=64k")
     code, _, err = run_cli("sample", world["ckpt"], "--outdir", disk / "out", "--n", "40", *CPU)
     assert code == 2
     one_error(err, "disk full", disk / "out")
@@ -194,8 +144,8 @@ def test_sample_on_a_full_disk_names_it_and_leaves_nothing(world, mounted, run_c
     (("gaze", "predict", "--model", "{est}", "{image}", "--out", "{ro}/p.csv"), "--out"),
     (("inception", "{db}", "--output", "{ro}/s.npz"), "--output"),
 ])
-def test_outputs_in_a_read_only_place_are_refused_before_any_work(world, mounted, run_cli, args, option):
-    ro = mounted("ro,size=1m")
+def test_outputs_in_a_read_only_place_are_refused_before_any_work(world, tmpfs, run_cli, args, option):
+    ro = tmpfs("ro,size=1m")
     values = {"ckpt": world["ckpt"], "latent": world["latent"], "db": world["db"], "est": world["est"],
               "image": world["images"][0], "ro": ro}
     code, _, err = run_cli(*(a.format(**values) for a in args), *CPU)
@@ -331,12 +281,7 @@ def test_every_gaze_reader_refuses_bad_gaze_arrays(tmp_path, run_cli, make, word
 
 
 def test_gaze_eval_on_a_db_with_a_cut_gaze_record(world, tmp_path, run_cli):
-    db = tmp_path / "db"
-    shutil.copytree(world["db"], db)
-    env = lmdb.open(str(db), subdir=True, lock=False)
-    with env.begin(write=True) as txn:
-        txn.put(gaze_db.key("gaze", 3), b"cut")
-    env.close()
+    db = edited(world["db"], tmp_path / "db", lambda txn: txn.put(gaze_db.key("gaze", 3), b"cut"))
     code, out, err = run_cli("gaze", "eval", "--model", world["est"], "--data", db, "--plot", tmp_path / "plot.png",
                              *CPU)
     assert code == 2 and out == ""

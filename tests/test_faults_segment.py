@@ -26,6 +26,7 @@ from gcgan_cli.core.pool import map_in_order
 from gcgan_cli.data import celeba
 from gcgan_cli.data.prep_dir import REPORT, read_manifest
 from gcgan_cli.errors import WorkerDied
+from faults import one_error
 
 pytestmark = pytest.mark.faults
 
@@ -47,25 +48,6 @@ def clean(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """Mount a small tmpfs (`mount -o OPTIONS`) under tmp_path; skips where mounting is not allowed."""
-    mounted = []
-
-    def mount(name: str, options: str) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in reversed(mounted):
-        subprocess.run(["umount", str(point)], check=False)
-
-
 def contents(prep: Path) -> dict[str, str]:
     """Digest of every file under a PREP_DIR, hidden ones too, but the report (its counts and
     times differ between runs)."""
@@ -75,14 +57,6 @@ def contents(prep: Path) -> dict[str, str]:
 
 def files_under(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
-
-
-def one_error(err: str, *words: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for word in words:
-        assert word in lines[0], (word, err)
-    return lines[0]
 
 
 def report_of(prep: Path) -> dict:
@@ -234,7 +208,7 @@ def test_output_options_that_cannot_be_written_are_refused_before_any_work(tmp_p
     assert code == 2
     one_error(err, "--rgb-dir", str(blocker))
     assert blocker.read_bytes() == b"keep me"
-    read_only = tmpfs("ro", "ro,size=1m")
+    read_only = tmpfs("ro,size=1m", "ro")
     code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", out, "--mask-dir", read_only)
     assert code == 2
     one_error(err, "--mask-dir", str(read_only), "cannot write there")
@@ -248,7 +222,7 @@ def test_a_full_disk_keeps_every_whole_strip_and_a_rerun_continues(tmp_path, tmp
     args = ("--n", "200", "--size", "128", "-j", "1")
     clean = tmp_path / "clean"
     assert run_cli("segment", "synthetic", *args, "--out", clean)[0] == 0
-    disk = tmpfs("disk", "size=1m")  # room for about a third of the strips
+    disk = tmpfs("size=1m", "disk")  # room for about a third of the strips
     out = disk / "prep"
     code, _, err = run_cli("segment", "synthetic", *args, "--out", out)
     assert code == 2

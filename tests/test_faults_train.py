@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -22,6 +21,7 @@ from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.core.training.trainer import Trainer
 from gcgan_cli.data import gaze_db
 from gcgan_cli.errors import DiskFullError, UsageError
+from faults import files_of, one_error, packed, synthetic_prep
 
 pytestmark = pytest.mark.faults
 
@@ -32,41 +32,12 @@ TINY = ["--preset", "tiny", "--workers", "0", "--batch", "4", "--viz-every", "0"
 def data(tmp_path_factory):
     """A labelled and an unlabelled 16-record DB at 32 px, and a 2-step tiny stage-1 run."""
     root = tmp_path_factory.mktemp("faults_train")
-    assert cli.run(["segment", "synthetic", "--n", "16", "--size", "32", "--out", str(root / "prep"), "-j", "1"]) == 0
+    synthetic_prep(root / "prep")
     for name, extra in (("db", []), ("dbu", ["--unlabelled"])):
-        assert cli.run(["pack", str(root / "prep"), "--out", str(root / name), "--size", "32", "-j", "1", *extra]) == 0
+        packed(root / "prep", root / name, 32, *extra)
     assert cli.run(["train", "--dataset", str(root / "db"), "--checkpoint-dir", str(root / "stage1"), *TINY,
                     "--iters", "2"]) == 0
     return root
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(options) -> a fresh folder with a tmpfs mounted on it (skips where mounting fails);
-    every mount is undone at teardown."""
-    mounted = []
-
-    def mount(options):
-        folder = tmp_path / f"mnt{len(mounted)}"
-        folder.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def one_error_line(code, err, *words):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert str(word) in lines[0], (word, err)
 
 
 def stage1_checkpoint(data):
@@ -77,10 +48,6 @@ def copy_run(data, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(data / "stage1", run)
     return run
-
-
-def snapshot(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --- damaged checkpoints ---
@@ -121,7 +88,8 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(data, tmp_path, run_cli, kin
     else:
         code, _, err = run_cli("gaze", "eval", "--model", bad, "--data", data / "db")
         assert sorted(p.name for p in tmp_path.iterdir()) == before  # no plot beside the model
-    one_error_line(code, err, bad, DAMAGE[kind])
+    assert code == 2, err
+    one_error(err, bad, DAMAGE[kind])
 
 
 def test_resume_from_a_damaged_latest_checkpoint_names_it_and_changes_nothing(data, tmp_path, run_cli):
@@ -129,10 +97,11 @@ def test_resume_from_a_damaged_latest_checkpoint_names_it_and_changes_nothing(da
     latest = run / "checkpoints" / "0000002.pt"
     shutil.copy(latest, run / "checkpoints" / "0000001.pt")
     damage(stage1_checkpoint(data), "half", latest)
-    before = snapshot(run)
+    before = files_of(run)
     code, _, err = run_cli("train", "--resume", "--checkpoint-dir", run, "--iters", "3")
-    one_error_line(code, err, latest, "truncated or corrupt", "to resume from 0000001.pt, move 0000002.pt out of")
-    assert snapshot(run) == before
+    assert code == 2, err
+    one_error(err, latest, "truncated or corrupt", "to resume from 0000001.pt, move 0000002.pt out of")
+    assert files_of(run) == before
 
 
 # --- edited checkpoint configs ---
@@ -162,7 +131,8 @@ def test_an_edited_checkpoint_config_names_the_file_and_the_key(data, tmp_path, 
     torch.save(record, edited)
     code, _, err = run_cli("train", "--stage", "2", "--dataset", data / "dbu", "--ckpt", edited,
                            "--checkpoint-dir", tmp_path / "run", "--workers", "0", "--iters", "1")
-    one_error_line(code, err, f"checkpoint {edited}", expected)
+    assert code == 2, err
+    one_error(err, f"checkpoint {edited}", expected)
     assert not (tmp_path / "run").exists()
 
 
@@ -181,7 +151,8 @@ def test_a_wrong_typed_toml_value_names_the_file_and_the_key(data, tmp_path, run
     toml = tmp_path / "run.toml"
     toml.write_text(f'dataset = "{data / "db"}"\n{line}\n')
     code, _, err = run_cli("train", "--config", toml, "--checkpoint-dir", tmp_path / "run", *TINY, "--iters", "1")
-    one_error_line(code, err, "run.toml", expected)
+    assert code == 2, err
+    one_error(err, "run.toml", expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]
 
 
@@ -200,10 +171,11 @@ def test_a_wrong_typed_config_json_on_resume_names_the_file_and_the_key(data, tm
     stored = json.loads((run / "config.json").read_text())
     stored["train"]["batch"] = "eight"
     (run / "config.json").write_text(json.dumps(stored))
-    before = snapshot(run)
+    before = files_of(run)
     code, _, err = run_cli("train", "--resume", "--checkpoint-dir", run, "--iters", "3")
-    one_error_line(code, err, run / "config.json", "batch = 'eight' must be an integer")
-    assert snapshot(run) == before
+    assert code == 2, err
+    one_error(err, run / "config.json", "batch = 'eight' must be an integer")
+    assert files_of(run) == before
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -225,7 +197,8 @@ def test_a_wrong_typed_config_json_on_resume_names_the_file_and_the_key(data, tm
 def test_an_out_of_range_option_is_refused_before_anything_is_written(data, tmp_path, run_cli, args, expected):
     code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", tmp_path / "run", *TINY,
                            "--iters", "1", *args)
-    one_error_line(code, err, expected)
+    assert code == 2, err
+    one_error(err, expected)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -233,7 +206,8 @@ def test_an_unbroken_class_the_model_lacks_is_refused_before_the_run_folder_exis
     code, _, err = run_cli("train", "--stage", "2", "--dataset", data / "dbu", "--ckpt", stage1_checkpoint(data),
                            "--checkpoint-dir", tmp_path / "run", "--workers", "0", "--iters", "1",
                            "--unbroken-class", "pupil")
-    one_error_line(code, err, "--unbroken-class pupil", "iris")
+    assert code == 2, err
+    one_error(err, "--unbroken-class pupil", "iris")
     assert not (tmp_path / "run").exists()
 
 
@@ -244,7 +218,8 @@ def test_a_label_set_of_another_count_is_refused(data, tmp_path, run_cli):
     assert len(labels) == 16
     np.save(db / gaze_db.LABELS_FILE, labels[:10])
     code, _, err = run_cli("train", "--dataset", db, "--checkpoint-dir", tmp_path / "run", *TINY, "--iters", "1")
-    one_error_line(code, err, db / gaze_db.LABELS_FILE, "10", "16")
+    assert code == 2, err
+    one_error(err, db / gaze_db.LABELS_FILE, "10", "16")
     assert not (tmp_path / "run").exists()
 
 
@@ -256,30 +231,26 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused(data, tmp_path, run_cli):
     blocker.write_text("mine")
     for target in (blocker, blocker / "run"):
         code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", target, *TINY, "--iters", "1")
-        one_error_line(code, err, f"--checkpoint-dir {target}", "a file", "give a folder path")
+        assert code == 2, err
+        one_error(err, f"--checkpoint-dir {target}", "a file", "give a folder path")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and blocker.read_text() == "mine"
 
 
 def test_a_read_only_checkpoint_dir_is_refused_before_any_work(data, tmpfs, run_cli):
     place = tmpfs("ro,size=1m")
     code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", place / "run", *TINY, "--iters", "1")
-    one_error_line(code, err, "--checkpoint-dir", place, "cannot write there")
+    assert code == 2, err
+    one_error(err, "--checkpoint-dir", place, "cannot write there")
     assert list(place.iterdir()) == []
 
 
-def test_a_second_writer_stops_at_once(data, tmp_path, run_cli):
+def test_a_second_writer_stops_at_once(data, tmp_path, run_cli, lock_holder):
     run = tmp_path / "run"
-    hold = ("import sys, time\nfrom pathlib import Path\nfrom gcgan_cli.outputs import writer_lock\n"
-            "with writer_lock(Path(sys.argv[1]), 'train'):\n    print('locked', flush=True)\n    time.sleep(60)\n")
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "1")
-        one_error_line(code, err, "another gcgan is writing", run, f"pid {holder.pid}")
-        assert not run.exists()
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(run, "train")
+    code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "1")
+    assert code == 2, err
+    one_error(err, "another gcgan is writing", run, f"pid {holder.pid}")
+    assert not run.exists()
 
 
 def test_train_holds_the_lock_until_its_last_checkpoint(data, tmp_path, run_cli, monkeypatch):
@@ -306,7 +277,8 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(data, tmpfs,
     run = tmpfs("size=1600k")
     code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "2",
                            "--save-every", "1")
-    one_error_line(code, err, f"disk full at {run / 'checkpoints'}", "run the same command again")
+    assert code == 2, err
+    one_error(err, f"disk full at {run / 'checkpoints'}", "run the same command again")
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["0000001.pt"]  # the temp file is gone
     assert load_checkpoint(run / "checkpoints" / "0000001.pt")["step"] == 1
     subprocess.run(["mount", "-o", "remount,size=4m", str(run)], check=True)
@@ -320,7 +292,8 @@ def test_a_full_disk_while_writing_a_sample_grid_leaves_no_part_of_it(data, tmpf
     run = tmpfs("size=16k")
     code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "1",
                            "--viz-every", "1")
-    one_error_line(code, err, f"disk full at {run / 'samples'}")
+    assert code == 2, err
+    one_error(err, f"disk full at {run / 'samples'}")
     assert list((run / "samples").iterdir()) == []
 
 

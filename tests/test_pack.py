@@ -18,6 +18,7 @@ from gcgan_cli.data.masks import CLASS_NAMES
 from gcgan_cli.data.pack_inputs import find_inputs
 from gcgan_cli.data.prep_dir import read_manifest
 from gcgan_cli.errors import DatasetError
+from faults import edited
 
 N = 24
 SIZE = 64
@@ -288,24 +289,15 @@ def test_foreign_truncated_and_other_version_dbs_are_refused(db, tmp_path):
     with pytest.raises(DatasetError, match="no gcgan metadata"):
         GazeMaskDataset(foreign)
 
-    def edited(name, change):
-        copy = tmp_path / name
-        shutil.copytree(db, copy)
-        env = lmdb.open(str(copy))
-        with env.begin(write=True) as txn:
-            change(txn)
-        env.close()
-        return copy
-
     def bump_version(txn):
         meta = json.loads(txn.get(gaze_db.META_KEY))
         txn.put(gaze_db.META_KEY, json.dumps({**meta, "format_version": 99}).encode())
 
     with pytest.raises(DatasetError, match="format version 99"):
-        GazeMaskDataset(edited("v99", bump_version))
+        GazeMaskDataset(edited(db, tmp_path / "v99", bump_version))
     with pytest.raises(DatasetError, match="truncated"):
-        GazeMaskDataset(edited("cut", lambda txn: txn.delete(gaze_db.key("image", N - 1))))
-    other = edited("other", lambda txn: txn.put(gaze_db.META_KEY, json.dumps({"format": "someone-else"}).encode()))
+        GazeMaskDataset(edited(db, tmp_path / "cut", lambda txn: txn.delete(gaze_db.key("image", N - 1))))
+    other = edited(db, tmp_path / "other", lambda txn: txn.put(gaze_db.META_KEY, json.dumps({"format": "someone-else"}).encode()))
     with pytest.raises(DatasetError, match="not a gcgan dataset"):
         GazeMaskDataset(other)
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from gcgan_cli.data import masks
+from gcgan_cli.data.image_files import cut_short
 from gcgan_cli.errors import DatasetError
 
 IMAGE_DIR = "CelebA-HQ-img"
@@ -22,9 +23,6 @@ ANNOTATION_PARTS = {
     masks.MOUTH: ("mouth", "u_lip", "l_lip"),
     masks.EYE: ("l_eye", "r_eye"),
 }
-# JPEG markers: start of image, start of scan (image data follows), end of image; and the fill
-# bytes some encoders append after the end.
-_JPEG_START, _JPEG_SCAN, _JPEG_END, _JPEG_FILL = b"\xff\xd8", b"\xff\xda", b"\xff\xd9", b"\x00\xff"
 
 
 def image_folder(root: Path) -> Path:
@@ -52,12 +50,11 @@ def annotation_root(root: Path) -> Path | None:
 def read_image(path: Path, flags: int, what: str = "image") -> np.ndarray:
     """`path` decoded with OpenCV `flags`; ValueError "unreadable WHAT" or "truncated WHAT".
 
-    A JPEG cut short after its image data began (a download stopped half-way) can decode, grey
-    below the cut (cv2.imread does so), so it must end with its end-of-image marker; this is
-    checked before decoding, which would print libjpeg's warning. OpenCV refuses a PNG cut short.
+    A file cut short is refused before decoding, which would print libjpeg's warning and give a
+    picture grey below the cut.
     """
     data = path.read_bytes()
-    if data.startswith(_JPEG_START) and _JPEG_SCAN in data and not data.rstrip(_JPEG_FILL).endswith(_JPEG_END):
+    if cut_short(data):
         raise ValueError(f"truncated {what}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:

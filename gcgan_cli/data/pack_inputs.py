@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from gcgan_cli.data.gaze_values import check_pair
+from gcgan_cli.data.image_files import PNG_SIGNATURE, cut_short
 from gcgan_cli.data.masks import RESIZE as MASK_RESIZE
 from gcgan_cli.data.prep_dir import MANIFEST, REPORT, encode_png, read_manifest
 from gcgan_cli.errors import DatasetError, UsageError
@@ -31,8 +32,6 @@ SAMPLES = "samples.jsonl"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}  # their compression shifts class ids at region edges
 _SHOWN = 5  # names listed in an error before "... and N more"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_TAIL_BYTES = 1024  # where a whole PNG's IEND or JPEG's end marker lies, allowing for trailing bytes
 
 
 @dataclass(frozen=True)
@@ -264,7 +263,7 @@ def make_record(pair: tuple[str, str], size: int, num_classes: int) -> tuple[byt
 def _decode(data: bytes, path: str) -> np.ndarray:
     if not data:
         raise RecordError(f"{path}: empty file (0 bytes)")
-    if _cut_short(data):
+    if cut_short(data):
         raise RecordError(f"{path}: not a readable image (truncated?)")
     previous = cv2.getLogLevel()
     cv2.setLogLevel(0)  # silent: libpng and OpenCV print warnings on stderr for a damaged file
@@ -279,20 +278,9 @@ def _decode(data: bytes, path: str) -> np.ndarray:
     return image
 
 
-def _cut_short(data: bytes) -> bool:
-    """A PNG without its IEND chunk or a JPEG without its end marker near the end: some OpenCV
-    versions decode such a file into an image with a grey tail instead of refusing it."""
-    tail = data[-_TAIL_BYTES:]
-    if data.startswith(_PNG_SIGNATURE):
-        return b"IEND" not in tail
-    if data.startswith(b"\xff\xd8"):
-        return b"\xff\xd9" not in tail
-    return False
-
-
 def _is_png(data: bytes, size: int, colour_type: int) -> bool:
     """A non-interlaced 8-bit PNG of `colour_type` (2 RGB, 0 grey), size x size."""
-    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
         return False
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     return (width, height, depth, colour, interlace) == (size, size, 8, colour_type, 0)

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gcgan_cli.data.image_files import PNG_SIGNATURE
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import output_folder, reporting_disk_full
 
@@ -177,10 +178,8 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     filtered[:, 1 : channels + 1] = rows[:, :channels]
     np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1 :])
     header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
-    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")
 
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
