@@ -320,6 +320,14 @@ def test_an_unfinished_segment_run_is_named_with_what_to_do(prep, tmp_path, run_
     assert code == 2
     one_error(err, hint)
     no_db(tmp_path / "db")
+    # Stopped between writing a strip's two files and logging it: whole files, no manifest row.
+    unlogged = tmp_path / "unlogged"
+    shutil.copytree(prep, unlogged)
+    (unlogged / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    code, _, err = run_cli("pack", unlogged, "--out", tmp_path / "db")
+    assert code == 2
+    one_error(err, f"1 strip(s) have no row in manifest.jsonl ({name})", f"the segment run that wrote {unlogged} {hint}")
+    no_db(tmp_path / "db")
 
 
 # --- the output place ---

@@ -46,6 +46,23 @@ def _quiet_stderr():
         os.close(saved)
 
 
+def _divert_native_stderr() -> None:
+    """Send file descriptor 2 to /dev/null for the rest of this process, and Python's sys.stderr
+    (which gcgan's messages use) to a copy of the original. mediapipe's graph threads log there
+    at any moment, also after `process` has returned, so silencing single calls is not enough.
+    Skipped when sys.stderr is not fd 2 (captured, as under pytest, or already diverted)."""
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+    except (AttributeError, OSError, ValueError):
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 2)
+    sys.stderr = open(original, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+
+
 class LandmarkDetector:
     """FaceMesh with the reference settings: static images, one face, refined iris, confidence 0.5.
 
@@ -61,6 +78,7 @@ class LandmarkDetector:
                 "mediapipe is not installed: `pip install mediapipe==0.10.21` (Python < 3.13) "
                 "to find face landmarks; `gcgan segment synthetic` needs none"
             ) from exc
+        _divert_native_stderr()
         with _quiet_stderr():
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=1, refine_landmarks=True,

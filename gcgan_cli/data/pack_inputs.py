@@ -107,6 +107,10 @@ def find_inputs(folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None
         parts += [f"{len(only_masks)} mask(s) without an image ({listing(only_masks)})"] if only_masks else []
         raise DatasetError(f"{folder}: unmatched names: {'; '.join(parts)}. Images and masks pair by file name"
                            + _unfinished_segment_hint(folder, rows, only_images + only_masks))
+    rowless = sorted(name for name in images if rows and name not in rows)
+    if rowless:  # a segment run stopped between writing a strip and logging it
+        raise DatasetError(f"{folder}: {len(rowless)} strip(s) have no row in {MANIFEST} ({listing(rowless)})"
+                           + _unfinished_segment_hint(folder, rows, rowless))
     pairs = []
     for name in sorted(images):
         row = rows.get(name)
