@@ -10,11 +10,11 @@ loading refuses anything else instead of executing it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pickle
 import random
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gcgan_cli.data.atomic import write_atomic
 from gcgan_cli.errors import CheckpointError
 from gcgan_cli.outputs import reporting_disk_full
 
@@ -52,10 +53,9 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` (+ format markers) to ``path`` atomically; return the path.
+    """Write ``payload`` (+ format markers) to ``path`` atomically and durably; return the path.
 
-    A temp file in the same folder is written, flushed and fsynced, then renamed
-    over ``path``: a crash leaves either the old file or the new one, never half.
+    A crash leaves either the old file or the new one, never half (data.atomic.write_atomic).
     ``payload['config']``, when present, must survive a JSON round trip.
     """
     path = Path(path)
@@ -68,18 +68,7 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path
     _check_plain(record, "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
     with reporting_disk_full(path.parent, needed=_tensor_bytes(record)):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(record, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-    _fsync_dir(path.parent)
-    return path
+        return write_atomic(path, lambda handle: torch.save(record, handle), durable=True)
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -93,18 +82,13 @@ def _tensor_bytes(value: Any) -> int:
     return 0
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (best effort: not every filesystem allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks: how samples and exports name their source."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 NEXT_STEP = "use an earlier checkpoint or re-run the step that wrote it"
@@ -127,7 +111,7 @@ def contents_of(path: str | os.PathLike) -> Iterator[None]:
 _REFUSALS = ("GLOBAL", "allowlisted")
 
 
-def _reason(exc: Exception) -> str:
+def load_error_reason(exc: Exception) -> str:
     """The informative part of a torch.load error, one short line (torch wraps the unpickler's
     message in paragraphs of advice, and miniz's in a hint about corruption)."""
     text = str(exc).split("WeightsUnpickler error:", 1)[-1]
@@ -154,7 +138,7 @@ def load_checkpoint(
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = _reason(exc)
+        reason = load_error_reason(exc)
         if not any(word in reason for word in _REFUSALS):
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason}); {NEXT_STEP}") from exc
         raise CheckpointError(
@@ -162,7 +146,7 @@ def load_checkpoint(
             f"data ({reason}). gcgan never unpickles code; re-save it as plain tensors"
         ) from exc
     except Exception as exc:  # what a damaged file makes torch.load raise: EOFError, RuntimeError, OSError...
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_reason(exc)}); {NEXT_STEP}") from exc
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({load_error_reason(exc)}); {NEXT_STEP}") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not a gcgan checkpoint (no '{FORMAT_NAME}' marker)")
     version = record.get("format_version")
@@ -171,10 +155,15 @@ def load_checkpoint(
             f"checkpoint {path} has format version {version}; this gcgan reads version "
             f"{FORMAT_VERSION}"
         )
+    require_entries(record, required, path)
+    return record
+
+
+def require_entries(record: Mapping[str, Any], required: Iterable[str], path: Path) -> None:
+    """Refuse a checkpoint read from `path` that lacks one of the `required` keys."""
     missing = [key for key in required if key not in record]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks required entries: {', '.join(missing)}")
-    return record
 
 
 def capture_rng_state() -> dict[str, Any]:

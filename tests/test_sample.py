@@ -18,9 +18,9 @@ from gcgan_cli.data import gaze_db
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample")
-    assert cli.run(["segment", "synthetic", "--n", "24", "--size", "64", "--out", str(root / "prep"), "-j", "1"]) == 0
-    assert cli.run(["pack", str(root / "prep"), "--out", str(root / "db"), "--size", "32", "-j", "1"]) == 0
-    assert cli.run(["train", "--dataset", str(root / "db"), "--checkpoint-dir", str(root / "run"), "--preset", "tiny",
+    assert cli.run(["segment", "synthetic", "--n", "24", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "--size", "32", "-j", "1"]) == 0
+    assert cli.run(["train", "--data", str(root / "db"), "--outdir", str(root / "run"), "--preset", "tiny",
                     "--workers", "0", "--iters", "4", "--viz-every", "0"]) == 0
     return root / "run" / "checkpoints" / "0000004.pt"
 
@@ -28,7 +28,7 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def samples(ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("samples") / "out"
-    assert cli.run(["sample", str(ckpt), "--outdir", str(out), "--n", "5", "--batch", "2", "--save-latent", "--device", "cpu"]) == 0
+    assert cli.run(["sample", "--network", str(ckpt), "--outdir", str(out), "--n", "5", "--batch", "2", "--save-latent", "--device", "cpu"]) == 0
     return out
 
 
@@ -53,24 +53,24 @@ def test_sample_writes_every_file_and_a_manifest(ckpt, samples):
 
 def test_the_same_seed_gives_the_same_images_and_an_existing_folder_needs_overwrite(ckpt, samples, tmp_path, run_cli):
     again = tmp_path / "again"
-    assert run_cli("sample", ckpt, "--outdir", again, "--n", "5", "--batch", "4", "--device", "cpu")[0] == 0
+    assert run_cli("sample", "--network", ckpt, "--outdir", again, "--n", "5", "--batch", "4", "--device", "cpu")[0] == 0
     for row in rows_of(samples):
         assert np.abs(cv2.imread(str(again / row["image"])).astype(int) - cv2.imread(str(samples / row["image"])).astype(int)).max() <= 1
-    code, _, err = run_cli("sample", ckpt, "--outdir", again, "--n", "2")
+    code, _, err = run_cli("sample", "--network", ckpt, "--outdir", again, "--n", "2")
     assert code == 2 and "--overwrite" in err
-    assert run_cli("sample", ckpt, "--outdir", again, "--n", "2", "--overwrite", "--device", "cpu")[0] == 0
+    assert run_cli("sample", "--network", ckpt, "--outdir", again, "--n", "2", "--overwrite", "--device", "cpu")[0] == 0
     assert len(rows_of(again)) == 2
 
 
 def test_gaze_options(ckpt, tmp_path, run_cli):
-    assert run_cli("sample", ckpt, "--outdir", tmp_path / "fixed", "--n", "3", "--gaze", "-0.1,0.25", "--device", "cpu")[0] == 0
+    assert run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "fixed", "--n", "3", "--gaze", "-0.1,0.25", "--device", "cpu")[0] == 0
     assert all(r["pitch"] == pytest.approx(-0.1) and r["yaw"] == pytest.approx(0.25) for r in rows_of(tmp_path / "fixed"))
-    assert run_cli("sample", ckpt, "--outdir", tmp_path / "grid", "--n", "6", "--gaze-grid", "2", "--device", "cpu")[0] == 0
+    assert run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "grid", "--n", "6", "--gaze-grid", "2", "--device", "cpu")[0] == 0
     gazes = [(r["pitch"], r["yaw"]) for r in rows_of(tmp_path / "grid")]
     assert len(set(gazes[:4])) == 4 and gazes[4:] == gazes[:2]  # a 2 x 2 grid, cycled
-    code, _, err = run_cli("sample", ckpt, "--outdir", tmp_path / "both", "--gaze", "0,0", "--gaze-grid", "2")
+    code, _, err = run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "both", "--gaze", "0,0", "--gaze-grid", "2")
     assert code == 2 and "choose one way" in err
-    code, _, err = run_cli("sample", ckpt, "--outdir", tmp_path / "bad", "--gaze", "up")
+    code, _, err = run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "bad", "--gaze", "up")
     assert code == 2 and "PITCH,YAW" in err
 
 
@@ -119,28 +119,55 @@ def test_the_gaze_animation_changes_only_the_gaze_input(ckpt):
 
 def test_interpolate_writes_gifs_and_rejects_wrong_names(ckpt, samples, tmp_path, run_cli):
     out = tmp_path / "interp"
-    code, stdout, _ = run_cli("interpolate", ckpt, "--latent", samples / "000001_latent.npy", "--outdir", out,
+    code, stdout, _ = run_cli("interpolate", "--network", ckpt, "--latent", samples / "000001_latent.npy", "--outdir", out,
                               "--component", "nose", "--frames", "6", "--keyframes", "3", "--with-mask", "--device", "cpu")
     assert code == 0
     frames = imageio.mimread(out / "00_nose.gif")
     assert len(frames) == 6 and frames[0].shape[:2] == (32, 64)  # image | mask
-    assert run_cli("interpolate", ckpt, "--latent", samples / "000001_latent.npy", "--outdir", out, "--component", "gaze",
+    assert run_cli("interpolate", "--network", ckpt, "--latent", samples / "000001_latent.npy", "--outdir", out, "--component", "gaze",
                    "--frames", "4", "--device", "cpu")[0] == 0
     assert len(imageio.mimread(out / "00_gaze.gif")) == 4
-    code, _, err = run_cli("interpolate", ckpt, "--latent", samples / "000001_latent.npy", "--component", "mouth")
+    code, _, err = run_cli("interpolate", "--network", ckpt, "--latent", samples / "000001_latent.npy", "--component", "mouth")
     assert code == 2 and "choose one of background, skin, eye, eyebrow, nose, iris, gaze or all" in err
-    code, _, err = run_cli("interpolate", tmp_path / "missing.pt", "--latent", samples / "000001_latent.npy")
+    code, _, err = run_cli("interpolate", "--network", tmp_path / "missing.pt", "--latent", samples / "000001_latent.npy")
     assert code == 2 and "missing.pt does not exist" in err
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, 3), np.float32))
-    code, _, err = run_cli("interpolate", ckpt, "--latent", bad)
+    code, _, err = run_cli("interpolate", "--network", ckpt, "--latent", bad)
     assert code == 2 and "(13, 32)" in err
 
 
 def test_samples_pack_as_a_labelled_dataset(samples, tmp_path, run_cli):
     db = tmp_path / "db"
-    assert run_cli("pack", samples, "--out", db, "--size", "32", "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", samples, "--outdir", db, "--size", "32", "-j", "1")[0] == 0
     meta = gaze_db.read_meta(db)
     assert meta.count == 5 and meta.labelled and meta.source["kind"] == "samples"
     labels = gaze_db.read_labels(db / gaze_db.LABELS_FILE)
     assert np.allclose(labels, [[r["pitch"], r["yaw"]] for r in rows_of(samples)], atol=1e-6)
+
+
+def test_samples_carry_imagefolder_metadata(samples):
+    """metadata.jsonl: one row per image with its gaze, seed and mask, paths relative to the folder
+    (what Hugging Face `datasets` imagefolder reads); samples.jsonl names the same image file."""
+    rows = rows_of(samples)
+    metadata = [json.loads(line) for line in (samples / "metadata.jsonl").read_text().splitlines()]
+    assert [r["file_name"] for r in rows] == [r["image"] for r in rows] == [f"{i:06d}.png" for i in range(5)]
+    assert metadata == [{"file_name": r["image"], "pitch": r["pitch"], "yaw": r["yaw"], "mask_file_name": r["mask"],
+                         "seed": r["seed"]} for r in rows]
+    for row in metadata:
+        image, mask = samples / row["file_name"], samples / row["mask_file_name"]
+        assert image.parent == mask.parent == samples
+        assert cv2.imread(str(image)).shape == (32, 32, 3) and cv2.imread(str(mask), cv2.IMREAD_UNCHANGED).ndim == 2
+
+
+def test_hugging_face_datasets_loads_the_samples_with_gaze_and_masks(samples):
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(samples), split="train")
+    rows = rows_of(samples)
+    assert len(loaded) == len(rows)
+    assert sorted(zip(loaded["pitch"], loaded["yaw"])) == sorted((r["pitch"], r["yaw"]) for r in rows)
+    assert loaded[0]["image"].size == (32, 32) and set(loaded["seed"]) == {0}
+    if "mask" in loaded.column_names:  # newer datasets load every *_file_name column as an image too
+        assert loaded[0]["mask"].size == (32, 32)
+    else:
+        assert sorted(loaded["mask_file_name"]) == sorted(r["mask"] for r in rows)

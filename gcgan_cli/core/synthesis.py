@@ -1,4 +1,4 @@
-"""Generation from a training checkpoint (spec §7): gaze-conditioned samples with their masks and
+"""Generation from a training checkpoint or its export: gaze-conditioned samples with their masks and
 latents, and animations where one part's latent (or the gaze) moves while the rest stays fixed.
 
 Latents are saved as the **compact W+** [n_latent, style_dim] float32: rows 0..base_layers-1 are
@@ -9,7 +9,6 @@ its gaze reproduce the sample exactly.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -22,20 +21,24 @@ import numpy as np
 import scipy.interpolate
 import torch
 
-from gcgan_cli.checkpoint import contents_of, load_checkpoint
+from gcgan_cli.checkpoint import contents_of, file_sha256
+from gcgan_cli.core.export import is_export, read_export, train_checkpoint
 from gcgan_cli.core.model import Generator, GeneratorOutput, ModelConfig
 from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
 from gcgan_cli.data.contact_sheet import tile
 from gcgan_cli.data.masks import colorize
 from gcgan_cli.data.pack_inputs import SAMPLES
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
-from gcgan_cli.errors import CheckpointError, UsageError
+from gcgan_cli.errors import UsageError
 
 TRUNCATION_SAMPLES = 10_000  # z codes averaged for the truncation centre (the reference's)
 SHEET = "contact_sheet.png"
 SHEET_MAX = 64  # samples shown on the contact sheet
 GAZE_GRID_MAX = 64  # rows of --gaze-grid: 4,096 gazes, far more than a sheet shows
 EXTRAPOLATION_MARGIN = 0.1  # radians a requested gaze may lie beyond the training label set, per axis
+# One row per image as Hugging Face `datasets` imagefolder reads it: `file_name` is the image; recent
+# versions load `mask_file_name` as a second image column, `mask`.
+METADATA = "metadata.jsonl"
 
 
 @dataclass
@@ -48,26 +51,26 @@ class LoadedGenerator:
     gaze_loss_model: dict | None = None  # {"path", "sha256"} of the estimator in its gaze loss; None without one
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_generator(path: Path, device: torch.device, ema: bool = True) -> LoadedGenerator:
-    """G_ema (or G) of a `gcgan train` checkpoint, in eval mode on `device`."""
-    record = load_checkpoint(path, required=("config", "g", "g_ema", "gaze_labels", "step"))
-    if record.get("kind") != "gcgan-train":
-        raise CheckpointError(f"{path} is not a `gcgan train` checkpoint")
-    config = ModelConfig.from_checkpoint(record, path)
-    with contents_of(path):
+    """G_ema (or G) of a `gcgan train` checkpoint, or the G_ema of a `gcgan export` folder (or its
+    model.safetensors), in eval mode on `device`. Both give the same generator, weights and all."""
+    if is_export(path):
+        if not ema:
+            raise UsageError(f"--no-ema: {path} is an export, which holds G_ema only; give the training checkpoint")
+        exported = read_export(path)
+        config, state, where = exported.config, exported.state, exported.weights
+        labels, sha, step, loss_model = exported.gaze_labels, exported.sha256, exported.step, exported.gaze_loss_model
+    else:
+        record = train_checkpoint(path)
+        config, state, where = ModelConfig.from_checkpoint(record, path), record["g_ema" if ema else "g"], path
+        sha, loss_model = file_sha256(path), record.get("gaze_loss_model")
+        with contents_of(path):
+            labels, step = record["gaze_labels"].float(), int(record["step"])
+    with contents_of(where):
         generator = Generator(config)
-        generator.load_state_dict(record["g_ema" if ema else "g"])
-        labels, step = record["gaze_labels"].float(), int(record["step"])
+        generator.load_state_dict(state)
     generator.to(device).eval().requires_grad_(False)
-    return LoadedGenerator(generator, config, labels, file_sha256(path), step, record.get("gaze_loss_model"))
+    return LoadedGenerator(generator, config, labels, sha, step, loss_model)
 
 
 @torch.no_grad()
@@ -151,8 +154,8 @@ def component_path(base: torch.Tensor, rows: list[int], others: torch.Tensor, fr
 
 def write_samples(loaded: LoadedGenerator, outdir: Path, gazes: torch.Tensor, seed: int, truncation: float, batch: int,
                   save_latent: bool, sheet: bool, provenance: dict, on_advance: Callable[[int], None] = lambda k: None) -> list[dict]:
-    """Render len(gazes) samples into `outdir` (images, masks, latents, contact sheet) and write
-    samples.jsonl last, so a folder with a manifest is complete. Returns the manifest rows."""
+    """Render len(gazes) samples into `outdir` (images, masks, latents, contact sheet, metadata.jsonl)
+    and write samples.jsonl last, so a folder with a manifest is complete. Returns the manifest rows."""
     generator, device = loaded.generator, loaded.generator.grid.device
     n = len(gazes)
     z = torch.randn(n, loaded.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
@@ -164,9 +167,9 @@ def write_samples(loaded: LoadedGenerator, outdir: Path, gazes: torch.Tensor, se
         for j, (image, mask) in enumerate(zip(to_uint8(out.image), class_ids(out.seg))):
             i = first + j
             pitch, yaw = (float(v) for v in gazes[i].cpu())
-            row = {"image": f"{i:06d}.png", "mask": f"{i:06d}_mask.png", "mask_color": f"{i:06d}_mask_color.png",
-                   "pitch": pitch, "yaw": yaw, "name": f"{i:06d}", "index": i, "seed": seed, "truncation": truncation,
-                   **provenance}
+            row = {"image": f"{i:06d}.png", "file_name": f"{i:06d}.png", "mask": f"{i:06d}_mask.png",
+                   "mask_color": f"{i:06d}_mask_color.png", "pitch": pitch, "yaw": yaw, "name": f"{i:06d}", "index": i,
+                   "seed": seed, "truncation": truncation, **provenance}
             write_atomic(outdir / row["image"], encode_png(image))
             write_atomic(outdir / row["mask"], encode_png(mask))
             write_atomic(outdir / row["mask_color"], encode_png(colorize(mask)))
@@ -179,10 +182,17 @@ def write_samples(loaded: LoadedGenerator, outdir: Path, gazes: torch.Tensor, se
             if sheet and len(shown) < SHEET_MAX:
                 shown.append(np.concatenate([draw_gaze_arrow(image, pitch, yaw), colorize(mask)], axis=1))
         on_advance(len(out.image))
+    write_atomic(outdir / METADATA, "".join(json.dumps(metadata_row(r)) + "\n" for r in rows).encode())
     write_atomic(outdir / SAMPLES, "".join(json.dumps(r) + "\n" for r in rows).encode())
     if shown:
         write_atomic(outdir / SHEET, encode_png(tile(shown, math.ceil(math.sqrt(len(shown))))))
     return rows
+
+
+def metadata_row(row: dict) -> dict:
+    """The metadata.jsonl row of a samples.jsonl row (paths relative to the folder)."""
+    return {"file_name": row["file_name"], "pitch": row["pitch"], "yaw": row["yaw"], "mask_file_name": row["mask"],
+            "seed": row["seed"]}
 
 
 def write_animations(loaded: LoadedGenerator, base: torch.Tensor, base_gaze: tuple[float, float], names: list[str],

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gcgan_cli.data.atomic import TMP_SUFFIX, write_atomic
 from gcgan_cli.data.image_files import PNG_SIGNATURE
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import output_folder, reporting_disk_full
@@ -32,7 +33,6 @@ from gcgan_cli.outputs import output_folder, reporting_disk_full
 MANIFEST = "manifest.jsonl"
 REPORT = "segment_report.json"
 PREVIEW = "preview.png"
-_TMP_SUFFIX = ".tmp"
 
 
 def strip_name(camera: int, subject: str, k: int, pitch: float | None, yaw: float | None) -> str:
@@ -70,14 +70,14 @@ class PrepDir:
 
     def create(self) -> None:
         """Make the three folders, or say which option names one that cannot be written."""
-        output_folder(self.root, "--out")
-        output_folder(self.rgb_dir, "--rgb-dir" if self.rgb_dir != self.root / "rgb" else "--out")
-        output_folder(self.mask_dir, "--mask-dir" if self.mask_dir != self.root / "mask" else "--out")
+        output_folder(self.root, "--outdir")
+        output_folder(self.rgb_dir, "--rgb-dir" if self.rgb_dir != self.root / "rgb" else "--outdir")
+        output_folder(self.mask_dir, "--mask-dir" if self.mask_dir != self.root / "mask" else "--outdir")
 
     def remove_leftovers(self) -> None:
         """Temp files of a killed run (only while holding the writer lock: another run's are in use)."""
         for folder in (self.rgb_dir, self.mask_dir):
-            for stale in folder.glob(f".*{_TMP_SUFFIX}"):
+            for stale in folder.glob(f".*{TMP_SUFFIX}"):
                 stale.unlink(missing_ok=True)
 
     def has_files(self, name: str) -> bool:
@@ -96,17 +96,6 @@ class PrepDir:
         for folder, data in ((self.rgb_dir, rgb_png), (self.mask_dir, mask_png)):
             with reporting_disk_full(folder):
                 write_atomic(folder / f"{name}.png", data)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}{_TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def temp_path(path: Path, tag: str = "tmp") -> Path:

@@ -1,8 +1,10 @@
 """A training run's folder: checkpoints, metrics, samples and the resolved config.
 
     DIR/config.json              the resolved TrainConfig + model config (written at start)
-    DIR/checkpoints/NNNNNNN.pt   training state after N steps (atomic; --keep prunes the oldest)
-    DIR/metrics.jsonl            one JSON row per --log-every steps, FID rows, events
+    DIR/checkpoints/NNNNNNN.pt   training state after N steps (atomic; the newest --keep are kept)
+    DIR/metrics.jsonl            one JSON row per --log-every steps (and one at the end), FID rows, events
+    DIR/log.txt                  what rank 0 reports, as plain text: start line, status lines, events,
+                                 summary; a resumed run appends
     DIR/samples/NNNNNNN.png      sample grids from G_ema (fixed z and gazes)
     DIR/tensorboard/             event files, when tensorboard is installed
 
@@ -30,22 +32,24 @@ class RunDir:
     `gcgan transfer fit` keeps its own kind in the same layout)."""
 
     def __init__(self, root: Path, kind: str = "gcgan-train", required: tuple[str, ...] = CHECKPOINT_KEYS,
-                 flag: str = "--checkpoint-dir"):
+                 flag: str = "--outdir"):
         self.root, self.kind, self.required, self.flag = Path(root), kind, required, flag
         self.checkpoints = self.root / "checkpoints"
         self.samples = self.root / "samples"
         self.metrics = self.root / "metrics.jsonl"
         self.config = self.root / "config.json"
         self.tensorboard = self.root / "tensorboard"
+        self.log = self.root / "log.txt"
 
     def create(self) -> None:
         for folder in (self.checkpoints, self.samples):
             folder.mkdir(parents=True, exist_ok=True)
 
     def checkpoint_files(self) -> list[Path]:
+        """Oldest first, by the number in the name (step 10,000,000 has one digit more than 9,999,999)."""
         if not self.checkpoints.is_dir():
             return []
-        return sorted(p for p in self.checkpoints.iterdir() if _NAME.match(p.name))
+        return sorted((p for p in self.checkpoints.iterdir() if _NAME.match(p.name)), key=lambda p: int(p.stem))
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoints / f"{step:07d}.pt"
@@ -76,6 +80,7 @@ class RunDir:
             raise UsageError(f"{self.flag} {self.root} already holds checkpoints: pass --resume to continue that run, or choose another folder")
 
     def prune(self, keep: int) -> None:
+        """Delete all but the newest `keep` checkpoints (0 keeps every one)."""
         if keep > 0:
             for old in self.checkpoint_files()[:-keep]:
                 old.unlink(missing_ok=True)
@@ -100,6 +105,11 @@ class RunDir:
         """A row cut short by a full disk is skipped by every reader and dropped on --resume."""
         with reporting_disk_full(self.root), open(self.metrics, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
+
+    def append_log(self, text: str) -> None:
+        """One entry of log.txt (a line, or a table's lines), whatever the terminal showed."""
+        with reporting_disk_full(self.root), open(self.log, "a", encoding="utf-8") as handle:
+            handle.write(text.rstrip("\n") + "\n")
 
     def truncate_metrics(self, step: int) -> None:
         """Drop rows after `step`: a resumed run rewrites them, so the file stays one history."""
