@@ -152,6 +152,13 @@ class InceptionE(nn.Module):
         ], 1)
 
 
+def to_input_size(images: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] bilinearly resized (align_corners=False) to the network's 299 x 299, as pytorch-fid resizes."""
+    if images.shape[-2:] == (INPUT_SIZE, INPUT_SIZE):
+        return images
+    return F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+
+
 class FidInception(nn.Module):
     """Images in [-1, 1], [B, 3, H, W] (or [B, 1, H, W]) -> pool3 features [B, 2048]."""
 
@@ -175,9 +182,7 @@ class FidInception(nn.Module):
         self.Mixed_7c = InceptionE(2048, max_pool=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        x = to_input_size(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))

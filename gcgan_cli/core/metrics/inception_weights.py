@@ -1,7 +1,7 @@
 """Where the FID Inception weights come from.
 
 The standard FID network (the Inception-v3 port of TF's 2015-12-05 graph used by
-pytorch-fid) is read from, in this order: an explicit ``--weights PATH``, the
+pytorch-fid) is read from, in this order: an explicit ``--inception-weights PATH``, the
 ``GCGAN_INCEPTION_WEIGHTS`` variable, or torch hub's checkpoint cache under the
 file name the official release uses.
 """
@@ -29,7 +29,7 @@ def hub_cache_path() -> Path:
 def ways_to_provide() -> str:
     """One line listing the three ways to make the weights available."""
     return (
-        f"pass --weights PATH, set {WEIGHTS_ENV}=PATH, or put {WEIGHTS_FILE} in "
+        f"pass --inception-weights PATH, set {WEIGHTS_ENV}=PATH, or put {WEIGHTS_FILE} in "
         f"{hub_cache_path().parent} (fetched there automatically when online)"
     )
 
@@ -43,8 +43,8 @@ def locate_inception_weights(explicit: str | os.PathLike | None = None) -> tuple
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise UsageError(f"--weights {path}: no such file")
-        return path, "--weights"
+            raise UsageError(f"--inception-weights {path}: no such file")
+        return path, "--inception-weights"
     env = os.environ.get(WEIGHTS_ENV, "").strip()
     if env:
         path = Path(env).expanduser()
