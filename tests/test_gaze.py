@@ -1,10 +1,12 @@
 """`gcgan gaze`: angle conventions on hand-computed cases, every source kind on fixtures written
 here in its format, a fit that beats the mean-gaze baseline, eval JSON, predict, consistency (its
 statistics against numpy, the independence guard, the gaze grid and sweep sheets), and clear errors
-for bad sources."""
+for bad sources; the eval and grid plots with labelled axes, matplotlib's and the hand-drawn fallback."""
 
+import importlib.util
 import json
 import math
+import sys
 
 import cv2
 import h5py
@@ -17,6 +19,7 @@ from gcgan_cli.checkpoint import load_checkpoint, save_checkpoint
 from gcgan_cli.core.gaze.angles import angular_error, to_pitch_yaw, to_vector, unity_look_vec
 from gcgan_cli.core.gaze.consistency import consistency_stats, generator_consistency
 from gcgan_cli.core.gaze.estimator import load_estimator
+from gcgan_cli.core.gaze import report
 from gcgan_cli.core.gaze.fit import evaluate, split
 from gcgan_cli.core.gaze.sources import open_source
 from gcgan_cli.core.synthesis import file_sha256, load_generator
@@ -26,8 +29,8 @@ from gcgan_cli.core.synthesis import file_sha256, load_generator
 def dbs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gaze")
     for name, n, seed in (("train", 600, 0), ("test", 120, 9)):
-        assert cli.run(["segment", "synthetic", "--n", str(n), "--size", "64", "--seed", str(seed), "--out", str(root / f"{name}_prep"), "-j", "1"]) == 0
-        assert cli.run(["pack", str(root / f"{name}_prep"), "--out", str(root / name), "--size", "64", "-j", "1"]) == 0
+        assert cli.run(["segment", "synthetic", "--n", str(n), "--size", "64", "--seed", str(seed), "--outdir", str(root / f"{name}_prep"), "-j", "1"]) == 0
+        assert cli.run(["pack", "--data", str(root / f"{name}_prep"), "--outdir", str(root / name), "--size", "64", "-j", "1"]) == 0
     return root
 
 
@@ -35,7 +38,7 @@ def dbs(tmp_path_factory):
 def generator(dbs):
     """A 2-step tiny training checkpoint: enough to render, not to be gaze-aware."""
     run = dbs / "run"
-    assert cli.run(["train", "--dataset", str(dbs / "train"), "--checkpoint-dir", str(run), "--preset", "tiny", "--size", "64",
+    assert cli.run(["train", "--data", str(dbs / "train"), "--outdir", str(run), "--preset", "tiny", "--size", "64",
                     "--workers", "0", "--iters", "2", "--viz-every", "0"]) == 0
     return run / "checkpoints" / "0000002.pt"
 
@@ -187,11 +190,11 @@ def test_predict_writes_pitch_and_yaw_per_image(estimator, dbs, tmp_path, run_cl
 
 def test_mixed_sources_and_consistency_of_a_generator(estimator, generator, dbs, tmp_path, run_cli):
     ckpt = generator
-    assert run_cli("sample", ckpt, "--outdir", tmp_path / "samples", "--n", "40", "--device", "cpu")[0] == 0
+    assert run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "samples", "--n", "40", "--device", "cpu")[0] == 0
     code, out, _ = run_cli("gaze", "fit", "--data", dbs / "train", "--data", tmp_path / "samples", "--mix", "1,0.5",
                            "--out", tmp_path / "mixed.pt", "--epochs", "1", "--device", "cpu")
     assert code == 0 and "weight 0.5" in out
-    code, out, _ = run_cli("gaze", "consistency", ckpt, "--model", estimator, "--n", "24", "--json", "--device", "cpu")
+    code, out, _ = run_cli("gaze", "consistency", "--network", ckpt, "--model", estimator, "--n", "24", "--json", "--device", "cpu")
     assert code == 0
     result = json.loads(out)
     assert result["n"] == 24 and 0 <= result["error_deg"]["mean"] <= 180 and result["estimator_validation_error_deg"] > 0
@@ -230,16 +233,16 @@ def test_consistency_refuses_the_estimator_of_the_gaze_loss(estimator, generator
     record = load_checkpoint(generator)
     for name, sha in (("own", file_sha256(estimator)), ("other", "0" * 64)):
         save_checkpoint(tmp_path / f"{name}.pt", {**record, "gaze_loss_model": {"path": str(estimator), "sha256": sha}})
-    code, out, err = run_cli("gaze", "consistency", tmp_path / "own.pt", "--model", estimator, "--n", "2", "--device", "cpu")
+    code, out, err = run_cli("gaze", "consistency", "--network", tmp_path / "own.pt", "--model", estimator, "--n", "2", "--device", "cpu")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and err.startswith("error:")
     assert "was in this generator's training loss (gaze loss)" in err and "another seed or --arch" in err
-    code, out, _ = run_cli("gaze", "consistency", tmp_path / "other.pt", "--model", estimator, "--n", "2", "--json", "--device", "cpu")
+    code, out, _ = run_cli("gaze", "consistency", "--network", tmp_path / "other.pt", "--model", estimator, "--n", "2", "--json", "--device", "cpu")
     assert code == 0 and json.loads(out)["gaze_loss_model"]["sha256"] == "0" * 64
 
 
 def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_cli):
     plot_path = tmp_path / "grid.png"
-    code, out, _ = run_cli("gaze", "consistency", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2",
+    code, out, _ = run_cli("gaze", "consistency", "--network", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2",
                            "--grid-plot", plot_path, "--sweep", tmp_path / "sweep", "--sweep-rows", "2", "--json", "--device", "cpu")
     assert code == 0
     grid = json.loads(out)["grid"]
@@ -249,7 +252,7 @@ def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_c
     yaw, pitch = (cv2.imread(str(tmp_path / f"sweep_{axis}.png")) for axis in ("yaw", "pitch"))
     assert yaw.shape[0] == pitch.shape[0] and (yaw.shape[1] - 4) % 9 == 0 and (pitch.shape[1] - 4) % 7 == 0
     assert (yaw.shape[1] - 4) // 9 == (pitch.shape[1] - 4) // 7 >= 2 * 128  # image | mask per cell, enlarged
-    code, out, _ = run_cli("gaze", "consistency", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2", "--device", "cpu")
+    code, out, _ = run_cli("gaze", "consistency", "--network", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2", "--device", "cpu")
     table = out[out.index("pitch \\ yaw"):].splitlines()
     assert code == 0 and len([line for line in table if line.count(".") == 3]) == 2  # a pitch and two errors per row
 
@@ -257,5 +260,96 @@ def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_c
 def test_consistency_option_errors(estimator, generator, tmp_path, run_cli):
     for args, message in ((("--grid", "1"), "--grid 1"), (("--grid-plot", tmp_path / "g.png"), "needs --grid"),
                           (("--sweep", tmp_path / "no" / "s"), "does not exist")):
-        code, _, err = run_cli("gaze", "consistency", generator, "--model", estimator, *args, "--device", "cpu")
+        code, _, err = run_cli("gaze", "consistency", "--network", generator, "--model", estimator, *args, "--device", "cpu")
         assert code == 2 and message in err, err
+
+
+# --- plots ---
+
+
+def eval_data(count=200, seed=0):
+    rng = np.random.default_rng(seed)
+    true = rng.uniform(-0.5, 0.5, (count, 2))
+    predicted = true + rng.normal(0, 0.05, (count, 2))
+    return predicted, true, angular_error(predicted, true)
+
+
+def without_matplotlib(monkeypatch):
+    """Imports of matplotlib fail from here on, as where it is not installed."""
+    for name in ["matplotlib"] + [n for n in sys.modules if n.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def ink(image, rows, cols):
+    """Whether a region holds dark pixels (text or lines) on the white background."""
+    return bool((image[rows, cols].min(axis=-1) < 128).any())
+
+
+def test_the_eval_figure_has_labelled_axes_and_the_data():
+    pytest.importorskip("matplotlib")
+    predicted, true, errors = eval_data()
+    figure = report.eval_figure(predicted, true, errors)
+    histogram, pitch, yaw = figure.axes
+    assert [a.get_xlabel() for a in figure.axes] == ["angular error (deg, clipped at the 99th percentile)",
+                                                     "true pitch (deg)", "true yaw (deg)"]
+    assert [a.get_ylabel() for a in figure.axes] == ["samples", "predicted pitch (deg)", "predicted yaw (deg)"]
+    assert histogram.get_title() == "angular error, 200 samples" and pitch.get_title().startswith("pitch: mean |error|")
+    top = np.percentile(errors, 99)
+    counts, _ = np.histogram(np.clip(errors, 0, top), bins=report.HIST_BINS, range=(0, top))
+    assert [bar.get_height() for bar in histogram.patches] == counts.tolist()
+    for axes, axis in ((pitch, 0), (yaw, 1)):
+        points = np.degrees(np.stack([true[:, axis], predicted[:, axis]], axis=1))
+        assert np.allclose(axes.collections[0].get_offsets(), points)
+        line = axes.lines[0].get_xydata()  # y = x, across all the data
+        assert np.array_equal(line[:, 0], line[:, 1]) and line[0, 0] < points.min() and line[-1, 0] > points.max()
+    figure.canvas.draw()
+    for axes in figure.axes:
+        assert len([t for t in axes.get_xticklabels() if t.get_text()]) >= 3
+        assert len([t for t in axes.get_yticklabels() if t.get_text()]) >= 3
+    image = report.plot(predicted, true, errors)
+    assert image.shape == (430, 1350, 3) and image.dtype == np.uint8  # 13.5 x 4.3 inches at 100 dpi
+
+
+def test_the_grid_figure_has_degree_ticks_and_a_colour_bar():
+    pytest.importorskip("matplotlib")
+    pitch, yaw, errors = [-0.3, 0.0, 0.3], [-0.4, 0.4], [[1.0, 2.0], [4.0, 5.5], [7.0, 19.0]]
+    figure = report.grid_figure(pitch, yaw, errors)
+    heat, bar = figure.axes
+    assert np.array_equal(heat.images[0].get_array(), errors) and heat.images[0].get_clim() == (0, 19.0)
+    assert heat.get_xlabel() == "conditioning yaw (deg)" and heat.get_ylabel() == "conditioning pitch (deg)"
+    assert [t.get_text() for t in heat.get_xticklabels()] == ["-22.9", "+22.9"]
+    assert [t.get_text() for t in heat.get_yticklabels()] == ["-17.2", "+0.0", "+17.2"]
+    assert sorted(t.get_text() for t in heat.texts) == sorted(f"{e:.1f}" for row in errors for e in row)
+    assert bar.get_ylabel() == "mean angular error (deg)"
+    assert report.grid_plot(pitch, yaw, errors).shape == (400, 550, 3)  # 5.5 x 4 inches at 100 dpi
+
+
+def test_without_matplotlib_the_plots_are_drawn_by_hand_with_axes(monkeypatch):
+    without_matplotlib(monkeypatch)
+    predicted, true, errors = eval_data()
+    assert report.eval_figure(predicted, true, errors) is None and report.grid_figure([0.0], [0.0], [[1.0]]) is None
+    image = report.plot(predicted, true, errors)
+    width = report.LEFT + report.PANEL + report.RIGHT
+    assert image.shape == (report.TOP + report.PANEL + report.BOTTOM, 3 * width, 3)
+    bottom, left = report.TOP + report.PANEL, report.LEFT
+    for panel in range(3):
+        x = panel * width
+        x_labels, y_labels = slice(bottom + 6, bottom + 20), slice(x + 20, x + left - report.TICK)
+        assert ink(image, x_labels, slice(x, x + left + 20))  # a tick label at the x axis' start
+        assert ink(image, x_labels, slice(x + left + report.PANEL - 20, x + width))  # and at its end
+        assert ink(image, slice(bottom - 6, bottom + 6), y_labels)  # the y axis': at the bottom
+        assert ink(image, slice(report.TOP - 6, report.TOP + 6), y_labels)  # and at the top
+        assert ink(image, slice(bottom + 24, bottom + 40), slice(x + left, x + left + report.PANEL))  # the x title
+        assert ink(image, slice(report.TOP, bottom), slice(x, x + 18))  # the y title, up the left side
+    grid = report.grid_plot([-0.3, 0.0, 0.3], [-0.4, 0.4], [[1.0, 2.0], [4.0, 5.5], [7.0, 19.0]])
+    assert grid.shape[0] == report.HEAT_TOP + 3 * report.HEAT_CELL + 12 + report.SCALE_BAR + 24
+
+
+def test_eval_writes_its_plot_png_with_and_without_matplotlib(estimator, dbs, tmp_path, run_cli, monkeypatch):
+    args = ("gaze", "eval", "--model", estimator, "--data", dbs / "test", "--json", "--device", "cpu", "--out")
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert run_cli(*args, tmp_path / "figure.png")[0] == 0
+        assert cv2.imread(str(tmp_path / "figure.png")).shape == (430, 1350, 3)
+    without_matplotlib(monkeypatch)
+    assert run_cli(*args, tmp_path / "plain.png")[0] == 0
+    assert cv2.imread(str(tmp_path / "plain.png")).shape == (354, 1068, 3)
