@@ -21,10 +21,10 @@ setup: $(VENV)/.installed
 
 run: setup
 	$(BIN)/gcgan doctor
-	$(BIN)/gcgan segment synthetic --n 2000 --out runs/quickstart/prep
-	$(BIN)/gcgan pack runs/quickstart/prep --out runs/quickstart/db --overwrite
+	$(BIN)/gcgan segment synthetic --n 2000 --outdir runs/quickstart/prep
+	$(BIN)/gcgan pack --data runs/quickstart/prep --outdir runs/quickstart/db --overwrite
 	rm -rf runs/quickstart/train
-	$(BIN)/gcgan train --dataset runs/quickstart/db --checkpoint-dir runs/quickstart/train --preset small --batch 8 \
+	$(BIN)/gcgan train --data runs/quickstart/db --outdir runs/quickstart/train --preset small --batch 8 \
 		--mirror --iters 200 --log-every 50 --viz-every 100 --save-every 100
 
 test: setup

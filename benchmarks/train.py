@@ -57,8 +57,8 @@ class ReferenceStyle(Trainer):
 def make_db(root: Path, size: int) -> Path:
     db = root / f"db{size}"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert cli.run(["segment", "synthetic", "--n", "64", "--size", str(size), "--out", str(root / f"prep{size}")]) == 0
-        assert cli.run(["pack", str(root / f"prep{size}"), "--out", str(db), "--size", str(size)]) == 0
+        assert cli.run(["segment", "synthetic", "--n", "64", "--size", str(size), "--outdir", str(root / f"prep{size}")]) == 0
+        assert cli.run(["pack", "--data", str(root / f"prep{size}"), "--outdir", str(db), "--size", str(size)]) == 0
     return db
 
 

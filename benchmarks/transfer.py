@@ -56,8 +56,8 @@ class ReferenceStyle(TransferTrainer):
 
 def make_data(root: Path) -> tuple[Path, Path, Path, Path]:
     with contextlib.redirect_stdout(io.StringIO()):
-        assert cli.run(["transfer", "synth", str(root / "s"), "--n", "400", "--seed", "0"]) == 0
-        assert cli.run(["transfer", "synth", str(root / "r.h5"), "--style", "r", "--format", "mpii", "--n", "400", "--seed", "1"]) == 0
+        assert cli.run(["transfer", "synth", "--outdir", str(root / "s"), "--n", "400", "--seed", "0"]) == 0
+        assert cli.run(["transfer", "synth", "--outdir", str(root / "r.h5"), "--style", "r", "--format", "mpii", "--n", "400", "--seed", "1"]) == 0
     gaze, landmarks = root / "gaze.pt", root / "lm.pt"
     save_estimator(gaze, build("small", 0, shape=EYE_SHAPE), {**network_config("small", EYE_SHAPE), "mean_gaze": [0.0, 0.0]}, {})
     elg = ElgConfig(stride=2, maps=16, modules=1)

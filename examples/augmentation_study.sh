@@ -24,15 +24,15 @@ DEVICE=${DEVICE:-cpu}
 mkdir -p "$WORK"
 if [ -z "${LABELLED:-}" ]; then
     LABELLED="$WORK/labelled"
-    "$GCGAN" segment synthetic --n "$N_LABELLED" --size 64 --seed 1 --out "$WORK/labelled_prep"
-    "$GCGAN" pack "$WORK/labelled_prep" --out "$LABELLED" --size 64 --overwrite
+    "$GCGAN" segment synthetic --n "$N_LABELLED" --size 64 --seed 1 --outdir "$WORK/labelled_prep"
+    "$GCGAN" pack --data "$WORK/labelled_prep" --outdir "$LABELLED" --size 64 --overwrite
 fi
-"$GCGAN" segment synthetic --n "$N_TEST" --size 64 --seed 2 --out "$WORK/test_prep"
-"$GCGAN" pack "$WORK/test_prep" --out "$WORK/test" --size 64 --overwrite
+"$GCGAN" segment synthetic --n "$N_TEST" --size 64 --seed 2 --outdir "$WORK/test_prep"
+"$GCGAN" pack --data "$WORK/test_prep" --outdir "$WORK/test" --size 64 --overwrite
 
 if [ -z "${CKPT:-}" ]; then
     rm -rf "$WORK/gan"
-    "$GCGAN" train --dataset "$LABELLED" --checkpoint-dir "$WORK/gan" --preset small --batch 8 --mirror \
+    "$GCGAN" train --data "$LABELLED" --outdir "$WORK/gan" --preset small --batch 8 --mirror \
         --iters "$ITERS" --log-every 100 --viz-every 500 --save-every 500 --device "$DEVICE"
     CKPT=$(ls "$WORK"/gan/checkpoints/*.pt | tail -n 1)
 fi
@@ -45,7 +45,7 @@ for SEED in $SEEDS; do
     for KIND in labelled augmented; do
         "$GCGAN" gaze eval --model "$WORK/estimator_${KIND}_$SEED.pt" --data "$WORK/test" --json --device "$DEVICE" > "$WORK/eval_${KIND}_$SEED.json"
     done
-    "$GCGAN" gaze consistency "$CKPT" --model "$WORK/estimator_labelled_$SEED.pt" --n 500 --json --device "$DEVICE" > "$WORK/consistency_$SEED.json"
+    "$GCGAN" gaze consistency --network "$CKPT" --model "$WORK/estimator_labelled_$SEED.pt" --n 500 --json --device "$DEVICE" > "$WORK/consistency_$SEED.json"
 done
 
 python3 - "$WORK" $SEEDS <<'PY'

@@ -440,16 +440,16 @@ setup() {
     echo "+ $*" >>"$LOG/setup.log"
     timeout "$T" "$@" >>"$LOG/setup.log" 2>&1 || { echo "setup step failed: $* (see $LOG/setup.log)"; exit 1; }
 }
-setup "$G" segment synthetic --n 40 --size 32 --out "$WORK/prep" -j 1
-setup "$G" pack "$WORK/prep" --out "$WORK/db" --size 32 -j 1
-setup "$G" pack "$WORK/prep" --out "$WORK/dbu" --size 32 -j 1 --unlabelled
-setup "$G" train --dataset "$WORK/db" --checkpoint-dir "$WORK/stage1" "${TINY[@]}" --iters 2
+setup "$G" segment synthetic --n 40 --size 32 --outdir "$WORK/prep" -j 1
+setup "$G" pack --data "$WORK/prep" --outdir "$WORK/db" --size 32 -j 1
+setup "$G" pack --data "$WORK/prep" --outdir "$WORK/dbu" --size 32 -j 1 --unlabelled
+setup "$G" train --data "$WORK/db" --outdir "$WORK/stage1" "${TINY[@]}" --iters 2
 CKPT=$WORK/stage1/checkpoints/0000002.pt
 setup "$G" gaze fit --data "$WORK/db" --out "$WORK/est.pt" --size 16 --epochs 1 "${CPU[@]}"
 EST=$WORK/est.pt
 setup "$G" sample "$CKPT" --outdir "$WORK/samples" --n 2 --save-latent "${CPU[@]}"
 LATENT=$WORK/samples/000000_latent.npy
-setup "$G" segment synthetic --n 3000 --size 32 --out "$WORK/big" -j 2  # long enough to kill a worker of
+setup "$G" segment synthetic --n 3000 --size 32 --outdir "$WORK/big" -j 2  # long enough to kill a worker of
 IMGS=("$WORK"/prep/rgb/*.png)
 IMG1=${IMGS[0]} IMG2=${IMGS[1]}
 echo "== inputs ready ($(( $(date +%s) - START )) s); cases:"
@@ -463,45 +463,45 @@ cp -r "$WORK/db" "$C/1/zero"
 truncate -s 0 "$C/1/zero/data.mdb"
 
 run_case 1a 2 "train on a DB whose data.mdb is cut in half" "data.mdb is $(( FULL / 2 )) bytes|cut short|pack it again" \
-    "$G" train --dataset "$C/1/cut" --checkpoint-dir "$C/1/run_a" "${TINY[@]}" --iters 1
+    "$G" train --data "$C/1/cut" --outdir "$C/1/run_a" "${TINY[@]}" --iters 1
 record 'absent "$C/1/run_a"'
 run_case 1b 2 "gaze fit on a cut DB" "cut short" \
     "$G" gaze fit --data "$C/1/cut" --out "$C/1/e.pt" --size 16 --epochs 1 "${CPU[@]}"
 record 'absent "$C/1/e.pt"'
 run_case 1c 2 "gaze eval on a cut DB" "cut short" \
-    "$G" gaze eval --model "$EST" --data "$C/1/cut" --plot "$C/1/plot.png" "${CPU[@]}"
+    "$G" gaze eval --model "$EST" --data "$C/1/cut" --out "$C/1/plot.png" "${CPU[@]}"
 record 'absent "$C/1/plot.png"'
 run_case 1d 2 "inception on a cut DB" "$C/1/cut: data.mdb|cut short" \
-    "$G" inception "$C/1/cut" --output "$C/1/stats.npz" "${CPU[@]}"
+    "$G" inception --data "$C/1/cut" --out "$C/1/stats.npz" "${CPU[@]}"
 record 'absent "$C/1/stats.npz"'
 run_case 1e 2 "train on a DB whose data.mdb is 0 bytes" "data.mdb is 0 bytes|cut short" \
-    "$G" train --dataset "$C/1/zero" --checkpoint-dir "$C/1/run_e" "${TINY[@]}" --iters 1
+    "$G" train --data "$C/1/zero" --outdir "$C/1/run_e" "${TINY[@]}" --iters 1
 record 'absent "$C/1/run_e"' '[ "$(stat -c %s "$C/1/zero/data.mdb")" -eq 0 ]'
 
 # --- 2. images and masks from one folder ------------------------------------------------------------
 mkdir -p "$C/2"
 cp -r "$WORK/prep" "$C/2/prep"
 run_case 2a 2 "segment synthetic --rgb-dir X --mask-dir X" "--rgb-dir|--mask-dir|$C/2/both" \
-    "$G" segment synthetic --n 16 --size 32 -j 1 --out "$C/2/out" --rgb-dir "$C/2/both" --mask-dir "$C/2/both"
+    "$G" segment synthetic --n 16 --size 32 -j 1 --outdir "$C/2/out" --rgb-dir "$C/2/both" --mask-dir "$C/2/both"
 record 'absent "$C/2/out" "$C/2/both"'
 run_case 2b 2 "segment synthetic --rgb-dir OUT/mask" "--rgb-dir|$C/2/out2/mask" \
-    "$G" segment synthetic --n 16 --size 32 -j 1 --out "$C/2/out2" --rgb-dir "$C/2/out2/mask"
+    "$G" segment synthetic --n 16 --size 32 -j 1 --outdir "$C/2/out2" --rgb-dir "$C/2/out2/mask"
 record 'absent "$C/2/out2"'
 run_case 2c 2 "pack --rgb-dir X --mask-dir X" "--rgb-dir and --mask-dir are the same folder" \
-    "$G" pack "$C/2/prep" --rgb-dir "$C/2/prep/rgb" --mask-dir "$C/2/prep/rgb" --out "$C/2/db" --size 32 -j 1
+    "$G" pack --data "$C/2/prep" --rgb-dir "$C/2/prep/rgb" --mask-dir "$C/2/prep/rgb" --outdir "$C/2/db" --size 32 -j 1
 record 'none_like "$C/2/db"'
 ln -s "$C/2/prep/rgb" "$C/2/link"
 run_case 2d 2 "pack --rgb-dir X --mask-dir LINK-TO-X" "same folder" \
-    "$G" pack "$C/2/prep" --rgb-dir "$C/2/prep/rgb" --mask-dir "$C/2/link" --out "$C/2/db" --size 32 -j 1
+    "$G" pack --data "$C/2/prep" --rgb-dir "$C/2/prep/rgb" --mask-dir "$C/2/link" --outdir "$C/2/db" --size 32 -j 1
 record 'none_like "$C/2/db"'
-run_case 2e 2 "pack --out inside the image folder" "--out $C/2/prep/rgb/db|outside its input folders" \
-    "$G" pack "$C/2/prep" --out "$C/2/prep/rgb/db" --size 32 -j 1
+run_case 2e 2 "pack --outdir inside the image folder" "--outdir $C/2/prep/rgb/db|outside its input folders" \
+    "$G" pack --data "$C/2/prep" --outdir "$C/2/prep/rgb/db" --size 32 -j 1
 record 'count_files "$C/2/prep/rgb" 40'
 
 # --- 3. a killed worker ends the run (it hung forever) --------------------------------------------
 mkdir -p "$C/3"
 CID=3a
-timeout 60 "$G" segment synthetic --n 2000 --size 32 -j 2 --out "$C/3/seg" >"$LOG/3a.out" 2>"$LOG/3a.err" </dev/null &
+timeout 60 "$G" segment synthetic --n 2000 --size 32 -j 2 --outdir "$C/3/seg" >"$LOG/3a.out" 2>"$LOG/3a.err" </dev/null &
 P=$!; BG+=("$P")
 wait_for "$C/3/seg/manifest.jsonl" 60  # some strips are finished: they must be kept
 kill_worker "$P" || echo "no worker found" >>"$LOG/3a.kill"
@@ -509,18 +509,18 @@ wait "$P"; RC=$?
 EXP=2 DESC="segment -j 2, one worker killed with SIGKILL" WORDS="worker process died|fewer --workers"
 record 'grep -q killed "$LOG/3a.kill"' 'H prep_whole "$C/3/seg" "" rows'
 run_case 3b 0 "the same segment again completes the killed run" "" \
-    "$G" segment synthetic --n 2000 --size 32 -j 1 --out "$C/3/seg"
+    "$G" segment synthetic --n 2000 --size 32 -j 1 --outdir "$C/3/seg"
 record 'H prep_whole "$C/3/seg" 2000'
 
 CID=3c
-timeout 60 "$G" pack "$WORK/big" --out "$C/3/db" --size 256 -j 2 >"$LOG/3c.out" 2>"$LOG/3c.err" </dev/null &
+timeout 60 "$G" pack --data "$WORK/big" --outdir "$C/3/db" --size 256 -j 2 >"$LOG/3c.out" 2>"$LOG/3c.err" </dev/null &
 P=$!; BG+=("$P")
 kill_worker "$P" || echo "no worker found" >>"$LOG/3c.kill"
 wait "$P"; RC=$?
 EXP=2 DESC="pack -j 2, one worker killed with SIGKILL" WORDS="worker process died"
 record 'grep -q killed "$LOG/3c.kill"' 'absent "$C/3/db"'
 run_case 3d 0 "the same pack again completes the killed one" "" \
-    "$G" pack "$WORK/big" --out "$C/3/db" --size 256 -j 2
+    "$G" pack --data "$WORK/big" --outdir "$C/3/db" --size 256 -j 2
 record 'H db_count "$C/3/db" 3000' 'absent "$C/3/db.partial"'
 
 # --- 4. lossy masks -------------------------------------------------------------------------------------
@@ -528,10 +528,10 @@ mkdir -p "$C/4"
 H recode "$WORK/prep" "$C/4/jj/images" "$C/4/jj/masks" jpg jpg
 H recode "$WORK/prep" "$C/4/jp/images" "$C/4/jp/masks" jpg png
 run_case 4a 2 "pack --mask-dir with .jpg masks" "$C/4/jj/masks: 40 mask(s) in a lossy format|PNG or BMP" \
-    "$G" pack "$C/4/jj" --rgb-dir "$C/4/jj/images" --mask-dir "$C/4/jj/masks" --out "$C/4/db_a" --size 32 -j 1
+    "$G" pack --data "$C/4/jj" --rgb-dir "$C/4/jj/images" --mask-dir "$C/4/jj/masks" --outdir "$C/4/db_a" --size 32 -j 1
 record 'none_like "$C/4/db_a"'
 run_case 4b 0 "pack JPEG images with PNG masks (allowed)" "" \
-    "$G" pack "$C/4/jp" --rgb-dir "$C/4/jp/images" --mask-dir "$C/4/jp/masks" --out "$C/4/db_b" --size 32 -j 1
+    "$G" pack --data "$C/4/jp" --rgb-dir "$C/4/jp/images" --mask-dir "$C/4/jp/masks" --outdir "$C/4/db_b" --size 32 -j 1
 record 'H db_count "$C/4/db_b" 40'
 
 # --- 5. existing outputs are kept without --overwrite ----------------------------------------------
@@ -545,13 +545,13 @@ record 'unchanged "$C/5/ref" "$C/5/e.pt"'
 run_case 5b 2 "gaze predict --out EXISTING" "--out $C/5/p.csv exists|--overwrite" \
     "$G" gaze predict --model "$EST" "$IMG1" "$IMG2" --out "$C/5/p.csv" "${CPU[@]}"
 record 'unchanged "$C/5/ref" "$C/5/p.csv"'
-run_case 5c 2 "inception --output EXISTING" "--output $C/5/s.npz exists|--overwrite" \
-    "$G" inception "$WORK/db" --output "$C/5/s.npz" "${CPU[@]}"
+run_case 5c 2 "inception --out EXISTING" "--out $C/5/s.npz exists|--overwrite" \
+    "$G" inception --data "$WORK/db" --out "$C/5/s.npz" "${CPU[@]}"
 record 'unchanged "$C/5/ref" "$C/5/s.npz"'
 cp -r "$WORK/db" "$C/5/db"
 H digest "$C/5/db" >"$C/5/db.before"
-run_case 5d 2 "pack --out EXISTING-DB" "--overwrite" \
-    "$G" pack "$WORK/prep" --out "$C/5/db" --size 32 -j 1
+run_case 5d 2 "pack --outdir EXISTING-DB" "--overwrite" \
+    "$G" pack --data "$WORK/prep" --outdir "$C/5/db" --size 32 -j 1
 record 'H digest "$C/5/db" | cmp -s - "$C/5/db.before"'
 run_case 5e 2 "sample --outdir NON-EMPTY-FOLDER" "--outdir|not empty|--overwrite" \
     "$G" sample "$CKPT" --outdir "$C/5/full" --n 1 "${CPU[@]}"
@@ -582,14 +582,14 @@ record '[ -s "$C/6/e/samples.jsonl" ]'
 mkdir -p "$C/7"
 if mount_tmpfs "$C/7/seg" size=1m; then
     run_case 7a 2 "segment onto a full 1 MiB tmpfs" "disk full at|$C/7/seg/prep|run the same command again" \
-        "$G" segment synthetic --n 200 --size 128 -j 1 --out "$C/7/seg/prep"
+        "$G" segment synthetic --n 200 --size 128 -j 1 --outdir "$C/7/seg/prep"
     record 'H prep_whole "$C/7/seg/prep" "" rows-only'
     run_case 7b 2 "pack the PREP_DIR a disk-full segment left" "did not finish: run the same \`gcgan segment\` command again" \
-        "$G" pack "$C/7/seg/prep" --out "$C/7/db_b" --size 32 -j 1
+        "$G" pack --data "$C/7/seg/prep" --outdir "$C/7/db_b" --size 32 -j 1
     record 'none_like "$C/7/db_b"'
     mount -o remount,size=16m "$C/7/seg"
     run_case 7c 0 "after freeing space the same segment completes" "" \
-        "$G" segment synthetic --n 200 --size 128 -j 1 --out "$C/7/seg/prep"
+        "$G" segment synthetic --n 200 --size 128 -j 1 --outdir "$C/7/seg/prep"
     record 'H prep_whole "$C/7/seg/prep" 200'
     unmount "$C/7/seg"
 else
@@ -599,7 +599,7 @@ fi
 H noise_prep "$C/7/noise" 200 64
 if mount_tmpfs "$C/7/pack" size=1m; then
     run_case 7d 2 "pack a 3 MiB DB onto a 1 MiB tmpfs" "disk full at $C/7/pack|run the same command again" \
-        "$G" pack "$C/7/noise" --out "$C/7/pack/db" --size 64 -j 1
+        "$G" pack --data "$C/7/noise" --outdir "$C/7/pack/db" --size 64 -j 1
     record 'absent "$C/7/pack/db"'
     unmount "$C/7/pack"
 else
@@ -607,7 +607,7 @@ else
 fi
 if mount_tmpfs "$C/7/train" size=1600k; then
     run_case 7e 2 "train --save-every 1 onto a tmpfs with room for 1 checkpoint" "disk full at $C/7/train/checkpoints" \
-        "$G" train --dataset "$WORK/db" --checkpoint-dir "$C/7/train" "${TINY[@]}" --iters 2 --save-every 1
+        "$G" train --data "$WORK/db" --outdir "$C/7/train" "${TINY[@]}" --iters 2 --save-every 1
     record 'H only_checkpoints "$C/7/train/checkpoints" 0000001.pt'
     unmount "$C/7/train"
 else
@@ -626,38 +626,38 @@ fi
 mkdir -p "$C/8"
 H ethx "$C/8/h5"
 run_case 8a 0 "segment ethx: rows with NaN, inf, degrees are skipped and reported" "" \
-    "$G" segment ethx "$C/8/h5" --out "$C/8/prep" --size 32 -j 1 --cameras all
+    "$G" segment ethx --data "$C/8/h5" --outdir "$C/8/prep" --size 32 -j 1 --cameras all
 record 'H ethx_ok "$C/8/prep"' '[ ! -s "$LOG/8a.err" ]' 'grep -q skipped "$LOG/8a.out"'
 
 # --- 9. a second writer stops at once ---------------------------------------------------------------
 mkdir -p "$C/9"
-timeout "$T" "$G" segment synthetic --n 10000 --size 64 -j 1 --out "$C/9/seg" >"$LOG/9a.first.out" 2>"$LOG/9a.first.err" </dev/null &
+timeout "$T" "$G" segment synthetic --n 10000 --size 64 -j 1 --outdir "$C/9/seg" >"$LOG/9a.first.out" 2>"$LOG/9a.first.err" </dev/null &
 P=$!; BG+=("$P")
 wait_for "$C/9/seg/manifest.jsonl" 60
 run_case 9a 2 "a second segment into a folder another segment is writing" "another gcgan is writing $C/9/seg|gcgan segment" \
-    "$G" segment synthetic --n 10000 --size 64 -j 1 --out "$C/9/seg"
+    "$G" segment synthetic --n 10000 --size 64 -j 1 --outdir "$C/9/seg"
 RUNNING=no; kill -0 "$P" 2>/dev/null && RUNNING=yes
 wait "$P"; FIRST=$?
 record '[ "$RUNNING" = yes ] || { echo "the first segment had already ended"; false; }' \
     '[ "$FIRST" -eq 0 ] || { echo "the first segment exited $FIRST"; false; }' 'H prep_whole "$C/9/seg" 10000'
 
-timeout "$T" "$G" pack "$WORK/big" --out "$C/9/db" --size 256 -j 1 >"$LOG/9b.first.out" 2>"$LOG/9b.first.err" </dev/null &
+timeout "$T" "$G" pack --data "$WORK/big" --outdir "$C/9/db" --size 256 -j 1 >"$LOG/9b.first.out" 2>"$LOG/9b.first.err" </dev/null &
 P=$!; BG+=("$P")
 wait_for "$C/9/db.partial/data.mdb" 60
-run_case 9b 2 "a second pack into an --out another pack is writing" "another gcgan is writing $C/9/db|gcgan pack" \
-    "$G" pack "$WORK/big" --out "$C/9/db" --size 256 -j 1
+run_case 9b 2 "a second pack into an --outdir another pack is writing" "another gcgan is writing $C/9/db|gcgan pack" \
+    "$G" pack --data "$WORK/big" --outdir "$C/9/db" --size 256 -j 1
 RUNNING=no; kill -0 "$P" 2>/dev/null && RUNNING=yes
 wait "$P"; FIRST=$?
 record '[ "$RUNNING" = yes ] || { echo "the first pack had already ended"; false; }' '[ "$FIRST" -eq 0 ] || { echo "the first pack exited $FIRST"; false; }' 'H db_count "$C/9/db" 3000'
 
 hold_lock "$C/9/db2" pack
 run_case 9c 2 "pack while another process holds the lock" "another gcgan is writing $C/9/db2|pid $HOLDER" \
-    "$G" pack "$WORK/prep" --out "$C/9/db2" --size 32 -j 1
+    "$G" pack --data "$WORK/prep" --outdir "$C/9/db2" --size 32 -j 1
 record '[ ! -e "$C/9/db2" ] && [ ! -e "$C/9/db2.partial" ]'
 release_lock
 hold_lock "$C/9/run" train
 run_case 9d 2 "train while another process holds the lock" "another gcgan is writing $C/9/run|pid $HOLDER" \
-    "$G" train --dataset "$WORK/db" --checkpoint-dir "$C/9/run" "${TINY[@]}" --iters 1
+    "$G" train --data "$WORK/db" --outdir "$C/9/run" "${TINY[@]}" --iters 1
 record '[ ! -e "$C/9/run" ]'
 release_lock
 hold_lock "$C/9/samples" sample
@@ -673,10 +673,10 @@ H lmdb_put "$C/10/db" gaze 7 616263  # b"abc"
 : >"$C/10/empty.pt"
 : >"$C/10/empty_est.pt"
 run_case 10a 2 "train 20 steps on a DB with a 3-byte gaze record" "record 7's gaze is 3 bytes, expected 8|pack it again" \
-    "$G" train --dataset "$C/10/db" --checkpoint-dir "$C/10/run_a" "${TINY[@]}" --iters 20
+    "$G" train --data "$C/10/db" --outdir "$C/10/run_a" "${TINY[@]}" --iters 20
 record '[ -z "$(find "$C/10/run_a" -name "*.pt" 2>/dev/null)" ]'  # found mid-run: no checkpoint of it
 run_case 10b 2 "gaze eval on a DB with a 3-byte gaze record" "$C/10/db|record 7's gaze is 3 bytes" \
-    "$G" gaze eval --model "$EST" --data "$C/10/db" --plot "$C/10/plot.png" "${CPU[@]}"
+    "$G" gaze eval --model "$EST" --data "$C/10/db" --out "$C/10/plot.png" "${CPU[@]}"
 record 'absent "$C/10/plot.png"' '[ ! -s "$LOG/10b.out" ]'
 run_case 10c 2 "gaze fit on a DB with a 3-byte gaze record" "record 7's gaze is 3 bytes" \
     "$G" gaze fit --data "$C/10/db" --out "$C/10/e.pt" --size 16 --epochs 1 "${CPU[@]}"
@@ -684,11 +684,11 @@ record 'absent "$C/10/e.pt"'
 run_case 10d 2 "sample from a zero-byte checkpoint" "$C/10/empty.pt|is empty (0 bytes)" \
     "$G" sample "$C/10/empty.pt" --outdir "$C/10/out_d" --n 1 "${CPU[@]}"
 record 'absent "$C/10/out_d"'
-run_case 10e 2 "train --stage 2 --ckpt ZERO-BYTE" "$C/10/empty.pt|is empty (0 bytes)" \
-    "$G" train --stage 2 --dataset "$WORK/dbu" --ckpt "$C/10/empty.pt" --checkpoint-dir "$C/10/run_e" --workers 0 --iters 1 "${CPU[@]}"
+run_case 10e 2 "train --stage 2 --network ZERO-BYTE" "$C/10/empty.pt|is empty (0 bytes)" \
+    "$G" train --stage 2 --data "$WORK/dbu" --network "$C/10/empty.pt" --outdir "$C/10/run_e" --workers 0 --iters 1 "${CPU[@]}"
 record 'absent "$C/10/run_e"'
 run_case 10f 2 "gaze eval --model ZERO-BYTE" "$C/10/empty_est.pt|empty" \
-    "$G" gaze eval --model "$C/10/empty_est.pt" --data "$WORK/db" --plot "$C/10/plot_f.png" "${CPU[@]}"
+    "$G" gaze eval --model "$C/10/empty_est.pt" --data "$WORK/db" --out "$C/10/plot_f.png" "${CPU[@]}"
 record 'absent "$C/10/plot_f.png"'
 run_case 10g 2 "gaze predict --model ZERO-BYTE" "$C/10/empty_est.pt|empty" \
     "$G" gaze predict --model "$C/10/empty_est.pt" "$IMG1" "${CPU[@]}"
@@ -697,7 +697,7 @@ cp -r "$WORK/prep" "$C/10/prep"
 ZERO=$(ls "$C/10/prep/rgb"/*.png | sed -n 2p)
 : >"$ZERO"
 run_case 10h 2 "pack with a zero-byte PNG" "$ZERO: empty file (0 bytes)" \
-    "$G" pack "$C/10/prep" --out "$C/10/db_h" --size 32 -j 1
+    "$G" pack --data "$C/10/prep" --outdir "$C/10/db_h" --size 32 -j 1
 record 'none_like "$C/10/db_h"'
 
 # --- 11. gaze arrays of the wrong shape or count; options that fell back silently ------------------
@@ -709,16 +709,16 @@ record 'absent "$C/11/e.pt"'
 cp -r "$WORK/db" "$C/11/db10"
 H labels "$C/11/db10" short10
 run_case 11b 2 "train on a DB whose labels_gaze.npy has 10 rows for 40 records" "$C/11/db10/labels_gaze.npy|10|40" \
-    "$G" train --dataset "$C/11/db10" --checkpoint-dir "$C/11/run_b" "${TINY[@]}" --iters 1
+    "$G" train --data "$C/11/db10" --outdir "$C/11/run_b" "${TINY[@]}" --iters 1
 record 'absent "$C/11/run_b"'
 run_case 11c 2 "train --size 0" "--size 0: must be a power of two >= 32" \
-    "$G" train --dataset "$WORK/db" --checkpoint-dir "$C/11/run_c" "${TINY[@]}" --iters 1 --size 0
+    "$G" train --data "$WORK/db" --outdir "$C/11/run_c" "${TINY[@]}" --iters 1 --size 0
 record 'absent "$C/11/run_c"'
 run_case 11d 2 "train --seg-dim 0" "--seg-dim 0: must be >= 2" \
-    "$G" train --dataset "$WORK/db" --checkpoint-dir "$C/11/run_d" "${TINY[@]}" --iters 1 --seg-dim 0
+    "$G" train --data "$WORK/db" --outdir "$C/11/run_d" "${TINY[@]}" --iters 1 --seg-dim 0
 record 'absent "$C/11/run_d"'
 run_case 11e 2 "train --stage 2 --unbroken-class pupil" "--unbroken-class pupil|iris" \
-    "$G" train --stage 2 --dataset "$WORK/dbu" --ckpt "$CKPT" --checkpoint-dir "$C/11/run_e" --workers 0 --iters 1 \
+    "$G" train --stage 2 --data "$WORK/dbu" --network "$CKPT" --outdir "$C/11/run_e" --workers 0 --iters 1 \
     --unbroken-class pupil "${CPU[@]}"
 record 'absent "$C/11/run_e"'
 
@@ -726,33 +726,33 @@ record 'absent "$C/11/run_e"'
 mkdir -p "$C/12"
 printf 'mine' >"$C/12/file"
 printf 'mine' >"$C/12/ref"
-run_case 12a 2 "pack --out A-FILE" "--out $C/12/file: a file is in the way" \
-    "$G" pack "$WORK/prep" --out "$C/12/file" --size 32 -j 1
+run_case 12a 2 "pack --outdir A-FILE" "--outdir $C/12/file: a file is in the way" \
+    "$G" pack --data "$WORK/prep" --outdir "$C/12/file" --size 32 -j 1
 record 'unchanged "$C/12/ref" "$C/12/file"'
-run_case 12b 2 "pack --out A-FILE/db" "--out $C/12/file/db: $C/12/file is a file" \
-    "$G" pack "$WORK/prep" --out "$C/12/file/db" --size 32 -j 1
+run_case 12b 2 "pack --outdir A-FILE/db" "--outdir $C/12/file/db: $C/12/file is a file" \
+    "$G" pack --data "$WORK/prep" --outdir "$C/12/file/db" --size 32 -j 1
 record 'unchanged "$C/12/ref" "$C/12/file"'
-run_case 12c 2 "train --checkpoint-dir A-FILE" "--checkpoint-dir $C/12/file|a file|give a folder path" \
-    "$G" train --dataset "$WORK/db" --checkpoint-dir "$C/12/file" "${TINY[@]}" --iters 1
+run_case 12c 2 "train --outdir A-FILE" "--outdir $C/12/file|a file|give a folder path" \
+    "$G" train --data "$WORK/db" --outdir "$C/12/file" "${TINY[@]}" --iters 1
 record 'unchanged "$C/12/ref" "$C/12/file"'
 run_case 12d 2 "sample --outdir A-FILE" "--outdir|file is in the way" \
     "$G" sample "$CKPT" --outdir "$C/12/file" --n 1 "${CPU[@]}"
 record 'unchanged "$C/12/ref" "$C/12/file"'
-run_case 12e 2 "segment synthetic --out A-FILE" "--out|$C/12/file|file is in the way" \
-    "$G" segment synthetic --n 16 --size 32 -j 1 --out "$C/12/file"
+run_case 12e 2 "segment synthetic --outdir A-FILE" "--out|$C/12/file|file is in the way" \
+    "$G" segment synthetic --n 16 --size 32 -j 1 --outdir "$C/12/file"
 record 'unchanged "$C/12/ref" "$C/12/file"'
 run_case 12f 2 "gaze fit --out A-FOLDER" "--out|is a folder" \
     "$G" gaze fit --data "$WORK/db" --out "$C/12" --size 16 --epochs 1 "${CPU[@]}"
 record '[ "$(ls "$C/12" | tr "\n" " ")" = "file ref " ]'
 if mount_tmpfs "$C/12/ro" ro,size=1m; then
-    run_case 12g 2 "pack --out READ-ONLY/db" "--out $C/12/ro: cannot write there|choose another folder" \
-        "$G" pack "$WORK/prep" --out "$C/12/ro/db" --size 32 -j 1
+    run_case 12g 2 "pack --outdir READ-ONLY/db" "--outdir $C/12/ro: cannot write there|choose another folder" \
+        "$G" pack --data "$WORK/prep" --outdir "$C/12/ro/db" --size 32 -j 1
     record 'empty_dir "$C/12/ro"'
-    run_case 12h 2 "segment synthetic --out READ-ONLY/prep" "--out|$C/12/ro/prep|cannot create it" \
-        "$G" segment synthetic --n 16 --size 32 -j 1 --out "$C/12/ro/prep"
+    run_case 12h 2 "segment synthetic --outdir READ-ONLY/prep" "--out|$C/12/ro/prep|cannot create it" \
+        "$G" segment synthetic --n 16 --size 32 -j 1 --outdir "$C/12/ro/prep"
     record 'empty_dir "$C/12/ro"'
-    run_case 12i 2 "train --checkpoint-dir READ-ONLY/run" "--checkpoint-dir|$C/12/ro|cannot write there" \
-        "$G" train --dataset "$WORK/db" --checkpoint-dir "$C/12/ro/run" "${TINY[@]}" --iters 1
+    run_case 12i 2 "train --outdir READ-ONLY/run" "--outdir|$C/12/ro|cannot write there" \
+        "$G" train --data "$WORK/db" --outdir "$C/12/ro/run" "${TINY[@]}" --iters 1
     record 'empty_dir "$C/12/ro"'
     run_case 12j 2 "gaze fit --out READ-ONLY/e.pt" "--out|$C/12/ro|Read-only file system" \
         "$G" gaze fit --data "$WORK/db" --out "$C/12/ro/e.pt" --size 16 --epochs 1 "${CPU[@]}"
@@ -767,16 +767,16 @@ fi
 mkdir -p "$C/12/binprep"
 H binary "$C/12/binprep/manifest.jsonl"
 cp "$C/12/binprep/manifest.jsonl" "$C/12/binref"
-run_case 12l 2 "segment synthetic --out FOLDER-WITH-BINARY-manifest.jsonl" "$C/12/binprep/manifest.jsonl|not a text manifest|move it away" \
-    "$G" segment synthetic --n 16 --size 32 -j 1 --out "$C/12/binprep"
+run_case 12l 2 "segment synthetic --outdir FOLDER-WITH-BINARY-manifest.jsonl" "$C/12/binprep/manifest.jsonl|not a text manifest|move it away" \
+    "$G" segment synthetic --n 16 --size 32 -j 1 --outdir "$C/12/binprep"
 record 'unchanged "$C/12/binref" "$C/12/binprep/manifest.jsonl"' 'count_files "$C/12/binprep" 1'
 H samples_bin "$C/12/binsamples" "$WORK/prep"
 run_case 12m 2 "pack a samples folder with a binary samples.jsonl" "$C/12/binsamples/samples.jsonl:2: not UTF-8 text" \
-    "$G" pack "$C/12/binsamples" --out "$C/12/db_m" --size 32 -j 1
+    "$G" pack --data "$C/12/binsamples" --outdir "$C/12/db_m" --size 32 -j 1
 record 'none_like "$C/12/db_m"'
 printf 'dataset = "%s"\nbatch = "eight"\n' "$WORK/db" >"$C/12/run.toml"
 run_case 12n 2 'train --config TOML with batch = "eight"' "run.toml|batch = 'eight' must be an integer" \
-    "$G" train --config "$C/12/run.toml" --checkpoint-dir "$C/12/run_n" "${TINY[@]}" --iters 1
+    "$G" train --config "$C/12/run.toml" --outdir "$C/12/run_n" "${TINY[@]}" --iters 1
 record 'absent "$C/12/run_n"'
 H nan_latent "$LATENT" "$C/12/nan.npy"
 run_case 12o 2 "interpolate --latent WITH-NaN" "--latent|nan.npy|NaN" \
@@ -788,7 +788,7 @@ run_case 12p 2 "gaze fit on UnityEyes with a zero look vector" "--data|2.json|lo
 record 'absent "$C/12/e_p.pt"'
 H tamper "$CKPT" "$C/12/tampered.pt"
 run_case 12q 2 "train --stage 2 from a checkpoint whose config says size = 'eight'" "checkpoint $C/12/tampered.pt|size = 'eight' must be an integer" \
-    "$G" train --stage 2 --dataset "$WORK/dbu" --ckpt "$C/12/tampered.pt" --checkpoint-dir "$C/12/run_q" --workers 0 --iters 1 "${CPU[@]}"
+    "$G" train --stage 2 --data "$WORK/dbu" --network "$C/12/tampered.pt" --outdir "$C/12/run_q" --workers 0 --iters 1 "${CPU[@]}"
 record 'absent "$C/12/run_q"'
 run_case 12r 2 "sample from a checkpoint with a tampered config" "$C/12/tampered.pt|size = 'eight'" \
     "$G" sample "$C/12/tampered.pt" --outdir "$C/12/out_r" --n 1 "${CPU[@]}"
@@ -796,18 +796,18 @@ record 'absent "$C/12/out_r"'
 
 # --- 13. stale strips, broken photos and annotations ----------------------------------------------
 mkdir -p "$C/13"
-setup "$G" segment synthetic --n 16 --size 32 -j 1 --out "$C/13/prep"
+setup "$G" segment synthetic --n 16 --size 32 -j 1 --outdir "$C/13/prep"
 H digest "$C/13/prep" >"$C/13/before"
-run_case 13a 2 "re-run segment with another --size (no --overwrite)" "--out $C/13/prep|made with size 32; this run asks for size 64|--overwrite" \
-    "$G" segment synthetic --n 16 --size 64 -j 1 --out "$C/13/prep"
+run_case 13a 2 "re-run segment with another --size (no --overwrite)" "--outdir $C/13/prep|made with size 32; this run asks for size 64|--overwrite" \
+    "$G" segment synthetic --n 16 --size 64 -j 1 --outdir "$C/13/prep"
 record 'H digest "$C/13/prep" | cmp -s - "$C/13/before"'
 H celeba "$C/13/celeba_cut" cut
 run_case 13b 2 "segment celeba with a JPEG cut at 60 %" "nothing could be segmented (truncated image)" \
-    "$G" segment celeba "$C/13/celeba_cut" --out "$C/13/prep_b" --size 32 -j 1
+    "$G" segment celeba --data "$C/13/celeba_cut" --outdir "$C/13/prep_b" --size 32 -j 1
 record '[ -z "$(find "$C/13/prep_b/rgb" "$C/13/prep_b/mask" -type f 2>/dev/null)" ]'
 H celeba "$C/13/celeba_anno" anno7x3
 run_case 13c 2 "segment celeba --use-annotations with a 7x3 px part mask" "00000_skin.png is 7x3 px|square" \
-    "$G" segment celeba "$C/13/celeba_anno" --out "$C/13/prep_c" --size 32 --use-annotations -j 1
+    "$G" segment celeba --data "$C/13/celeba_anno" --outdir "$C/13/prep_c" --size 32 --use-annotations -j 1
 record '[ -z "$(find "$C/13/prep_c/rgb" -type f 2>/dev/null)" ]'
 
 # --- 14. messages that blamed the wrong thing or said too much --------------------------------------
@@ -818,29 +818,29 @@ record 'no_word 14a --data' 'absent "$C/14/e.pt"'
 cp -r "$WORK/db" "$C/14/dbnan"
 H labels "$C/14/dbnan" nan
 run_case 14b 2 "train on a DB with a NaN in labels_gaze.npy" "labels_gaze.npy|row 1|not finite" \
-    "$G" train --dataset "$C/14/dbnan" --checkpoint-dir "$C/14/run_b" "${TINY[@]}" --iters 1
+    "$G" train --data "$C/14/dbnan" --outdir "$C/14/run_b" "${TINY[@]}" --iters 1
 record 'absent "$C/14/run_b"'
 mkdir -p "$C/14/h5/subject0000.h5"
 run_case 14c 2 "segment ethx where the only .h5 is a folder" "a folder, not an HDF5 file|segment_report.json" \
-    "$G" segment ethx "$C/14/h5" --out "$C/14/prep_c" --size 32 -j 1
+    "$G" segment ethx --data "$C/14/h5" --outdir "$C/14/prep_c" --size 32 -j 1
 record
 H killed_prep "$WORK/prep" "$C/14/killed"
 run_case 14d 2 "pack a PREP_DIR an interrupted segment left" "image(s) without a mask|did not finish: run the same \`gcgan segment\` command again" \
-    "$G" pack "$C/14/killed" --out "$C/14/db_d" --size 32 -j 1
+    "$G" pack --data "$C/14/killed" --outdir "$C/14/db_d" --size 32 -j 1
 record 'none_like "$C/14/db_d"'
 H unsafe "$C/14/unsafe.pth"
-run_case 14e 2 "inception --weights UNSAFE-PICKLE" "unsafe.pth|never unpickles code|pt_inception-2015-12-05-6726825d.pth|https://" \
-    "$G" inception "$WORK/db" --output "$C/14/s.npz" --weights "$C/14/unsafe.pth" "${CPU[@]}"
+run_case 14e 2 "inception --inception-weights UNSAFE-PICKLE" "unsafe.pth|never unpickles code|pt_inception-2015-12-05-6726825d.pth|https://" \
+    "$G" inception --data "$WORK/db" --out "$C/14/s.npz" --inception-weights "$C/14/unsafe.pth" "${CPU[@]}"
 record 'no_word 14e weights_only' 'absent "$C/14/s.npz"'
 : >"$C/14/empty.pth"
-run_case 14f 2 "inception --weights ZERO-BYTE" "empty.pth|not a readable torch weights file" \
-    "$G" inception "$WORK/db" --output "$C/14/s.npz" --weights "$C/14/empty.pth" "${CPU[@]}"
+run_case 14f 2 "inception --inception-weights ZERO-BYTE" "empty.pth|not a readable torch weights file" \
+    "$G" inception --data "$WORK/db" --out "$C/14/s.npz" --inception-weights "$C/14/empty.pth" "${CPU[@]}"
 record 'no_word 14f weights_only' 'absent "$C/14/s.npz"'
 
 # --- S. Ctrl-C and SIGTERM exit 130 -------------------------------------------------------------------
 mkdir -p "$C/S"
 # SIGTERM to train: it saves a checkpoint and exits 130
-timeout "$T" "$G" train --dataset "$WORK/db" --checkpoint-dir "$C/S/run" "${TINY[@]}" --iters 100000 --log-every 1 \
+timeout "$T" "$G" train --data "$WORK/db" --outdir "$C/S/run" "${TINY[@]}" --iters 100000 --log-every 1 \
     >"$LOG/Sa.out" 2>"$LOG/Sa.err" </dev/null &
 P=$!; BG+=("$P")
 wait_for "$C/S/run/metrics.jsonl" 60
@@ -849,7 +849,7 @@ wait "$P"; RC=$?
 CID=Sa EXP=130 DESC="SIGTERM to a running train" WORDS=""
 record 'ls "$C/S/run/checkpoints/"*.pt >/dev/null'
 # Ctrl-C (SIGINT) to segment: a background job ignores SIGINT unless it is reset to the default
-timeout "$T" env --default-signal=INT "$G" segment synthetic --n 3000 --size 32 -j 1 --out "$C/S/seg" \
+timeout "$T" env --default-signal=INT "$G" segment synthetic --n 3000 --size 32 -j 1 --outdir "$C/S/seg" \
     >"$LOG/Sb.out" 2>"$LOG/Sb.err" </dev/null &
 P=$!; BG+=("$P")
 wait_for "$C/S/seg/manifest.jsonl" 60
@@ -858,10 +858,10 @@ wait "$P"; RC=$?
 CID=Sb EXP=130 DESC="Ctrl-C (SIGINT) to a running segment" WORDS=""
 record 'H prep_whole "$C/S/seg" "" rows-only' 'grep -q "\"interrupted\": true" "$C/S/seg/segment_report.json"'
 run_case Sc 0 "the same segment again completes the interrupted one" "" \
-    "$G" segment synthetic --n 3000 --size 32 -j 1 --out "$C/S/seg"
+    "$G" segment synthetic --n 3000 --size 32 -j 1 --outdir "$C/S/seg"
 record 'H prep_whole "$C/S/seg" 3000'
 # Ctrl-C to pack: keeps what was committed in OUT.partial; the same command continues
-timeout "$T" env --default-signal=INT "$G" pack "$WORK/big" --out "$C/S/db" --size 256 -j 1 \
+timeout "$T" env --default-signal=INT "$G" pack --data "$WORK/big" --outdir "$C/S/db" --size 256 -j 1 \
     >"$LOG/Sd.out" 2>"$LOG/Sd.err" </dev/null &
 P=$!; BG+=("$P")
 wait_for "$C/S/db.partial/data.mdb" 60
@@ -871,7 +871,7 @@ wait "$P"; RC=$?
 CID=Sd EXP=130 DESC="Ctrl-C (SIGINT) to a running pack" WORDS=""
 record 'absent "$C/S/db"'
 run_case Se 0 "the same pack again continues from what was committed" "" \
-    "$G" pack "$WORK/big" --out "$C/S/db" --size 256 -j 1
+    "$G" pack --data "$WORK/big" --outdir "$C/S/db" --size 256 -j 1
 record 'H db_count "$C/S/db" 3000' 'grep -q interrupted "$LOG/Se.out"' 'absent "$C/S/db.partial"'
 
 # --- the table (also in $WORK/table.txt) ------------------------------------------------------------

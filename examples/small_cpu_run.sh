@@ -18,10 +18,10 @@ ITERS=${ITERS:-8000}
 DEVICE=${DEVICE:-cpu}
 
 mkdir -p "$WORK"
-"$GCGAN" segment synthetic --n 2000 --size 64 --seed 1 --out "$WORK/prep_train"
-"$GCGAN" pack "$WORK/prep_train" --out "$WORK/train" --size 64 --overwrite
-"$GCGAN" segment synthetic --n 400 --size 64 --seed 2 --out "$WORK/prep_test"
-"$GCGAN" pack "$WORK/prep_test" --out "$WORK/test" --size 64 --overwrite
+"$GCGAN" segment synthetic --n 2000 --size 64 --seed 1 --outdir "$WORK/prep_train"
+"$GCGAN" pack --data "$WORK/prep_train" --outdir "$WORK/train" --size 64 --overwrite
+"$GCGAN" segment synthetic --n 400 --size 64 --seed 2 --outdir "$WORK/prep_test"
+"$GCGAN" pack --data "$WORK/prep_test" --outdir "$WORK/test" --size 64 --overwrite
 
 # The estimator in the generator's loss, and the judge: another seed and architecture.
 "$GCGAN" gaze fit --data "$WORK/train" --out "$WORK/est_loss.pt" --seed 0 --overwrite --device "$DEVICE"
@@ -30,12 +30,12 @@ mkdir -p "$WORK"
 
 RESUME=""  # an interrupted run continues where it stopped
 [ -f "$WORK/gan/config.json" ] && RESUME=--resume
-"$GCGAN" train --dataset "$WORK/train" --checkpoint-dir "$WORK/gan" --preset small --batch 8 --mirror \
+"$GCGAN" train --data "$WORK/train" --outdir "$WORK/gan" --preset small --batch 8 --mirror \
     --gaze-model "$WORK/est_loss.pt" --lambda-gaze 2 --gaze-warmup 2000 --gaze-ramp 2000 \
     --iters "$ITERS" --log-every 100 --viz-every 500 --save-every 500 --device "$DEVICE" $RESUME
 CKPT=$(ls "$WORK"/gan/checkpoints/*.pt | tail -n 1)
 
-"$GCGAN" gaze consistency "$CKPT" --model "$WORK/est_judge.pt" --n 1000 --grid 5 --grid-plot "$WORK/consistency_grid.png" \
+"$GCGAN" gaze consistency --network "$CKPT" --model "$WORK/est_judge.pt" --n 1000 --grid 5 --grid-plot "$WORK/consistency_grid.png" \
     --sweep "$WORK/sweep" --json --device "$DEVICE" > "$WORK/consistency.json"
 "$GCGAN" sample "$CKPT" --outdir "$WORK/samples" --n 64 --overwrite --device "$DEVICE"
 python3 - "$WORK" <<'PY'

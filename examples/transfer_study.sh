@@ -34,11 +34,11 @@ step() { echo "== $(date +%H:%M:%S) $*"; }
 have() { [ -e "$1" ]; }
 
 step "data"
-have s_train || $GCGAN transfer synth s_train --style s --n "$N_S" --seed 0 >/dev/null
-have s_test || $GCGAN transfer synth s_test --style s --n 500 --seed 1 --twin >/dev/null
-have s_val || $GCGAN transfer synth s_val --style s --n 300 --seed 3 >/dev/null
-have r_train.h5 || $GCGAN transfer synth r_train.h5 --style r --format mpii --n $((12 * N_R_PERSON)) --persons 12 --seed 2 >/dev/null
-have r_test.h5 || $GCGAN transfer synth r_test.h5 --style r --format mpii --n $((3 * N_R_PERSON)) --persons 3 --first-person 12 --seed 2 >/dev/null
+have s_train || $GCGAN transfer synth --outdir s_train --style s --n "$N_S" --seed 0 >/dev/null
+have s_test || $GCGAN transfer synth --outdir s_test --style s --n 500 --seed 1 --twin >/dev/null
+have s_val || $GCGAN transfer synth --outdir s_val --style s --n 300 --seed 3 >/dev/null
+have r_train.h5 || $GCGAN transfer synth --outdir r_train.h5 --style r --format mpii --n $((12 * N_R_PERSON)) --persons 12 --seed 2 >/dev/null
+have r_test.h5 || $GCGAN transfer synth --outdir r_test.h5 --style r --format mpii --n $((3 * N_R_PERSON)) --persons 3 --first-person 12 --seed 2 >/dev/null
 
 step "loss networks, on S_train"
 have g_s.pt || $GCGAN gaze fit --input eye --data s_train --out g_s.pt --arch small --seed 0 --epochs "$EPOCHS" --device "$DEVICE" | tail -n 9
@@ -71,11 +71,11 @@ for seed in $SEEDS; do
             resume=""
             [ -d "$run/checkpoints" ] && resume="--resume"
             # shellcheck disable=SC2046
-            $GCGAN transfer fit --s s_train --r r_train.h5 --out "$run" --preset "$PRESET" --steps "$STEPS" --seed "$seed" \
+            $GCGAN transfer fit --s s_train --r r_train.h5 --outdir "$run" --preset "$PRESET" --steps "$STEPS" --seed "$seed" \
                 --log-every 100 --sample-every 500 --save-every 500 --device "$DEVICE" $(flags "$variant") $resume | tail -n 12
             touch "$run/done"
         fi
-        have "$run/eval.json" || $GCGAN transfer eval --checkpoint "$run" --s-test s_test --r-test r_test.h5 --s-train s_train \
+        have "$run/eval.json" || $GCGAN transfer eval --network "$run" --s-test s_test --r-test r_test.h5 --s-train s_train \
             --r-train r_train.h5 --gaze-r e_r.pt --gaze-s e_s2.pt --landmarks-r l_r.pt --twins s_test-twin \
             --downstream-epochs "$DOWNSTREAM" --seed "$seed" --out "$run/eval.json" --device "$DEVICE"
     done

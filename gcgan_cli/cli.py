@@ -14,11 +14,14 @@ import gcgan_cli
 from cuda_ops import OpsBuildError
 from gcgan_cli.commands import gaze, segment, transfer
 from gcgan_cli.commands.doctor import doctor
+from gcgan_cli.commands.export import export_command
+from gcgan_cli.commands.fid import fid_command
 from gcgan_cli.commands.inception import inception_command
 from gcgan_cli.commands.pack import pack_command
 from gcgan_cli.commands.interpolate import interpolate_command
 from gcgan_cli.commands.sample import sample_command
 from gcgan_cli.commands.train import train_command
+from gcgan_cli.commands.unpack import unpack_command
 from gcgan_cli.console import err_console
 from gcgan_cli.errors import GcganError
 from gcgan_cli.outputs import DISK_FULL_ERRNOS, disk_full
@@ -30,10 +33,11 @@ and FP-GAN (feature-preserving eye translation) in one tool.
 
   1. [cyan]segment[/cyan]     datasets (ETH-XGaze .h5, CelebAMask-HQ, synthetic) -> eye-strip images + part masks
   2. [cyan]pack[/cyan]        image + mask folders -> LMDB (+ gaze label set)
-  3. [cyan]inception[/cyan]   FID statistics of a packed dataset
+  3. [cyan]inception[/cyan]   FID statistics of a packed dataset; [cyan]fid[/cyan] scores a network, folder or DB against them
   4. [cyan]train[/cyan]       --stage 1 on labelled data, then --stage 2 on an unlabelled domain (torchrun/DDP)
   5. [cyan]sample[/cyan] / [cyan]interpolate[/cyan]   gaze-annotated images with masks; part-wise and gaze animations
 
+  [cyan]export[/cyan] a checkpoint's G_ema as a shareable model folder; [cyan]unpack[/cyan] a DB back to folders.
   Beside it: [cyan]transfer[/cyan] (FP-GAN synthetic <-> real eye translation) and [cyan]gaze[/cyan]
   (a gaze estimator that measures what the generated data is worth).
 
@@ -67,10 +71,13 @@ def root(
 
 app.add_typer(segment.app, name="segment")
 app.command("pack")(pack_command)
+app.command("unpack")(unpack_command)
 app.command("inception")(inception_command)
+app.command("fid")(fid_command)
 app.command("train")(train_command)
 app.command("sample")(sample_command)
 app.command("interpolate")(interpolate_command)
+app.command("export")(export_command)
 app.add_typer(gaze.app, name="gaze")
 app.add_typer(transfer.app, name="transfer")
 app.command("doctor")(doctor)

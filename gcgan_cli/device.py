@@ -1,23 +1,28 @@
-"""The one place that turns ``--device auto|cpu|cuda|cuda:N`` into a torch.device."""
+"""The one place that turns ``--device auto|cpu|cuda|cuda:N|mps`` into a torch.device."""
 
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from gcgan_cli.errors import UsageError
 
-DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
-_PATTERN = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+_PATTERN = re.compile(r"^(auto|cpu|cuda|mps)(?::(\d+))?$")
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``auto`` is the first CUDA GPU when torch sees one, else the CPU.
+    """``auto`` is the first CUDA GPU when torch sees one, else the CPU (``mps``, Apple's GPU, only
+    when asked for: not every op gcgan uses runs there).
 
     Raises UsageError (naming ``--device``) for a malformed value or a GPU that
     is not there, rather than failing later inside a model.
     """
+    import torch  # here, not at import: `gcgan --help` and `--version` do not load torch
+
     text = spec.strip().lower()
     match = _PATTERN.match(text)
     if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
@@ -27,6 +32,11 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     if kind == "cpu":
         return torch.device("cpu")
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device mps: torch {torch.__version__} sees no Apple MPS GPU on this machine; "
+                             "use --device cpu (or auto)")
+        return torch.device("mps")
     if not torch.cuda.is_available():
         raise UsageError(
             f"--device {spec}: torch {torch.__version__} sees no CUDA GPU on this machine; "

@@ -23,13 +23,13 @@ def one_error(err: str, *words) -> str:
 
 def synthetic_prep(out: Path, n: int = 16, size: int = 32) -> Path:
     """A PREP_DIR of `n` synthetic strips at `size` px (`gcgan segment synthetic`, one process)."""
-    assert cli.run(["segment", "synthetic", "--n", str(n), "--size", str(size), "--out", str(out), "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", str(n), "--size", str(size), "--outdir", str(out), "-j", "1"]) == 0
     return out
 
 
 def packed(prep: Path, out: Path, size: int = 32, *extra: str) -> Path:
     """The DB `gcgan pack` makes of `prep` (one process)."""
-    assert cli.run(["pack", str(prep), "--out", str(out), "--size", str(size), "-j", "1", *extra]) == 0
+    assert cli.run(["pack", "--data", str(prep), "--outdir", str(out), "--size", str(size), "-j", "1", *extra]) == 0
     return out
 
 

@@ -96,8 +96,36 @@ def test_installed_entry_point_runs():
         [sys.executable, "-m", "gcgan_cli", "doctor", "--device", "tpu"], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: --device 'tpu' is not valid: use auto, cpu, cuda or cuda:N"]
+    assert result.stderr.strip().splitlines() == ["error: --device 'tpu' is not valid: use auto, cpu, cuda, cuda:N or mps"]
     from importlib.metadata import entry_points
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "gcgan"]
     assert script.value == "gcgan_cli.cli:main"
+
+
+def _help(*command: str) -> str:
+    """A command's --help as a terminal 200 columns wide shows it (rich wraps to the width)."""
+    result = subprocess.run([sys.executable, "-m", "gcgan_cli", *command, "--help"], capture_output=True, text=True,
+                            env={**__import__("os").environ, "COLUMNS": "200"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.replace("│", " ").split())
+
+
+def test_train_help_shows_the_train_config_defaults():
+    from gcgan_cli.core.training.config import TrainConfig
+
+    text = _help("train")
+    defaults = TrainConfig()
+    for flag, value in (("--batch", defaults.batch), ("--iters", defaults.iters), ("--keep", defaults.keep),
+                        ("--lr", defaults.lr), ("--preset", defaults.preset), ("--swap-check", defaults.swap_check)):
+        after = text[text.index(f"{flag} "):]
+        assert f"[default: {value}]" in after[:400], (flag, after[:400])
+    assert "[default: the preset's (ref256: 256)]" in text and "[default: 10 x (size / 256)^2]" in text
+    for panel in ("Data and run", "Model", "Schedule", "Regularisation", "Gaze conditioning", "Distributed and device"):
+        assert panel in text
+
+
+def test_bracketed_shapes_survive_rich_markup():
+    assert "compact W+ [rows, style_dim] float32" in _help("sample")
+    assert "(compact W+ [rows, style_dim], or a w [style_dim])" in _help("interpolate")
+    assert "[default: 150000]" in _help("transfer", "fit")

@@ -129,8 +129,8 @@ def test_r1_defaults_scale_with_the_image_size():
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     root = tmp_path_factory.mktemp("cond")
-    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "32", "--out", str(root / "prep"), "-j", "1"]) == 0
-    assert cli.run(["pack", str(root / "prep"), "--out", str(root / "db"), "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "32", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "-j", "1"]) == 0
     return root / "db"
 
 
@@ -139,7 +139,7 @@ def test_stage1_with_every_conditioning_option(db, tmp_path, run_cli):
     estimator = tmp_path / "est.pt"
     save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
     run = tmp_path / "run"
-    args = ["train", "--dataset", db, "--checkpoint-dir", run, "--preset", "tiny", "--batch", "4", "--workers", "0",
+    args = ["train", "--data", db, "--outdir", run, "--preset", "tiny", "--batch", "4", "--workers", "0",
             "--iters", "6", "--log-every", "3", "--viz-every", "0", "--save-every", "3", "--d-conditioning", "projection",
             "--gaze-model", estimator, "--lambda-gaze", "1", "--gaze-warmup", "2", "--gaze-ramp", "2", "--mirror", "--augment",
             "--d-gaze-mismatch", "1", "--device", "cpu"]
@@ -159,5 +159,5 @@ def test_stage1_with_every_conditioning_option(db, tmp_path, run_cli):
     torch.manual_seed(6)
     save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
     (run / "checkpoints" / "0000006.pt").unlink()
-    code, _, err = run_cli("train", "--checkpoint-dir", run, "--resume")
+    code, _, err = run_cli("train", "--outdir", run, "--resume")
     assert code == 2 and "not the estimator this run was trained with" in err

@@ -13,7 +13,7 @@ def test_cpu_and_auto():
     assert resolve_device(" AUTO ") == expected
 
 
-@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "cpu:1", "auto:0", "cuda:-1", ""])
+@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "cpu:1", "auto:0", "cuda:-1", "", "mps:0"])
 def test_malformed_values_name_the_option(spec):
     with pytest.raises(UsageError, match="--device .* is not valid"):
         resolve_device(spec)
@@ -31,3 +31,20 @@ def test_cuda_indices():
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
     with pytest.raises(UsageError, match="only"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_mps_where_torch_reports_it(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("MPS") == torch.device("mps")
+
+
+def test_mps_refused_in_one_line_where_torch_has_none(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UsageError, match=r"^--device mps: torch .* sees no Apple MPS GPU on this machine; use --device cpu"):
+        resolve_device("mps")
+
+
+def test_auto_never_picks_mps(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    expected = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert resolve_device("auto") == expected

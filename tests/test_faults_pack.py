@@ -117,8 +117,8 @@ def test_a_cut_short_db_is_refused_before_any_read(db, tmp_path):
     assert (tmp_path / "empty" / gaze_db.DATA_FILE).stat().st_size == 0  # not initialised as a new DB
 
     stats = tmp_path / "stats.npz"
-    command = subprocess.run([sys.executable, "-m", "gcgan_cli", "inception", str(tmp_path / "half"),
-                              "--output", str(stats)], capture_output=True, text=True, timeout=120)
+    command = subprocess.run([sys.executable, "-m", "gcgan_cli", "inception", "--data", str(tmp_path / "half"),
+                              "--out", str(stats)], capture_output=True, text=True, timeout=120)
     assert command.returncode == 2, command.stderr
     one_error(command.stderr, f"{tmp_path / 'half'}: data.mdb is {full // 2} bytes", "cut short")
     assert not stats.exists()
@@ -182,7 +182,7 @@ def test_gaze_out_of_range_gets_the_degrees_hint(prep, tmp_path, run_cli):
     rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
     rows[2]["pitch"] = 30.0
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code, _, err = run_cli("pack", folder, "--out", tmp_path / "db", "-j", "1")
+    code, _, err = run_cli("pack", "--data", folder, "--outdir", tmp_path / "db", "-j", "1")
     assert code == 2
     one_error(err, f"{folder / 'manifest.jsonl'} row {rows[2]['name']!r}", "look like degrees")
     no_db(tmp_path / "db")
@@ -195,7 +195,7 @@ def test_gaze_out_of_range_gets_the_degrees_hint(prep, tmp_path, run_cli):
     degrees = strip_name(0, "00", 1, 45.0, 30.0)
     for sub in (images, masks):
         (sub / f"{first}.png").rename(sub / f"{degrees}.png")
-    command = ("pack", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--out", tmp_path / "db", "-j", "1")
+    command = ("pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", tmp_path / "db", "-j", "1")
     code, _, err = run_cli(*command)
     assert code == 2
     one_error(err, f"{images / degrees}.png: the gaze in its name", "--unlabelled", "look like degrees")
@@ -212,15 +212,15 @@ def test_images_and_masks_from_one_folder_are_refused(prep, tmp_path, run_cli):
     out = tmp_path / "db"
     for options in (["--rgb-dir", rgb, "--mask-dir", rgb], ["--rgb-dir", rgb, "--mask-dir", tmp_path / "link"],
                     ["--rgb-dir", rgb, "--mask-dir", folder / "mask" / ".." / "rgb"], ["--rgb-dir", folder / "mask"]):
-        code, _, err = run_cli("pack", folder, *options, "--out", out)
+        code, _, err = run_cli("pack", "--data", folder, *options, "--outdir", out)
         assert code == 2
         one_error(err, "--rgb-dir and --mask-dir are the same folder", "must be in separate folders")
         no_db(out)
     for inside, words in ((folder, "is the input folder itself"), (rgb / "db", f"is in the image folder {rgb}"),
                           (folder / "mask" / "sub" / "db", f"is in the mask folder {folder / 'mask'}")):
-        code, _, err = run_cli("pack", folder, "--out", inside)
+        code, _, err = run_cli("pack", "--data", folder, "--outdir", inside)
         assert code == 2
-        one_error(err, f"--out {inside} {words}", "outside its input folders")
+        one_error(err, f"--outdir {inside} {words}", "outside its input folders")
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in prep.iterdir())
     assert len(list(rgb.iterdir())) == N and len(list((folder / "mask").iterdir())) == N
 
@@ -234,7 +234,7 @@ def test_lossy_masks_are_refused_lossy_images_are_not(prep, tmp_path, run_cli):
         cv2.imwrite(str(images / f"{name}.jpg"), image)
         cv2.imwrite(str(masks / f"{name}{'.webp' if i == 0 else '.jpg'}"), mask)
     out = tmp_path / "db"
-    code, _, err = run_cli("pack", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--out", out, "-j", "1")
+    code, _, err = run_cli("pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", out, "-j", "1")
     assert code == 2
     one_error(err, f"{masks}: {N} mask(s) in a lossy format", f"{names(prep)[0]}.webp", f"{names(prep)[1]}.jpg",
               "lossless class-id images (PNG or BMP)")
@@ -243,7 +243,7 @@ def test_lossy_masks_are_refused_lossy_images_are_not(prep, tmp_path, run_cli):
         for mask in masks.glob(f"{name}.*"):
             mask.unlink()
         shutil.copy(prep / "mask" / f"{name}.png", masks)
-    assert run_cli("pack", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--out", out, "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", out, "-j", "1")[0] == 0
     assert gaze_db.read_meta(out).count == N
 
 
@@ -257,7 +257,7 @@ def test_empty_and_truncated_files_are_named(prep, tmp_path, capfd):
     cut.write_bytes(data[: len(data) // 2])
     out = tmp_path / "db"
     capfd.readouterr()
-    code = cli.run(["pack", str(folder), "--out", str(out), "-j", "1"])
+    code = cli.run(["pack", "--data", str(folder), "--outdir", str(out), "-j", "1"])
     assert code == 2
     one_error(capfd.readouterr().err, "2 pair(s) cannot be packed", f"{empty}: empty file (0 bytes)",
               f"{cut}: not a readable image (truncated?)")
@@ -287,7 +287,7 @@ def test_binary_samples_jsonl_names_file_and_line(prep, tmp_path, run_cli):
     shutil.copy(prep / "mask" / f"{name}.png", folder / "0_mask.png")
     row = json.dumps({"image": "0.png", "mask": "0_mask.png", "pitch": 0.1, "yaw": 0.2}).encode()
     (folder / "samples.jsonl").write_bytes(row + b"\n\x89PNG\r\n\x1a\n\xff\xfe\x00\x01\n")
-    code, _, err = run_cli("pack", folder, "--out", tmp_path / "db")
+    code, _, err = run_cli("pack", "--data", folder, "--outdir", tmp_path / "db")
     assert code == 2
     one_error(err, f"{folder / 'samples.jsonl'}:2: not UTF-8 text")
     no_db(tmp_path / "db")
@@ -302,7 +302,7 @@ def test_an_unfinished_segment_run_is_named_with_what_to_do(prep, tmp_path, run_
     (killed / "mask" / f"{name}.png").unlink()
     rows = [line for line in (killed / "manifest.jsonl").read_text().splitlines() if json.loads(line)["name"] != name]
     (killed / "manifest.jsonl").write_text("\n".join(rows) + "\n")
-    code, _, err = run_cli("pack", killed, "--out", tmp_path / "db")
+    code, _, err = run_cli("pack", "--data", killed, "--outdir", tmp_path / "db")
     assert code == 2
     one_error(err, f"1 image(s) without a mask ({name})", f"the segment run that wrote {killed} {hint}")
     no_db(tmp_path / "db")
@@ -310,13 +310,13 @@ def test_an_unfinished_segment_run_is_named_with_what_to_do(prep, tmp_path, run_
     edited_by_hand = tmp_path / "edited"
     shutil.copytree(prep, edited_by_hand)
     (edited_by_hand / "mask" / f"{name}.png").unlink()
-    code, _, err = run_cli("pack", edited_by_hand, "--out", tmp_path / "db")
+    code, _, err = run_cli("pack", "--data", edited_by_hand, "--outdir", tmp_path / "db")
     assert code == 2 and hint not in err
     one_error(err, f"1 image(s) without a mask ({name})")
     # The same, with a report of a stopped run (Ctrl-C).
     report = json.loads((edited_by_hand / "segment_report.json").read_text())
     (edited_by_hand / "segment_report.json").write_text(json.dumps({**report, "interrupted": True}))
-    code, _, err = run_cli("pack", edited_by_hand, "--out", tmp_path / "db")
+    code, _, err = run_cli("pack", "--data", edited_by_hand, "--outdir", tmp_path / "db")
     assert code == 2
     one_error(err, hint)
     no_db(tmp_path / "db")
@@ -324,7 +324,7 @@ def test_an_unfinished_segment_run_is_named_with_what_to_do(prep, tmp_path, run_
     unlogged = tmp_path / "unlogged"
     shutil.copytree(prep, unlogged)
     (unlogged / "manifest.jsonl").write_text("\n".join(rows) + "\n")
-    code, _, err = run_cli("pack", unlogged, "--out", tmp_path / "db")
+    code, _, err = run_cli("pack", "--data", unlogged, "--outdir", tmp_path / "db")
     assert code == 2
     one_error(err, f"1 strip(s) have no row in manifest.jsonl ({name})", f"the segment run that wrote {unlogged} {hint}")
     no_db(tmp_path / "db")
@@ -336,31 +336,31 @@ def test_an_unfinished_segment_run_is_named_with_what_to_do(prep, tmp_path, run_
 def test_out_must_be_a_writable_folder_path(prep, tmp_path, tmpfs, run_cli):
     file = tmp_path / "notes.txt"
     file.write_text("mine")
-    code, _, err = run_cli("pack", prep, "--out", file)
+    code, _, err = run_cli("pack", "--data", prep, "--outdir", file)
     assert code == 2
-    one_error(err, f"--out {file}: a file is in the way")
-    code, _, err = run_cli("pack", prep, "--out", file / "db")
+    one_error(err, f"--outdir {file}: a file is in the way")
+    code, _, err = run_cli("pack", "--data", prep, "--outdir", file / "db")
     assert code == 2
-    one_error(err, f"--out {file / 'db'}: {file} is a file")
+    one_error(err, f"--outdir {file / 'db'}: {file} is a file")
     assert file.read_text() == "mine"
     read_only = tmpfs("ro,size=1m", "ro")
     for out in (read_only / "db", read_only / "sub" / "db"):
-        code, _, err = run_cli("pack", prep, "--out", out)
+        code, _, err = run_cli("pack", "--data", prep, "--outdir", out)
         assert code == 2
-        one_error(err, f"--out {read_only}: cannot write there", "choose another folder")
+        one_error(err, f"--outdir {read_only}: cannot write there", "choose another folder")
     assert list(read_only.iterdir()) == []
 
 
 def test_a_second_pack_into_one_out_is_refused(prep, tmp_path, run_cli, lock_holder):
     out = tmp_path / "db"
     holder = lock_holder(out, "pack")
-    code, _, err = run_cli("pack", prep, "--out", out, "--size", SIZE, "-j", "1")
+    code, _, err = run_cli("pack", "--data", prep, "--outdir", out, "--size", SIZE, "-j", "1")
     assert code == 2
     one_error(err, f"another gcgan is writing {out} (gcgan pack, pid {holder.pid}); wait for it to finish")
     no_db(out)
     holder.kill()
     holder.wait()
-    assert run_cli("pack", prep, "--out", out, "--size", SIZE, "-j", "1")[0] == 0  # the kernel dropped its lock
+    assert run_cli("pack", "--data", prep, "--outdir", out, "--size", SIZE, "-j", "1")[0] == 0  # the kernel dropped its lock
 
 
 # --- stopped packs resume ---
@@ -386,10 +386,10 @@ def test_a_full_disk_stops_pack_and_the_same_command_resumes(tmp_path, tmpfs, mo
     prep = noise_prep(tmp_path / "noise", 200)  # a DB of about 4 MiB
     monkeypatch.setattr(pack_core, "COMMIT_RECORDS", 20)
     clean = tmp_path / "clean"
-    assert run_cli("pack", prep, "--out", clean, "--size", "64", "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", prep, "--outdir", clean, "--size", "64", "-j", "1")[0] == 0
     small = tmpfs("size=3m", "small")
     out = small / "db"
-    command = ("pack", prep, "--out", out, "--size", "64", "-j", "1")
+    command = ("pack", "--data", prep, "--outdir", out, "--size", "64", "-j", "1")
     code, _, err = run_cli(*command)
     assert code == 2
     one_error(err, f"disk full at {small}", "run the same command again")
@@ -418,7 +418,7 @@ def test_an_opaque_commit_error_on_a_nearly_full_disk_is_a_full_disk(prep, tmp_p
     monkeypatch.setattr(pack_core._Writer, "_write", fail_the_second)
     monkeypatch.setattr(outputs, "free_bytes", lambda path: 4096)
     out = tmp_path / "db"
-    code, _, err = run_cli("pack", prep, "--out", out, "--size", SIZE, "-j", "1")
+    code, _, err = run_cli("pack", "--data", prep, "--outdir", out, "--size", SIZE, "-j", "1")
     assert code == 2
     one_error(err, f"disk full at {tmp_path} (0.0 MiB free)")
     assert not out.exists() and progress_done(pack_core.partial_path(out)) == 4
@@ -447,7 +447,7 @@ sys.exit(cli.run(sys.argv[1:]))
 
 def test_a_pack_killed_with_sigkill_resumes_to_the_clean_db(prep, tmp_path, run_cli):
     out, clean = tmp_path / "db", tmp_path / "clean"
-    command = ["pack", str(prep), "--out", str(out), "--size", str(SIZE), "-j", "1"]
+    command = ["pack", "--data", str(prep), "--outdir", str(out), "--size", str(SIZE), "-j", "1"]
     killed = child(KILLED_PACK, *command)
     try:
         started(killed, "stalled")
@@ -460,6 +460,6 @@ def test_a_pack_killed_with_sigkill_resumes_to_the_clean_db(prep, tmp_path, run_
     code, stdout, _ = run_cli(*command)
     assert code == 0 and "8 from an interrupted run" in stdout
     assert not pack_core.partial_path(out).exists()
-    assert run_cli("pack", prep, "--out", clean, "--size", SIZE, "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", prep, "--outdir", clean, "--size", SIZE, "-j", "1")[0] == 0
     assert items(out) == items(clean)
     assert (out / gaze_db.LABELS_FILE).read_bytes() == (clean / gaze_db.LABELS_FILE).read_bytes()

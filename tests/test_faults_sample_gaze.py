@@ -31,9 +31,9 @@ def world(tmp_path_factory):
     """A tiny DB, a 2-step checkpoint, two samples with latents and a 1-epoch face estimator."""
     root = tmp_path_factory.mktemp("faults_sample_gaze")
     packed(synthetic_prep(root / "prep"), root / "db")
-    steps = (["train", "--dataset", root / "db", "--checkpoint-dir", root / "run", "--preset", "tiny", "--workers", "0",
+    steps = (["train", "--data", root / "db", "--outdir", root / "run", "--preset", "tiny", "--workers", "0",
               "--iters", "2", "--viz-every", "0", *CPU],
-             ["sample", root / "run" / "checkpoints" / "0000002.pt", "--outdir", root / "samples", "--n", "2",
+             ["sample", "--network", root / "run" / "checkpoints" / "0000002.pt", "--outdir", root / "samples", "--n", "2",
               "--save-latent", *CPU],
              ["gaze", "fit", "--data", root / "db", "--out", root / "est.pt", "--epochs", "1", "--size", "16", *CPU])
     for args in steps:
@@ -53,7 +53,7 @@ def world(tmp_path_factory):
     (("--gaze-grid", "100000"), ("--gaze-grid", "64")),
 ])
 def test_sample_refuses_a_bad_gaze_before_creating_anything(world, tmp_path, run_cli, args, words):
-    code, _, err = run_cli("sample", world["ckpt"], "--outdir", tmp_path / "new" / "out", "--n", "2", *args, *CPU)
+    code, _, err = run_cli("sample", "--network", world["ckpt"], "--outdir", tmp_path / "new" / "out", "--n", "2", *args, *CPU)
     assert code == 2
     one_error(err, *words)
     assert not (tmp_path / "new").exists()
@@ -64,20 +64,20 @@ def test_sample_refuses_a_label_file_in_degrees_or_beyond_the_training_gazes(wor
     for name, values, words in (("degrees.npy", np.degrees(labels), ("degrees",)),
                                 ("far.npy", labels + np.float32([0.0, 0.8]), ("yaw", "--allow-extrapolation"))):
         np.save(tmp_path / name, values.astype(np.float32))
-        code, _, err = run_cli("sample", world["ckpt"], "--outdir", tmp_path / "new" / "out",
+        code, _, err = run_cli("sample", "--network", world["ckpt"], "--outdir", tmp_path / "new" / "out",
                                "--gaze-labels", tmp_path / name, "--n", "4", *CPU)
         assert code == 2
         one_error(err, name, *words)
         assert not (tmp_path / "new").exists()
     out = tmp_path / "allowed"
-    code, _, _ = run_cli("sample", world["ckpt"], "--outdir", out, "--gaze", "1.2,0", "--allow-extrapolation", "--n", "1",
+    code, _, _ = run_cli("sample", "--network", world["ckpt"], "--outdir", out, "--gaze", "1.2,0", "--allow-extrapolation", "--n", "1",
                          *CPU)
     assert code == 0
     assert json.loads((out / "samples.jsonl").read_text())["pitch"] == pytest.approx(1.2)
 
 
 def test_a_killed_sample_run_leaves_no_folder_and_a_rerun_matches_a_clean_run(world, tmp_path, run_cli):
-    args = ["sample", str(world["ckpt"]), "--n", "50", "--batch", "1", "--no-sheet", *CPU]
+    args = ["sample", "--network", str(world["ckpt"]), "--n", "50", "--batch", "1", "--no-sheet", *CPU]
     out = tmp_path / "out"
     run = subprocess.Popen([sys.executable, "-m", "gcgan_cli", *args, "--outdir", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -93,7 +93,7 @@ def test_a_killed_sample_run_leaves_no_folder_and_a_rerun_matches_a_clean_run(wo
     assert run_cli(*args, "--outdir", out)[0] == 0
     assert run_cli(*args, "--outdir", tmp_path / "clean")[0] == 0
     rerun, clean = files_of(out), files_of(tmp_path / "clean")
-    assert len(rerun) == 3 * 50 + 1 and rerun == clean
+    assert len(rerun) == 3 * 50 + 2 and rerun == clean  # 3 files per sample, metadata.jsonl, samples.jsonl
     assert not building.exists()  # the killed run's leftovers are gone
 
 
@@ -103,7 +103,7 @@ def test_a_second_writer_stops_at_once(world, tmp_path, run_cli, lock_holder, co
     holder = lock_holder(out, command)
     extra = ("--n", "1") if command == "sample" else ("--latent", world["latent"], "--component", "nose",
                                                        "--frames", "2")
-    code, _, err = run_cli(command, world["ckpt"], "--outdir", out, *extra, *CPU)
+    code, _, err = run_cli(command, "--network", world["ckpt"], "--outdir", out, *extra, *CPU)
     assert code == 2
     one_error(err, "another gcgan is writing", out, f"pid {holder.pid}")
     assert not out.exists()
@@ -112,37 +112,37 @@ def test_a_second_writer_stops_at_once(world, tmp_path, run_cli, lock_holder, co
 def test_sample_outdir_in_the_way_or_holding_other_files(world, tmp_path, run_cli):
     blocker = tmp_path / "file"
     blocker.write_bytes(b"mine")
-    code, _, err = run_cli("sample", world["ckpt"], "--outdir", blocker, "--n", "1", *CPU)
+    code, _, err = run_cli("sample", "--network", world["ckpt"], "--outdir", blocker, "--n", "1", *CPU)
     assert code == 2
     one_error(err, "--outdir", "file is in the way")
     assert blocker.read_bytes() == b"mine" and [p.name for p in tmp_path.iterdir()] == ["file"]
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_bytes(b"mine")
-    code, _, err = run_cli("sample", world["ckpt"], "--outdir", full, "--n", "1", *CPU)
+    code, _, err = run_cli("sample", "--network", world["ckpt"], "--outdir", full, "--n", "1", *CPU)
     assert code == 2
     one_error(err, "--outdir", "not empty", "--overwrite")
     assert files_of(full) == {"notes.txt": b"mine"}
-    assert run_cli("sample", world["ckpt"], "--outdir", full, "--n", "1", "--overwrite", *CPU)[0] == 0
+    assert run_cli("sample", "--network", world["ckpt"], "--outdir", full, "--n", "1", "--overwrite", *CPU)[0] == 0
     assert sorted(files_of(full)) == ["000000.png", "000000_mask.png", "000000_mask_color.png", "contact_sheet.png",
-                                      "samples.jsonl"]
+                                      "metadata.jsonl", "samples.jsonl"]
 
 
 def test_sample_on_a_full_disk_names_it_and_leaves_nothing(world, tmpfs, run_cli):
     disk = tmpfs("size=64k")
-    code, _, err = run_cli("sample", world["ckpt"], "--outdir", disk / "out", "--n", "40", *CPU)
+    code, _, err = run_cli("sample", "--network", world["ckpt"], "--outdir", disk / "out", "--n", "40", *CPU)
     assert code == 2
     one_error(err, "disk full", disk / "out")
     assert list(disk.iterdir()) == []  # no samples, no half folder, no lock file
 
 
 @pytest.mark.parametrize("args, option", [
-    (("sample", "{ckpt}", "--n", "1", "--outdir", "{ro}/out"), "--outdir"),
-    (("interpolate", "{ckpt}", "--latent", "{latent}", "--component", "nose", "--frames", "2", "--outdir", "{ro}/out"),
+    (("sample", "--network", "{ckpt}", "--n", "1", "--outdir", "{ro}/out"), "--outdir"),
+    (("interpolate", "--network", "{ckpt}", "--latent", "{latent}", "--component", "nose", "--frames", "2", "--outdir", "{ro}/out"),
      "--outdir"),
     (("gaze", "fit", "--data", "{db}", "--size", "16", "--epochs", "1", "--out", "{ro}/e.pt"), "--out"),
     (("gaze", "predict", "--model", "{est}", "{image}", "--out", "{ro}/p.csv"), "--out"),
-    (("inception", "{db}", "--output", "{ro}/s.npz"), "--output"),
+    (("inception", "--data", "{db}", "--out", "{ro}/s.npz"), "--out"),
 ])
 def test_outputs_in_a_read_only_place_are_refused_before_any_work(world, tmpfs, run_cli, args, option):
     ro = tmpfs("ro,size=1m")
@@ -161,7 +161,7 @@ def test_interpolate_refuses_a_nan_latent_or_a_bad_gaze_before_creating_anything
     latent[3, 5] = np.nan
     np.save(tmp_path / "nan.npy", latent)
     out = tmp_path / "new" / "out"
-    base = ("interpolate", world["ckpt"], "--outdir", out, "--component", "nose", "--frames", "2", *CPU)
+    base = ("interpolate", "--network", world["ckpt"], "--outdir", out, "--component", "nose", "--frames", "2", *CPU)
     code, _, err = run_cli(*base, "--latent", tmp_path / "nan.npy")
     assert code == 2
     one_error(err, "--latent", "nan.npy", "NaN")
@@ -181,7 +181,7 @@ def test_interpolate_refuses_a_nan_latent_or_a_bad_gaze_before_creating_anything
 
 def test_interpolate_keeps_existing_animations_without_overwrite(world, tmp_path, run_cli):
     def interpolate(outdir, *more):
-        return run_cli("interpolate", world["ckpt"], "--latent", world["latent"], "--outdir", outdir,
+        return run_cli("interpolate", "--network", world["ckpt"], "--latent", world["latent"], "--outdir", outdir,
                        "--component", "nose", "--frames", "2", "--keyframes", "2", *more, *CPU)
 
     out = tmp_path / "out"
@@ -282,7 +282,7 @@ def test_every_gaze_reader_refuses_bad_gaze_arrays(tmp_path, run_cli, make, word
 
 def test_gaze_eval_on_a_db_with_a_cut_gaze_record(world, tmp_path, run_cli):
     db = edited(world["db"], tmp_path / "db", lambda txn: txn.put(gaze_db.key("gaze", 3), b"cut"))
-    code, out, err = run_cli("gaze", "eval", "--model", world["est"], "--data", db, "--plot", tmp_path / "plot.png",
+    code, out, err = run_cli("gaze", "eval", "--model", world["est"], "--data", db, "--out", tmp_path / "plot.png",
                              *CPU)
     assert code == 2 and out == ""
     one_error(err, db)
@@ -304,7 +304,7 @@ def test_unsafe_empty_or_cut_inception_weights_are_one_line(world, tmp_path, run
     for name, words in (("unsafe.pth", ("never unpickles code",)),
                         ("empty.pth", ("not a readable torch weights file",)),
                         ("cut.pth", ("not a readable torch weights file",))):
-        code, _, err = run_cli("inception", world["db"], "--output", tmp_path / "s.npz", "--weights", tmp_path / name,
+        code, _, err = run_cli("inception", "--data", world["db"], "--out", tmp_path / "s.npz", "--inception-weights", tmp_path / name,
                                *CPU)
         assert code == 2
         one_error(err, name, "pt_inception-2015-12-05-6726825d.pth", "https://", *words)
@@ -315,11 +315,11 @@ def test_unsafe_empty_or_cut_inception_weights_are_one_line(world, tmp_path, run
 def test_inception_keeps_an_existing_output_and_refuses_a_folder(world, tmp_path, run_cli):
     out = tmp_path / "s.npz"
     out.write_bytes(b"mine")
-    code, _, err = run_cli("inception", world["db"], "--output", out, *CPU)
+    code, _, err = run_cli("inception", "--data", world["db"], "--out", out, *CPU)
     assert code == 2
-    one_error(err, f"--output {out} exists", "--overwrite")
+    one_error(err, f"--out {out} exists", "--overwrite")
     assert out.read_bytes() == b"mine"
     (tmp_path / "d.npz").mkdir()
-    code, _, err = run_cli("inception", world["db"], "--output", tmp_path / "d.npz", *CPU)
+    code, _, err = run_cli("inception", "--data", world["db"], "--out", tmp_path / "d.npz", *CPU)
     assert code == 2
-    one_error(err, "--output", "is a folder")
+    one_error(err, "--out", "is a folder")

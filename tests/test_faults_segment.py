@@ -35,7 +35,7 @@ SMALL = ("--n", "16", "--size", "32", "-j", "1")
 
 
 def synthetic_args(out: Path, *extra) -> list[str]:
-    return ["segment", "synthetic", "--n", str(N), "--size", str(SIZE), "--out", str(out), *extra]
+    return ["segment", "synthetic", "--n", str(N), "--size", str(SIZE), "--outdir", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -188,10 +188,10 @@ def test_a_second_writer_is_refused_while_the_first_runs(clean, tmp_path, run_cl
 
 def test_one_folder_for_strips_and_masks_is_refused_before_any_work(tmp_path, run_cli):
     out, both = tmp_path / "prep", tmp_path / "both"
-    code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", out, "--rgb-dir", both, "--mask-dir", both)
+    code, _, err = run_cli("segment", "synthetic", *SMALL, "--outdir", out, "--rgb-dir", both, "--mask-dir", both)
     assert code == 2
     one_error(err, "--rgb-dir", "--mask-dir", str(both))
-    code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", out, "--rgb-dir", out / "mask")
+    code, _, err = run_cli("segment", "synthetic", *SMALL, "--outdir", out, "--rgb-dir", out / "mask")
     assert code == 2
     one_error(err, "--rgb-dir", str(out / "mask"))
     assert not out.exists() and not both.exists()
@@ -200,31 +200,31 @@ def test_one_folder_for_strips_and_masks_is_refused_before_any_work(tmp_path, ru
 def test_output_options_that_cannot_be_written_are_refused_before_any_work(tmp_path, tmpfs, run_cli):
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"keep me")
-    code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", blocker)
+    code, _, err = run_cli("segment", "synthetic", *SMALL, "--outdir", blocker)
     assert code == 2
-    one_error(err, "--out", str(blocker), "file is in the way")
+    one_error(err, "--outdir", str(blocker), "file is in the way")
     out = tmp_path / "prep"
-    code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", out, "--rgb-dir", blocker)
+    code, _, err = run_cli("segment", "synthetic", *SMALL, "--outdir", out, "--rgb-dir", blocker)
     assert code == 2
     one_error(err, "--rgb-dir", str(blocker))
     assert blocker.read_bytes() == b"keep me"
     read_only = tmpfs("ro,size=1m", "ro")
-    code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", out, "--mask-dir", read_only)
+    code, _, err = run_cli("segment", "synthetic", *SMALL, "--outdir", out, "--mask-dir", read_only)
     assert code == 2
     one_error(err, "--mask-dir", str(read_only), "cannot write there")
-    code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", read_only / "prep")
+    code, _, err = run_cli("segment", "synthetic", *SMALL, "--outdir", read_only / "prep")
     assert code == 2
-    one_error(err, "--out", str(read_only / "prep"), "cannot create it")
+    one_error(err, "--outdir", str(read_only / "prep"), "cannot create it")
     assert files_under(out) == []
 
 
 def test_a_full_disk_keeps_every_whole_strip_and_a_rerun_continues(tmp_path, tmpfs, run_cli):
     args = ("--n", "200", "--size", "128", "-j", "1")
     clean = tmp_path / "clean"
-    assert run_cli("segment", "synthetic", *args, "--out", clean)[0] == 0
+    assert run_cli("segment", "synthetic", *args, "--outdir", clean)[0] == 0
     disk = tmpfs("size=1m", "disk")  # room for about a third of the strips
     out = disk / "prep"
-    code, _, err = run_cli("segment", "synthetic", *args, "--out", out)
+    code, _, err = run_cli("segment", "synthetic", *args, "--outdir", out)
     assert code == 2
     one_error(err, "disk full at", str(out), "run the same command again")
     rows = read_manifest(out / "manifest.jsonl")
@@ -235,7 +235,7 @@ def test_a_full_disk_keeps_every_whole_strip_and_a_rerun_continues(tmp_path, tmp
             assert kept[f"{folder}/{name}.png"] == whole[f"{folder}/{name}.png"]
     assert not [p for p in files_under(out) if p.name.startswith(".")]  # no temp file left
     subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)  # space freed
-    code, _, _ = run_cli("segment", "synthetic", *args, "--out", out)
+    code, _, _ = run_cli("segment", "synthetic", *args, "--outdir", out)
     assert code == 0 and report_of(out)["counts"]["already_done"] == len(rows)
     assert contents(out) == contents(clean)
 
@@ -248,7 +248,7 @@ def test_a_binary_manifest_is_refused_and_left_as_it_is(tmp_path, run_cli):
     out.mkdir()
     foreign = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
     (out / "manifest.jsonl").write_bytes(foreign)
-    code, _, err = run_cli("segment", "synthetic", *SMALL, "--out", out)
+    code, _, err = run_cli("segment", "synthetic", *SMALL, "--outdir", out)
     assert code == 2
     one_error(err, str(out / "manifest.jsonl"), "not a text manifest", "move it away")
     assert (out / "manifest.jsonl").read_bytes() == foreign and files_under(out) == [out / "manifest.jsonl"]
@@ -256,28 +256,28 @@ def test_a_binary_manifest_is_refused_and_left_as_it_is(tmp_path, run_cli):
 
 def test_a_manifest_line_cut_short_is_ignored(tmp_path, run_cli):
     out = tmp_path / "prep"
-    assert run_cli("segment", "synthetic", *SMALL, "--out", out)[0] == 0
+    assert run_cli("segment", "synthetic", *SMALL, "--outdir", out)[0] == 0
     whole = (out / "manifest.jsonl").read_bytes()
     (out / "manifest.jsonl").write_bytes(whole + b'{"name": "0_s0000_3_ereg')  # a killed run's last write
-    code, _, _ = run_cli("segment", "synthetic", *SMALL, "--out", out)
+    code, _, _ = run_cli("segment", "synthetic", *SMALL, "--outdir", out)
     assert code == 0 and report_of(out)["counts"]["already_done"] == 16
     assert (out / "manifest.jsonl").read_bytes() == whole
 
 
 def test_other_strip_options_are_refused_without_overwrite(tmp_path, run_cli):
     out = tmp_path / "prep"
-    assert run_cli("segment", "synthetic", "--n", "16", "--size", "32", "-j", "1", "--out", out)[0] == 0
+    assert run_cli("segment", "synthetic", "--n", "16", "--size", "32", "-j", "1", "--outdir", out)[0] == 0
     before = contents(out) | {REPORT: (out / REPORT).read_text()}
     changes = ((("--size", "64"), "size 32", "size 64"), (("--style", "wild"), "style studio", "style wild"))
     for extra, old, new in changes:
-        code, _, err = run_cli("segment", "synthetic", "--n", "16", "--size", "32", "-j", "1", "--out", out, *extra)
+        code, _, err = run_cli("segment", "synthetic", "--n", "16", "--size", "32", "-j", "1", "--outdir", out, *extra)
         assert code == 2
-        line = one_error(err, f"--out {out}", "--overwrite", "choose another --out")
+        line = one_error(err, f"--outdir {out}", "--overwrite", "choose another --outdir")
         assert f"made with {old}; this run asks for {new}" in line
         assert contents(out) | {REPORT: (out / REPORT).read_text()} == before
-    code, _, _ = run_cli("segment", "synthetic", "--n", "24", "--size", "32", "-j", "1", "--out", out)  # more strips
+    code, _, _ = run_cli("segment", "synthetic", "--n", "24", "--size", "32", "-j", "1", "--outdir", out)  # more strips
     assert code == 0 and report_of(out)["counts"] == {"candidates": 24, "written": 8, "already_done": 16, "failed": 0}
-    code, _, _ = run_cli("segment", "synthetic", "--n", "24", "--size", "64", "-j", "1", "--out", out, "--overwrite")
+    code, _, _ = run_cli("segment", "synthetic", "--n", "24", "--size", "64", "-j", "1", "--outdir", out, "--overwrite")
     assert code == 0 and report_of(out)["options"]["size"] == 64
     rows = read_manifest(out / "manifest.jsonl")
     assert len(rows) == 24
@@ -299,7 +299,7 @@ def test_ethx_rows_with_unusable_gaze_are_skipped_and_never_written(tmp_path, ru
     face_fixtures.write_ethx_subject(h5_dir / "subject0000.h5", rows=rows)
     (h5_dir / "subject0009.h5").mkdir()  # a folder with an .h5 name
     out = tmp_path / "prep"
-    code, stdout, err = run_cli("segment", "ethx", h5_dir, "--out", out, "-j", "1")
+    code, stdout, err = run_cli("segment", "ethx", "--data", h5_dir, "--outdir", out, "-j", "1")
     assert code == 0 and err == ""
     reasons = {f["item"]: f["reason"] for f in report_of(out)["failed"]}
     assert reasons == {
@@ -319,7 +319,7 @@ def test_ethx_rows_with_unusable_gaze_are_skipped_and_never_written(tmp_path, ru
 def test_an_h5_that_is_a_folder_is_one_skipped_item(tmp_path, run_cli):
     h5_dir = tmp_path / "ethx"
     (h5_dir / "subject0000.h5").mkdir(parents=True)
-    code, _, err = run_cli("segment", "ethx", h5_dir, "--out", tmp_path / "prep", "-j", "1")
+    code, _, err = run_cli("segment", "ethx", "--data", h5_dir, "--outdir", tmp_path / "prep", "-j", "1")
     assert code == 2
     one_error(err, "nothing could be segmented (a folder, not an HDF5 file)", REPORT)
     assert report_of(tmp_path / "prep")["failed"] == [{"item": "subject0000.h5",
@@ -336,7 +336,7 @@ def test_a_truncated_celeba_jpeg_is_skipped_not_segmented_grey(tmp_path, run_cli
     photo.write_bytes(whole[: len(whole) * 6 // 10])  # a download stopped at 60 %
     assert cv2.imread(str(photo)) is not None  # OpenCV decodes it: grey below the cut
     out = tmp_path / "prep"
-    code, _, err = run_cli("segment", "celeba", root, "--out", out, "-j", "1")
+    code, _, err = run_cli("segment", "celeba", "--data", root, "--outdir", out, "-j", "1")
     assert code == 2
     one_error(err, "nothing could be segmented (truncated image)")
     assert report_of(out)["failed"] == [{"item": "0.jpg", "reason": "truncated image"}]
@@ -357,7 +357,7 @@ def test_a_part_annotation_that_is_not_square_is_refused_naming_the_file(tmp_pat
     parts.mkdir(parents=True)
     cv2.imwrite(str(parts / "00000_skin.png"), np.full((3, 7), 255, np.uint8))  # 7 px wide, 3 high
     out = tmp_path / "prep"
-    code, _, err = run_cli("segment", "celeba", root, "--out", out, "--use-annotations", "-j", "1")
+    code, _, err = run_cli("segment", "celeba", "--data", root, "--outdir", out, "--use-annotations", "-j", "1")
     assert code == 2
     one_error(err, "00000_skin.png is 7x3 px", "square")
     assert report_of(out)["failed"] == [

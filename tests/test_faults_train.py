@@ -35,7 +35,7 @@ def data(tmp_path_factory):
     synthetic_prep(root / "prep")
     for name, extra in (("db", []), ("dbu", ["--unlabelled"])):
         packed(root / "prep", root / name, 32, *extra)
-    assert cli.run(["train", "--dataset", str(root / "db"), "--checkpoint-dir", str(root / "stage1"), *TINY,
+    assert cli.run(["train", "--data", str(root / "db"), "--outdir", str(root / "stage1"), *TINY,
                     "--iters", "2"]) == 0
     return root
 
@@ -79,11 +79,11 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(data, tmp_path, run_cli, kin
     bad = damage(stage1_checkpoint(data), kind, tmp_path / "bad.pt")
     before = sorted(p.name for p in tmp_path.iterdir())
     if command == "train":
-        code, _, err = run_cli("train", "--stage", "2", "--dataset", data / "dbu", "--ckpt", bad,
-                               "--checkpoint-dir", tmp_path / "run", "--workers", "0", "--iters", "1")
+        code, _, err = run_cli("train", "--stage", "2", "--data", data / "dbu", "--network", bad,
+                               "--outdir", tmp_path / "run", "--workers", "0", "--iters", "1")
         assert not (tmp_path / "run").exists()
     elif command == "sample":
-        code, _, err = run_cli("sample", bad, "--outdir", tmp_path / "out", "--n", "1")
+        code, _, err = run_cli("sample", "--network", bad, "--outdir", tmp_path / "out", "--n", "1")
         assert sorted(p.name for p in tmp_path.iterdir()) == before
     else:
         code, _, err = run_cli("gaze", "eval", "--model", bad, "--data", data / "db")
@@ -98,7 +98,7 @@ def test_resume_from_a_damaged_latest_checkpoint_names_it_and_changes_nothing(da
     shutil.copy(latest, run / "checkpoints" / "0000001.pt")
     damage(stage1_checkpoint(data), "half", latest)
     before = files_of(run)
-    code, _, err = run_cli("train", "--resume", "--checkpoint-dir", run, "--iters", "3")
+    code, _, err = run_cli("train", "--resume", "--outdir", run, "--iters", "3")
     assert code == 2, err
     one_error(err, latest, "truncated or corrupt", "to resume from 0000001.pt, move 0000002.pt out of")
     assert files_of(run) == before
@@ -129,8 +129,8 @@ def test_an_edited_checkpoint_config_names_the_file_and_the_key(data, tmp_path, 
     change(record["config"])
     edited = tmp_path / "edited.pt"
     torch.save(record, edited)
-    code, _, err = run_cli("train", "--stage", "2", "--dataset", data / "dbu", "--ckpt", edited,
-                           "--checkpoint-dir", tmp_path / "run", "--workers", "0", "--iters", "1")
+    code, _, err = run_cli("train", "--stage", "2", "--data", data / "dbu", "--network", edited,
+                           "--outdir", tmp_path / "run", "--workers", "0", "--iters", "1")
     assert code == 2, err
     one_error(err, f"checkpoint {edited}", expected)
     assert not (tmp_path / "run").exists()
@@ -150,7 +150,7 @@ def test_an_edited_checkpoint_config_names_the_file_and_the_key(data, tmp_path, 
 def test_a_wrong_typed_toml_value_names_the_file_and_the_key(data, tmp_path, run_cli, line, expected):
     toml = tmp_path / "run.toml"
     toml.write_text(f'dataset = "{data / "db"}"\n{line}\n')
-    code, _, err = run_cli("train", "--config", toml, "--checkpoint-dir", tmp_path / "run", *TINY, "--iters", "1")
+    code, _, err = run_cli("train", "--config", toml, "--outdir", tmp_path / "run", *TINY, "--iters", "1")
     assert code == 2, err
     one_error(err, "run.toml", expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]
@@ -159,7 +159,7 @@ def test_a_wrong_typed_toml_value_names_the_file_and_the_key(data, tmp_path, run
 def test_an_int_in_toml_is_taken_for_a_float(data, tmp_path, run_cli):
     toml = tmp_path / "run.toml"
     toml.write_text("lr = 1\nmixing = 0\n")
-    code, out, err = run_cli("train", "--config", toml, "--dataset", data / "db", "--checkpoint-dir", tmp_path / "run",
+    code, out, err = run_cli("train", "--config", toml, "--data", data / "db", "--outdir", tmp_path / "run",
                              "--dry-run")
     assert code == 0, err
     resolved = json.loads(out)
@@ -172,7 +172,7 @@ def test_a_wrong_typed_config_json_on_resume_names_the_file_and_the_key(data, tm
     stored["train"]["batch"] = "eight"
     (run / "config.json").write_text(json.dumps(stored))
     before = files_of(run)
-    code, _, err = run_cli("train", "--resume", "--checkpoint-dir", run, "--iters", "3")
+    code, _, err = run_cli("train", "--resume", "--outdir", run, "--iters", "3")
     assert code == 2, err
     one_error(err, run / "config.json", "batch = 'eight' must be an integer")
     assert files_of(run) == before
@@ -195,7 +195,7 @@ def test_a_wrong_typed_config_json_on_resume_names_the_file_and_the_key(data, tm
     (["--preset", "huge"], "--preset huge: choose one of"),
 ])
 def test_an_out_of_range_option_is_refused_before_anything_is_written(data, tmp_path, run_cli, args, expected):
-    code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", tmp_path / "run", *TINY,
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", tmp_path / "run", *TINY,
                            "--iters", "1", *args)
     assert code == 2, err
     one_error(err, expected)
@@ -203,8 +203,8 @@ def test_an_out_of_range_option_is_refused_before_anything_is_written(data, tmp_
 
 
 def test_an_unbroken_class_the_model_lacks_is_refused_before_the_run_folder_exists(data, tmp_path, run_cli):
-    code, _, err = run_cli("train", "--stage", "2", "--dataset", data / "dbu", "--ckpt", stage1_checkpoint(data),
-                           "--checkpoint-dir", tmp_path / "run", "--workers", "0", "--iters", "1",
+    code, _, err = run_cli("train", "--stage", "2", "--data", data / "dbu", "--network", stage1_checkpoint(data),
+                           "--outdir", tmp_path / "run", "--workers", "0", "--iters", "1",
                            "--unbroken-class", "pupil")
     assert code == 2, err
     one_error(err, "--unbroken-class pupil", "iris")
@@ -217,7 +217,7 @@ def test_a_label_set_of_another_count_is_refused(data, tmp_path, run_cli):
     labels = np.load(db / gaze_db.LABELS_FILE)
     assert len(labels) == 16
     np.save(db / gaze_db.LABELS_FILE, labels[:10])
-    code, _, err = run_cli("train", "--dataset", db, "--checkpoint-dir", tmp_path / "run", *TINY, "--iters", "1")
+    code, _, err = run_cli("train", "--data", db, "--outdir", tmp_path / "run", *TINY, "--iters", "1")
     assert code == 2, err
     one_error(err, db / gaze_db.LABELS_FILE, "10", "16")
     assert not (tmp_path / "run").exists()
@@ -230,24 +230,24 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused(data, tmp_path, run_cli):
     blocker = tmp_path / "taken"
     blocker.write_text("mine")
     for target in (blocker, blocker / "run"):
-        code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", target, *TINY, "--iters", "1")
+        code, _, err = run_cli("train", "--data", data / "db", "--outdir", target, *TINY, "--iters", "1")
         assert code == 2, err
-        one_error(err, f"--checkpoint-dir {target}", "a file", "give a folder path")
+        one_error(err, f"--outdir {target}", "a file", "give a folder path")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and blocker.read_text() == "mine"
 
 
 def test_a_read_only_checkpoint_dir_is_refused_before_any_work(data, tmpfs, run_cli):
     place = tmpfs("ro,size=1m")
-    code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", place / "run", *TINY, "--iters", "1")
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", place / "run", *TINY, "--iters", "1")
     assert code == 2, err
-    one_error(err, "--checkpoint-dir", place, "cannot write there")
+    one_error(err, "--outdir", place, "cannot write there")
     assert list(place.iterdir()) == []
 
 
 def test_a_second_writer_stops_at_once(data, tmp_path, run_cli, lock_holder):
     run = tmp_path / "run"
     holder = lock_holder(run, "train")
-    code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "1")
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "1")
     assert code == 2, err
     one_error(err, "another gcgan is writing", run, f"pid {holder.pid}")
     assert not run.exists()
@@ -266,7 +266,7 @@ def test_train_holds_the_lock_until_its_last_checkpoint(data, tmp_path, run_cli,
         return save(self)
 
     monkeypatch.setattr(Trainer, "save", probed_save)
-    code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "2",
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "2",
                            "--save-every", "1")
     assert code == 0, err
     assert len(probes) == 2 and all("another gcgan is writing" in p and "gcgan train, pid" in p for p in probes), probes
@@ -275,14 +275,14 @@ def test_train_holds_the_lock_until_its_last_checkpoint(data, tmp_path, run_cli,
 def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(data, tmpfs, run_cli):
     """1.6 MB holds one tiny checkpoint (about 1.1 MB) but not two."""
     run = tmpfs("size=1600k")
-    code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "2",
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "2",
                            "--save-every", "1")
     assert code == 2, err
     one_error(err, f"disk full at {run / 'checkpoints'}", "run the same command again")
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["0000001.pt"]  # the temp file is gone
     assert load_checkpoint(run / "checkpoints" / "0000001.pt")["step"] == 1
     subprocess.run(["mount", "-o", "remount,size=4m", str(run)], check=True)
-    code, _, err = run_cli("train", "--resume", "--checkpoint-dir", run)
+    code, _, err = run_cli("train", "--resume", "--outdir", run)
     assert code == 0, err
     assert load_checkpoint(run / "checkpoints" / "0000002.pt")["step"] == 2
 
@@ -290,7 +290,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(data, tmpfs,
 def test_a_full_disk_while_writing_a_sample_grid_leaves_no_part_of_it(data, tmpfs, run_cli):
     """16 KB holds the run's config.json but not a sample grid."""
     run = tmpfs("size=16k")
-    code, _, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "1",
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "1",
                            "--viz-every", "1")
     assert code == 2, err
     one_error(err, f"disk full at {run / 'samples'}")

@@ -201,7 +201,7 @@ def test_eye_and_face_options_do_not_mix(eye_estimator, mpii_eyes, tmp_path, run
                           (("--jitter",), "--jitter"), (("--input", "iris"), "--input iris")):
         code, _, err = run_cli("gaze", "fit", "--data", mpii_eyes, "--out", tmp_path / "x.pt", *args, "--device", "cpu")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
-    code, _, err = run_cli("gaze", "consistency", tmp_path / "any.pt", "--model", eye_estimator, "--device", "cpu")
+    code, _, err = run_cli("gaze", "consistency", "--network", tmp_path / "any.pt", "--model", eye_estimator, "--device", "cpu")
     assert code == 2 and "face estimator" in err
 
 

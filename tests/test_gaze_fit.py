@@ -21,8 +21,8 @@ GEOMETRY_ONLY = FitConfig(brightness=0.0, contrast=0.0, colour=0.0, noise=0.0)
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     root = tmp_path_factory.mktemp("gaze_fit")
-    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "32", "--seed", "3", "--out", str(root / "prep"), "-j", "1"]) == 0
-    assert cli.run(["pack", str(root / "prep"), "--out", str(root / "db"), "--size", "32", "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "32", "--seed", "3", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "--size", "32", "-j", "1"]) == 0
     return root / "db"
 
 

@@ -28,14 +28,14 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def prep(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "prep"
-    assert cli.run(["segment", "synthetic", "--n", str(N), "--size", str(SIZE), "--out", str(out), "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", str(N), "--size", str(SIZE), "--outdir", str(out), "-j", "1"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def db(prep, tmp_path_factory):
     out = tmp_path_factory.mktemp("packed") / "db"
-    assert cli.run(["pack", str(prep), "--out", str(out), "--size", str(SIZE), "-j", "2"]) == 0
+    assert cli.run(["pack", "--data", str(prep), "--outdir", str(out), "--size", str(SIZE), "-j", "2"]) == 0
     return out
 
 
@@ -72,7 +72,7 @@ def test_records_round_trip_bytes_and_gaze(prep, db):
 
 def test_resized_pack_area_filters_images_and_keeps_mask_ids(prep, tmp_path):
     out = tmp_path / "db32"
-    assert cli.run(["pack", str(prep), "--out", str(out), "--size", "32", "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(prep), "--outdir", str(out), "--size", "32", "-j", "1"]) == 0
     for record in records(out)[:6]:
         source = cv2.imread(str(prep / "rgb" / f"{record.name}.png"))[:, :, ::-1].astype(np.float64)
         box = source.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))  # the 2x2 box filter, computed here
@@ -93,9 +93,9 @@ def test_downsized_masks_stay_on_their_images(tmp_path):
     image's area filter puts it: within 0.2 px of the area-averaged full-size iris (corner-sampled
     nearest neighbour is 0.38 px off)."""
     prep = tmp_path / "prep256"
-    assert cli.run(["segment", "synthetic", "--n", "6", "--size", "256", "--out", str(prep), "-j", "1"]) == 0
-    assert cli.run(["pack", str(prep), "--out", str(tmp_path / "db256"), "-j", "1"]) == 0
-    assert cli.run(["pack", str(prep), "--out", str(tmp_path / "db64"), "--size", "64", "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "6", "--size", "256", "--outdir", str(prep), "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(prep), "--outdir", str(tmp_path / "db256"), "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(prep), "--outdir", str(tmp_path / "db64"), "--size", "64", "-j", "1"]) == 0
     stored, packed = GazeMaskDataset(tmp_path / "db256", resolution=64), GazeMaskDataset(tmp_path / "db64")
     iris = CLASS_NAMES.index("iris")
     for reader in (stored, packed):
@@ -114,7 +114,7 @@ def test_unmatched_names_are_listed_in_one_error(prep, tmp_path, run_cli):
     names = sorted(read_manifest(folder / "manifest.jsonl"))
     (folder / "mask" / f"{names[3]}.png").unlink()
     shutil.copy(folder / "mask" / f"{names[4]}.png", folder / "mask" / "stray.png")
-    code, _, err = run_cli("pack", folder, "--out", tmp_path / "db")
+    code, _, err = run_cli("pack", "--data", folder, "--outdir", tmp_path / "db")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "1 image(s) without a mask" in err and names[3] in err and "1 mask(s) without an image (stray)" in err
     assert not (tmp_path / "db").exists() and not (tmp_path / "db.partial").exists()
@@ -126,12 +126,12 @@ def test_a_bad_mask_id_names_the_file_and_writes_nothing(prep, tmp_path, run_cli
     mask = cv2.imread(str(folder / "mask" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     mask[10, 10] = 9
     cv2.imwrite(str(folder / "mask" / f"{name}.png"), mask)
-    code, _, err = run_cli("pack", folder, "--out", tmp_path / "db", "-j", "1")
+    code, _, err = run_cli("pack", "--data", folder, "--outdir", tmp_path / "db", "-j", "1")
     assert code == 2 and f"{name}.png: class id 9" in err and "0..6" in err
     assert not (tmp_path / "db").exists() and not (tmp_path / "db.partial").exists()
     # Declaring more classes makes the same mask valid.
     classes = ",".join([*CLASS_NAMES, "a", "b", "c"])
-    assert run_cli("pack", folder, "--out", tmp_path / "db", "--classes", classes, "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", folder, "--outdir", tmp_path / "db", "--classes", classes, "-j", "1")[0] == 0
     assert gaze_db.read_meta(tmp_path / "db").num_classes == 10
 
 
@@ -139,15 +139,15 @@ def test_an_existing_db_needs_overwrite(prep, db, tmp_path, run_cli):
     out = tmp_path / "db"
     shutil.copytree(db, out)
     before = (out / "data.mdb").read_bytes()
-    code, _, err = run_cli("pack", prep, "--out", out)
+    code, _, err = run_cli("pack", "--data", prep, "--outdir", out)
     assert code == 2 and "--overwrite" in err
     assert (out / "data.mdb").read_bytes() == before
-    assert run_cli("pack", prep, "--out", out, "--size", "32", "--overwrite", "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", prep, "--outdir", out, "--size", "32", "--overwrite", "-j", "1")[0] == 0
     assert gaze_db.read_meta(out).size == 32
     not_a_db = tmp_path / "notes"
     not_a_db.mkdir()
     (not_a_db / "keep.txt").write_text("mine")
-    code, _, err = run_cli("pack", prep, "--out", not_a_db, "--overwrite")
+    code, _, err = run_cli("pack", "--data", prep, "--outdir", not_a_db, "--overwrite")
     assert code == 2 and "not a packed dataset" in err and (not_a_db / "keep.txt").exists()
 
 
@@ -195,7 +195,7 @@ def test_folders_without_manifest_take_gaze_from_names(prep, tmp_path, run_cli):
     shutil.copytree(prep / "rgb", folder / "images")
     shutil.copytree(prep / "mask", folder / "labels")
     out = tmp_path / "db"
-    assert run_cli("pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", out, "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--outdir", out, "-j", "1")[0] == 0
     rows = read_manifest(prep / "manifest.jsonl")
     for record in records(out):
         row = rows[record.name]
@@ -204,10 +204,10 @@ def test_folders_without_manifest_take_gaze_from_names(prep, tmp_path, run_cli):
     first = sorted(rows)[0]
     for sub in ("images", "labels"):
         (folder / sub / f"{first}.png").rename(folder / sub / "no_gaze_here.png")
-    code, _, err = run_cli("pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", tmp_path / "x")
+    code, _, err = run_cli("pack", "--data", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--outdir", tmp_path / "x")
     assert code == 2 and "1 of 24 pairs have no gaze (no_gaze_here)" in err and "--unlabelled" in err
     out = tmp_path / "unlabelled"
-    assert run_cli("pack", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--out", out,
+    assert run_cli("pack", "--data", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--outdir", out,
                    "--unlabelled", "-j", "1")[0] == 0
     assert not gaze_db.read_meta(out).labelled and not (out / gaze_db.LABELS_FILE).exists()
     assert all(r.gaze is None for r in records(out))
@@ -223,7 +223,7 @@ def test_a_sample_folder_packs_like_real_data(prep, tmp_path, run_cli):
         rows.append({"image": f"{i:06d}.png", "mask": f"{i:06d}_mask.png", "pitch": row["pitch"], "yaw": row["yaw"]})
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "db"
-    assert run_cli("pack", folder, "--out", out, "--size", str(SIZE), "-j", "1")[0] == 0
+    assert run_cli("pack", "--data", folder, "--outdir", out, "--size", str(SIZE), "-j", "1")[0] == 0
     packed = records(out)
     assert [r.name for r in packed] == [f"{i:06d}" for i in range(6)]
     assert [r.gaze for r in packed] == [pytest.approx((r["pitch"], r["yaw"])) for r in rows]
@@ -273,7 +273,7 @@ def test_reader_resizes_and_works_in_dataloader_workers(db):
 
 def test_an_unlabelled_db_has_no_gaze_items(prep, tmp_path):
     out = tmp_path / "db"
-    assert cli.run(["pack", str(prep), "--out", str(out), "--unlabelled", "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(prep), "--outdir", str(out), "--unlabelled", "-j", "1"]) == 0
     item = GazeMaskDataset(out)[0]
     assert "gaze" not in item and item["mask"].shape[0] == 7
 

@@ -41,7 +41,7 @@ def ethx_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ethx_prep(ethx_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("prep") / "ethx"
-    code = cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "--workers", "1"])
+    code = cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(out), "--workers", "1"])
     assert code == 0
     return out
 
@@ -103,7 +103,7 @@ def test_ethx_report_lists_every_skip_with_its_reason(ethx_prep):
 
 def test_ethx_filters(ethx_dir, tmp_path):
     out = tmp_path / "all"
-    assert cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "-j", "1",
+    assert cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(out), "-j", "1",
                     "--cameras", "all", "--max-frame", "all", "--subjects", "0000"]) == 0
     rows = read_manifest(out / "manifest.jsonl")
     assert sorted(r["camera"] for r in rows.values()) == [1, 2, 3, 4, 8, 8]  # cam 4 and frame 600 kept
@@ -117,32 +117,32 @@ def test_ethx_filters(ethx_dir, tmp_path):
 def test_rerun_skips_and_overwrite_redoes(ethx_dir, ethx_prep, tmp_path, run_cli):
     out = tmp_path / "copy"
     shutil.copytree(ethx_prep, out)
-    code, stdout, _ = run_cli("segment", "ethx", ethx_dir, "--out", out, "-j", "1")
+    code, stdout, _ = run_cli("segment", "ethx", "--data", ethx_dir, "--outdir", out, "-j", "1")
     report = json.loads((out / "segment_report.json").read_text())
     assert code == 0 and report["counts"]["written"] == 0 and report["counts"]["already_done"] == 8
     assert "already done" in stdout
     (out / "rgb" / f"{next(iter(read_manifest(out / 'manifest.jsonl')))}.png").unlink()  # a lost file is redone
-    cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "-j", "1"])
+    cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(out), "-j", "1"])
     assert json.loads((out / "segment_report.json").read_text())["counts"]["written"] == 1
-    cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "-j", "1", "--overwrite"])
+    cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(out), "-j", "1", "--overwrite"])
     assert json.loads((out / "segment_report.json").read_text())["counts"]["written"] == 8
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 8  # no duplicate rows
 
 
 def test_worker_processes_give_the_same_strips(ethx_dir, ethx_prep, tmp_path):
     out = tmp_path / "pool"
-    assert cli.run(["segment", "ethx", str(ethx_dir), "--out", str(out), "--workers", "2"]) == 0
+    assert cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(out), "--workers", "2"]) == 0
     for row, rgb, mask in strips(ethx_prep):
         assert np.array_equal(cv2.imread(str(out / "rgb" / f"{row['name']}.png")), rgb[:, :, :3])
         assert np.array_equal(cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED), mask)
 
 
 def test_ethx_strips_pack_and_read_back(ethx_dir, ethx_prep, tmp_path, run_cli):
-    code, _, err = run_cli("pack", ethx_prep, "--out", tmp_path / "mixed")
+    code, _, err = run_cli("pack", "--data", ethx_prep, "--outdir", tmp_path / "mixed")
     assert code == 2 and "have no gaze" in err  # train and test subjects: labelled and unlabelled rows
     train = tmp_path / "train"
-    assert cli.run(["segment", "ethx", str(ethx_dir), "--out", str(train), "--subjects", "0000", "-j", "1"]) == 0
-    assert cli.run(["pack", str(train), "--out", str(tmp_path / "db"), "-j", "1"]) == 0
+    assert cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(train), "--subjects", "0000", "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(train), "--outdir", str(tmp_path / "db"), "-j", "1"]) == 0
     dataset = GazeMaskDataset(tmp_path / "db", seg_dim=6)
     rows = read_manifest(train / "manifest.jsonl")
     assert len(dataset) == len(rows) == 4 and dataset.labelled
@@ -150,7 +150,7 @@ def test_ethx_strips_pack_and_read_back(ethx_dir, ethx_prep, tmp_path, run_cli):
         item, row = dataset[index], rows[dataset.record(index).name]
         assert item["gaze"].tolist() == pytest.approx([row["pitch"], row["yaw"]], abs=1e-6)
         assert item["image"].shape == (3, 256, 256) and torch.equal(item["mask"].sum(0), torch.ones(256, 256))
-    assert cli.run(["pack", str(ethx_prep), "--out", str(tmp_path / "all"), "--unlabelled", "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(ethx_prep), "--outdir", str(tmp_path / "all"), "--unlabelled", "-j", "1"]) == 0
     assert len(GazeMaskDataset(tmp_path / "all")) == 8
 
 
@@ -160,7 +160,7 @@ def test_celeba(tmp_path, annotations):
     face_fixtures.write_celeba(root, ids=(0, 1, 2), no_face_id=2, annotations=annotations)
     (root / "CelebA-HQ-img" / "3.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "prep"
-    args = ["segment", "celeba", str(root), "--out", str(out), "-j", "1"] + (["--use-annotations"] if annotations else [])
+    args = ["segment", "celeba", "--data", str(root), "--outdir", str(out), "-j", "1"] + (["--use-annotations"] if annotations else [])
     assert cli.run(args) == 0
     rows = list(read_manifest(out / "manifest.jsonl").values())
     assert [r["name"] for r in rows] == ["0_s0_0_eregion_0_0_c_0", "0_s0_1_eregion_0_0_c_0"]
@@ -171,15 +171,15 @@ def test_celeba(tmp_path, annotations):
         mask = cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED)
         assert set(range(6)) <= set(np.unique(mask))
     # The stage-2 domain packs as an unlabelled DB on its own (the manifest says null, not the 0_0 name).
-    assert cli.run(["pack", str(out), "--out", str(tmp_path / "db"), "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(out), "--outdir", str(tmp_path / "db"), "-j", "1"]) == 0
     dataset = GazeMaskDataset(tmp_path / "db")
     assert len(dataset) == 2 and not dataset.labelled and "gaze" not in dataset[1]
 
 
 def test_synthetic_cli_is_deterministic_and_labelled(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--out", str(a), "-j", "1"]) == 0
-    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--out", str(b), "-j", "2"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--outdir", str(a), "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--outdir", str(b), "-j", "2"]) == 0
     for name in read_manifest(a / "manifest.jsonl"):
         for folder in ("rgb", "mask"):
             assert (a / folder / f"{name}.png").read_bytes() == (b / folder / f"{name}.png").read_bytes()
@@ -212,15 +212,15 @@ def test_interrupted_run_keeps_whole_files_and_resumes(tmp_path, monkeypatch):
 
 
 def test_user_errors_are_one_line(tmp_path, run_cli, ethx_dir):
-    code, _, err = run_cli("segment", "ethx", tmp_path / "nope", "--out", tmp_path / "o")
+    code, _, err = run_cli("segment", "ethx", "--data", tmp_path / "nope", "--outdir", tmp_path / "o")
     assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli("segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--cameras", "1,x")
+    code, _, err = run_cli("segment", "ethx", "--data", ethx_dir, "--outdir", tmp_path / "o", "--cameras", "1,x")
     assert code == 2 and "--cameras" in err
-    code, _, err = run_cli("segment", "ethx", ethx_dir, "--out", tmp_path / "o", "--subjects", "0042")
+    code, _, err = run_cli("segment", "ethx", "--data", ethx_dir, "--outdir", tmp_path / "o", "--subjects", "0042")
     assert code == 2 and "--subjects" in err and "0042" in err
-    code, _, err = run_cli("segment", "synthetic", "--out", tmp_path / "o", "--style", "neon")
+    code, _, err = run_cli("segment", "synthetic", "--outdir", tmp_path / "o", "--style", "neon")
     assert code == 2 and "--style" in err and "studio" in err
-    code, _, err = run_cli("segment", "celeba", tmp_path, "--out", tmp_path / "o")
+    code, _, err = run_cli("segment", "celeba", "--data", tmp_path, "--outdir", tmp_path / "o")
     assert code == 2 and "no CelebA-HQ images" in err
 
 
@@ -228,14 +228,14 @@ def test_nothing_usable_exits_non_zero_with_a_report(tmp_path, run_cli, ethx_dir
     bad = tmp_path / "bad"
     bad.mkdir()
     shutil.copy(ethx_dir / "subject0002.h5", bad / "subject0002.h5")
-    code, _, err = run_cli("segment", "ethx", bad, "--out", tmp_path / "o")
+    code, _, err = run_cli("segment", "ethx", "--data", bad, "--outdir", tmp_path / "o")
     assert code == 2 and "nothing could be segmented" in err and "segment_report.json" in err
     assert json.loads((tmp_path / "o" / "segment_report.json").read_text())["failed"][0]["item"] == "subject0002.h5"
 
 
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     out = tmp_path / "prep"
-    args = [sys.executable, "-m", "gcgan_cli", "segment", "synthetic", "--n", "2000", "--size", "32", "--out", str(out)]
+    args = [sys.executable, "-m", "gcgan_cli", "segment", "synthetic", "--n", "2000", "--size", "32", "--outdir", str(out)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = out / "manifest.jsonl"
     deadline = time.monotonic() + 60
@@ -247,5 +247,5 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     assert report["interrupted"] is True and 0 < report["counts"]["written"] < 2000
     assert len(read_manifest(manifest)) == report["counts"]["written"]
     assert not list((out / "rgb").glob(".*")) and not list((out / "mask").glob(".*"))
-    assert cli.run(["segment", "synthetic", "--n", "2000", "--size", "32", "--out", str(out), "-j", "1"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "2000", "--size", "32", "--outdir", str(out), "-j", "1"]) == 0
     assert len(read_manifest(manifest)) == 2000

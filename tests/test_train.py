@@ -30,16 +30,16 @@ TINY = ["--preset", "tiny", "--workers", "0", "--batch", "4"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "64", "--out", str(root / "prep"), "-j", "1"]) == 0
-    assert cli.run(["pack", str(root / "prep"), "--out", str(root / "db"), "--size", "32", "-j", "1"]) == 0
-    assert cli.run(["pack", str(root / "prep"), "--out", str(root / "dbu"), "--size", "32", "-j", "1", "--unlabelled"]) == 0
+    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "--size", "32", "-j", "1"]) == 0
+    assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "dbu"), "--size", "32", "-j", "1", "--unlabelled"]) == 0
     return root
 
 
 @pytest.fixture(scope="module")
 def stage1(data):
     run = data / "stage1"
-    code = cli.run(["train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "24",
+    code = cli.run(["train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "24",
                     "--log-every", "4", "--viz-every", "12", "--save-every", "12"])
     assert code == 0
     return run
@@ -128,11 +128,11 @@ def test_stage1_writes_checkpoints_samples_and_metrics(stage1):
 
 
 def test_resume_repeats_an_unbroken_run_step_for_step(data, tmp_path):
-    common = ["--dataset", data / "db", *TINY, "--log-every", "1", "--viz-every", "0", "--save-every", "0",
+    common = ["--data", data / "db", *TINY, "--log-every", "1", "--viz-every", "0", "--save-every", "0",
               "--deterministic", "--d-reg-every", "3", "--g-reg-every", "2", "--mixing", "0.5"]
-    assert train(*common, "--checkpoint-dir", tmp_path / "straight", "--iters", "8") == 0
-    assert train(*common, "--checkpoint-dir", tmp_path / "split", "--iters", "4") == 0
-    assert train("--checkpoint-dir", tmp_path / "split", "--resume", "--iters", "8") == 0
+    assert train(*common, "--outdir", tmp_path / "straight", "--iters", "8") == 0
+    assert train(*common, "--outdir", tmp_path / "split", "--iters", "4") == 0
+    assert train("--outdir", tmp_path / "split", "--resume", "--iters", "8") == 0
     timing = {"sec_per_step", "img_per_s"}
     straight, split = (read_metrics(tmp_path / name / "metrics.jsonl") for name in ("straight", "split"))
     assert [r["step"] for r in split] == list(range(1, 9))
@@ -143,7 +143,7 @@ def test_resume_repeats_an_unbroken_run_step_for_step(data, tmp_path):
 
 
 def test_d_gaze_mismatch_adds_its_term(data, tmp_path):
-    assert train("--dataset", data / "db", "--checkpoint-dir", tmp_path / "run", *TINY, "--iters", "2",
+    assert train("--data", data / "db", "--outdir", tmp_path / "run", *TINY, "--iters", "2",
                  "--log-every", "1", "--viz-every", "0", "--d-gaze-mismatch", "0.5") == 0
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert all("d_mismatch" in r and r["d_mismatch"] > 0 for r in rows)
@@ -152,15 +152,15 @@ def test_d_gaze_mismatch_adds_its_term(data, tmp_path):
 def test_fid_runs_with_stats_and_weights_and_is_skipped_with_one_warning_without(data, tmp_path, weights_file, run_cli, monkeypatch):
     stats = tmp_path / "stats.npz"
     Stats(np.zeros(2048), np.eye(2048), 10, {}).save(stats)
-    common = ["train", "--dataset", data / "db", *TINY, "--iters", "2", "--viz-every", "0", "--inception", stats,
+    common = ["train", "--data", data / "db", *TINY, "--iters", "2", "--viz-every", "0", "--inception", stats,
               "--fid-every", "2", "--fid-n", "4"]
-    code, out, _ = run_cli(*common, "--checkpoint-dir", tmp_path / "with", "--inception-weights", weights_file)
+    code, out, _ = run_cli(*common, "--outdir", tmp_path / "with", "--inception-weights", weights_file)
     assert code == 0
-    fids = [r for r in read_metrics(tmp_path / "with" / "metrics.jsonl") if "fid" in r]
-    assert len(fids) == 1 and fids[0]["step"] == 2 and np.isfinite(fids[0]["fid"]) and fids[0]["fid"] > 0
+    fids = [r for r in read_metrics(tmp_path / "with" / "metrics.jsonl") if "fid4" in r]  # the name carries --fid-n
+    assert len(fids) == 1 and fids[0]["step"] == 2 and np.isfinite(fids[0]["fid4"]) and fids[0]["fid4"] > 0
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
     monkeypatch.delenv("GCGAN_INCEPTION_WEIGHTS", raising=False)
-    code, out, _ = run_cli(*common, "--checkpoint-dir", tmp_path / "without")
+    code, out, _ = run_cli(*common, "--outdir", tmp_path / "without")
     assert code == 0 and out.count("FID is off") == 1
     assert (tmp_path / "without" / "checkpoints" / "0000002.pt").is_file()
 
@@ -171,7 +171,7 @@ def test_fid_runs_with_stats_and_weights_and_is_skipped_with_one_warning_without
 def test_stage2_trains_the_spec_set_and_keeps_the_frozen_layers_bit_identical(data, stage1, tmp_path):
     source = stage1 / "checkpoints" / "0000024.pt"
     run = tmp_path / "stage2"
-    assert train("--stage", "2", "--dataset", data / "dbu", "--ckpt", source, "--checkpoint-dir", run, "--workers", "0",
+    assert train("--stage", "2", "--data", data / "dbu", "--network", source, "--outdir", run, "--workers", "0",
                  "--iters", "8", "--log-every", "4", "--viz-every", "8") == 0
     before, after = load_checkpoint(source), load_checkpoint(run / "checkpoints" / "0000008.pt")
     model = ModelConfig.from_dict(after["config"]["model"])
@@ -211,8 +211,8 @@ def test_stage2_mask_pairing_swaps_only_broken_samples():
 def test_ddp_on_two_gloo_processes_writes_one_checkpoint(data, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "gcgan_cli", "train", "--nproc", "2", "--dataset", str(data / "db"),
-                             "--checkpoint-dir", str(run), *TINY, "--iters", "4", "--log-every", "2", "--viz-every", "4"],
+    result = subprocess.run([sys.executable, "-m", "gcgan_cli", "train", "--nproc", "2", "--data", str(data / "db"),
+                             "--outdir", str(run), *TINY, "--iters", "4", "--log-every", "2", "--viz-every", "4"],
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["0000004.pt"]
@@ -236,7 +236,7 @@ def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(data
 
     monkeypatch.setattr(GazeMaskDataset, "__getitem__", poisoned)
     run = tmp_path / "nan"
-    code, out, err = run_cli("train", "--dataset", data / "db", "--checkpoint-dir", run, *TINY, "--iters", "20",
+    code, out, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "20",
                              "--log-every", "2", "--save-every", "4", "--viz-every", "0")
     assert code == 3
     assert "diverged" in err and "0000004.pt" in err and "Traceback" not in err
@@ -248,8 +248,8 @@ def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(data
 
 def test_sigint_saves_a_checkpoint_and_exits_130(data, tmp_path):
     run = tmp_path / "sigint"
-    process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--dataset", str(data / "db"),
-                                "--checkpoint-dir", str(run), *TINY, "--iters", "100000", "--log-every", "1",
+    process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--data", str(data / "db"),
+                                "--outdir", str(run), *TINY, "--iters", "100000", "--log-every", "1",
                                 "--viz-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "metrics.jsonl").is_file():
@@ -266,8 +266,8 @@ def test_sigint_saves_a_checkpoint_and_exits_130(data, tmp_path):
 def test_kill_9_never_leaves_a_broken_checkpoint_and_the_run_resumes(data, tmp_path):
     """Saving every step, a SIGKILL lands mid-save sooner or later: only whole files may remain."""
     run = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--dataset", str(data / "db"),
-                                "--checkpoint-dir", str(run), *TINY, "--iters", "100000", "--save-every", "1",
+    process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--data", str(data / "db"),
+                                "--outdir", str(run), *TINY, "--iters", "100000", "--save-every", "1",
                                 "--keep", "3", "--viz-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").is_dir() else []) < 3:
@@ -279,7 +279,7 @@ def test_kill_9_never_leaves_a_broken_checkpoint_and_the_run_resumes(data, tmp_p
     assert 1 <= len(files) <= 3  # --keep 3
     steps = [load_checkpoint(f)["step"] for f in files]
     assert steps == [int(f.stem) for f in files]
-    assert train("--checkpoint-dir", run, "--resume", "--iters", steps[-1] + 2, "--save-every", "0") == 0
+    assert train("--outdir", run, "--resume", "--iters", steps[-1] + 2, "--save-every", "0") == 0
     assert load_checkpoint(run / "checkpoints" / f"{steps[-1] + 2:07d}.pt")["step"] == steps[-1] + 2
     assert not list((run / "checkpoints").glob(".*.tmp"))
 
@@ -317,14 +317,14 @@ def test_options_resolve_defaults_toml_then_flags(data, tmp_path, run_cli):
 
 def test_user_mistakes_are_one_line_errors(data, stage1, tmp_path, run_cli):
     cases = [
-        (["--dataset", data / "dbu", "--checkpoint-dir", tmp_path / "a", *TINY], "no gaze labels"),
-        (["--dataset", data / "db", "--checkpoint-dir", stage1, *TINY], "pass --resume"),
-        (["--dataset", data / "db", "--checkpoint-dir", tmp_path / "b", *TINY, "--precision", "bf16", "--device", "cpu"], "CUDA GPU"),
-        (["--dataset", data / "db", "--checkpoint-dir", tmp_path / "c", "--stage", "2"], "needs --ckpt"),
-        (["--checkpoint-dir", stage1, "--resume", "--batch", "8"], "--batch 4 -> 8"),
-        (["--checkpoint-dir", tmp_path / "none", "--resume"], "no config.json"),
-        (["--dataset", tmp_path, "--checkpoint-dir", tmp_path / "d", *TINY], str(tmp_path)),
-        (["--stage", "2", "--dataset", data / "dbu", "--checkpoint-dir", tmp_path / "e", "--ckpt", data / "db" / "data.mdb"], "data.mdb"),
+        (["--data", data / "dbu", "--outdir", tmp_path / "a", *TINY], "no gaze labels"),
+        (["--data", data / "db", "--outdir", stage1, *TINY], "pass --resume"),
+        (["--data", data / "db", "--outdir", tmp_path / "b", *TINY, "--precision", "bf16", "--device", "cpu"], "CUDA GPU"),
+        (["--data", data / "db", "--outdir", tmp_path / "c", "--stage", "2"], "needs --network"),
+        (["--outdir", stage1, "--resume", "--batch", "8"], "--batch 4 -> 8"),
+        (["--outdir", tmp_path / "none", "--resume"], "no config.json"),
+        (["--data", tmp_path, "--outdir", tmp_path / "d", *TINY], str(tmp_path)),
+        (["--stage", "2", "--data", data / "dbu", "--outdir", tmp_path / "e", "--network", data / "db" / "data.mdb"], "data.mdb"),
     ]
     for args, expected in cases:
         code, _, err = run_cli("train", *args)

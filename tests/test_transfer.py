@@ -28,11 +28,11 @@ EYE = (1, 36, 60)
 @pytest.fixture(scope="module")
 def domains(tmp_path_factory):
     root = tmp_path_factory.mktemp("transfer")
-    assert cli.run(["transfer", "synth", str(root / "s"), "--style", "s", "--format", "unity", "--n", "40", "--seed", "0"]) == 0
-    assert cli.run(["transfer", "synth", str(root / "r.h5"), "--style", "r", "--format", "mpii", "--n", "40", "--persons", "4",
+    assert cli.run(["transfer", "synth", "--outdir", str(root / "s"), "--style", "s", "--format", "unity", "--n", "40", "--seed", "0"]) == 0
+    assert cli.run(["transfer", "synth", "--outdir", str(root / "r.h5"), "--style", "r", "--format", "mpii", "--n", "40", "--persons", "4",
                     "--seed", "1"]) == 0
-    assert cli.run(["transfer", "synth", str(root / "s_test"), "--style", "s", "--n", "24", "--seed", "5"]) == 0
-    assert cli.run(["transfer", "synth", str(root / "r_test.h5"), "--style", "r", "--format", "mpii", "--n", "24", "--persons", "2",
+    assert cli.run(["transfer", "synth", "--outdir", str(root / "s_test"), "--style", "s", "--n", "24", "--seed", "5"]) == 0
+    assert cli.run(["transfer", "synth", "--outdir", str(root / "r_test.h5"), "--style", "r", "--format", "mpii", "--n", "24", "--persons", "2",
                     "--first-person", "4", "--seed", "1"]) == 0
     return root
 
@@ -163,7 +163,7 @@ def test_resume_repeats_an_unbroken_run_exactly(domains, tmp_path, jitter):
 
 def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_cli):
     run = tmp_path / "run"
-    code, out, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--out", run, "--preset", "tiny",
+    code, out, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", run, "--preset", "tiny",
                              "--batch", "4", "--steps", "4", "--log-every", "2", "--sample-every", "2", "--device", "cpu",
                              "--lambda-gaze", "30", "--gaze-model", feature_nets[0])
     assert code == 0, err
@@ -172,12 +172,12 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert (run / "samples" / "0000004.png").is_file()
     record = load_checkpoint(run / "checkpoints" / "0000004.pt")
     assert record["features"]["gaze"]["sha256"] and record["features"]["landmarks"] is None
-    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--out", run, "--preset", "tiny")
+    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", run, "--preset", "tiny")
     assert code == 2 and "--resume" in err
 
     # 40 images at batch 16: three batches, the last of 8
     outdir = tmp_path / "translated"
-    code, out, err = run_cli("transfer", "run", "--checkpoint", run, "--input", domains / "s", "--outdir", outdir, "--batch", "16",
+    code, out, err = run_cli("transfer", "run", "--network", run, "--data", domains / "s", "--outdir", outdir, "--batch", "16",
                              "--device", "cpu")
     assert code == 0, err
     manifest = [json.loads(line) for line in (outdir / "manifest.jsonl").read_text().splitlines()]
@@ -187,10 +187,10 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert translated.kind == "translated" and len(translated) == 40
     assert np.allclose(translated.gazes, source.gazes)
     again = tmp_path / "again"
-    assert run_cli("transfer", "run", "--checkpoint", run, "--input", domains / "s", "--outdir", again, "--batch", "7", "--device", "cpu")[0] == 0
+    assert run_cli("transfer", "run", "--network", run, "--data", domains / "s", "--outdir", again, "--batch", "7", "--device", "cpu")[0] == 0
     for row in manifest[:5]:
         assert (outdir / row["file"]).read_bytes() == (again / row["file"]).read_bytes()  # any batch size, same output
-    code, _, err = run_cli("transfer", "run", "--checkpoint", run, "--input", domains / "s", "--outdir", outdir, "--device", "cpu")
+    code, _, err = run_cli("transfer", "run", "--network", run, "--data", domains / "s", "--outdir", outdir, "--device", "cpu")
     assert code == 2 and "--overwrite" in err
 
     evaluator = _random_estimator(tmp_path / "e_r.pt", 5)
@@ -198,19 +198,19 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert code == 0, err
     assert json.loads(out)["error_deg"]["count"] == 40
     held_out = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r.h5")
-    code, out, err = run_cli("transfer", "eval", "--checkpoint", run, *held_out, "--gaze-r", evaluator,
+    code, out, err = run_cli("transfer", "eval", "--network", run, *held_out, "--gaze-r", evaluator,
                              "--landmarks-r", feature_nets[1], "--json", "--device", "cpu")
     assert code == 0, err
     report = json.loads(out)
     assert report["change"]["translated_vs_source"] > 0 and report["realism"]["frechet_e_r"]["n"] == 12
     assert report["gaze"]["translated"]["count"] == 24 and "loss_net_circular" in report and "landmarks" in report
-    code, _, err = run_cli("transfer", "eval", "--checkpoint", run, *held_out, "--gaze-r", feature_nets[0], "--device", "cpu")
+    code, _, err = run_cli("transfer", "eval", "--network", run, *held_out, "--gaze-r", feature_nets[0], "--device", "cpu")
     assert code == 2 and "no loss saw" in err
     leaky = ("--s-test", domains / "s", "--r-test", domains / "r_test.h5", "--s-train", domains / "s_test", "--r-train", domains / "r.h5")
-    code, _, err = run_cli("transfer", "eval", "--checkpoint", run, *leaky, "--gaze-r", evaluator, "--device", "cpu")
+    code, _, err = run_cli("transfer", "eval", "--network", run, *leaky, "--gaze-r", evaluator, "--device", "cpu")
     assert code == 2 and "--s-test" in err and "held-out" in err
     shared = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r_test.h5")
-    code, _, err = run_cli("transfer", "eval", "--checkpoint", run, *shared, "--gaze-r", evaluator, "--device", "cpu")
+    code, _, err = run_cli("transfer", "eval", "--network", run, *shared, "--gaze-r", evaluator, "--device", "cpu")
     assert code == 2 and "--r-test" in err
 
 
@@ -236,12 +236,12 @@ def test_realism_judge_and_frechet_distance_tell_domains_apart():
 def test_a_typed_config_file_is_checked(domains, tmp_path, run_cli):
     toml = tmp_path / "run.toml"
     toml.write_text('batch = "8"\n')
-    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--out", tmp_path / "x", "--config", toml)
+    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "x", "--config", toml)
     assert code == 2 and "batch = '8' must be an int" in err
 
 
 def test_a_resumed_run_keeps_its_learning_rate(domains, tmp_path, run_cli):
-    base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--out", tmp_path / "run", "--preset", "tiny",
+    base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "run", "--preset", "tiny",
             "--batch", "4", "--device", "cpu", "--sample-every", "0")
     assert run_cli(*base, "--steps", "2")[0] == 0
     code, _, err = run_cli(*base, "--steps", "4", "--lr", "1e-3", "--resume")
@@ -251,12 +251,12 @@ def test_a_resumed_run_keeps_its_learning_rate(domains, tmp_path, run_cli):
 
 
 def test_bad_options_are_one_line_errors(domains, tmp_path, run_cli):
-    base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--out", tmp_path / "x", "--preset", "tiny")
+    base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "x", "--preset", "tiny")
     for extra, text in ((("--lambda-gaze", "5"), "--gaze-model"), (("--pool", "big"), "--pool"), (("--preset", "huge"), "--preset"),
                         (("--batch", "0"), "--batch")):
         code, _, err = run_cli(*base, *extra)
         assert code == 2 and text in err and len(err.strip().splitlines()) == 1, err
-    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "nope.h5", "--out", tmp_path / "y", "--preset", "tiny",
+    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "nope.h5", "--outdir", tmp_path / "y", "--preset", "tiny",
                            "--steps", "1", "--device", "cpu")
     assert code == 2 and "nope.h5" in err
     assert not (tmp_path / "y" / "checkpoints").exists()

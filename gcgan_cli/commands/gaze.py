@@ -16,7 +16,7 @@ import torch
 import typer
 from rich.table import Table
 
-from gcgan_cli.commands.display import progress_bar, summary_table
+from gcgan_cli.commands.display import QuietOpt, progress_bar, summary_table
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
 from gcgan_cli.core.gaze.angles import angular_error
@@ -56,6 +56,10 @@ def fit_command(
     val: Annotated[Path | None, typer.Option(help="Validation source (default: held out from the first --data, by subject where known).")] = None,
     input_kind: Annotated[str, typer.Option("--input", help=INPUT_HELP)] = "face",
     arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "small",
+    init: Annotated[Path | None, typer.Option("--init", help=(
+        "--arch resnet18: start the backbone from a local torchvision ImageNet file (resnet18-f37072fd.pth, a "
+        "state_dict; .safetensors with the safetensors package); never downloaded. The net then normalises its "
+        "input as those weights expect; the file's path and sha256 go in --out."))] = None,
     size: Annotated[int | None, typer.Option(help=f"Face input: the side in pixels, a multiple of 16 (default {DEFAULT_SIZE}); eye patches are 36 x 60.")] = None,
     jitter: Annotated[bool, typer.Option("--jitter/--no-jitter", help="Eye input: UnityEyes crop jitter (random scale and shift of the crop) on the training data; validation is never jittered.")] = False,
     max_head_pose: Annotated[float | None, typer.Option("--max-head-pose", min=0.0, metavar="DEG", help=HEAD_POSE_HELP)] = None,
@@ -67,6 +71,7 @@ def fit_command(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing --out (at the first epoch that is kept).")] = False,
     device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Fit a gaze estimator; the best epoch on the validation split is kept in --out."""
     weights = _weights(mix, len(data))
@@ -76,23 +81,23 @@ def fit_command(
     if input_kind == "face" and (jitter or max_head_pose is not None):
         raise UsageError(f"{'--jitter' if jitter else '--max-head-pose'}: applies to --input eye; drop it or add --input eye")
     size = (DEFAULT_SIZE if size is None else size) if input_kind == "face" else 0
-    config = FitConfig(arch=arch, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed, workers=workers)
+    config = FitConfig(arch=arch, size=size, epochs=epochs, batch=batch, lr=lr, seed=seed, workers=workers, init=init)
     sources = [_open(path, input_kind, size, max_head_pose, jitter=jitter, seed=seed) for path in data]
     val_source = _open(val, input_kind, size, max_head_pose, flag="--val") if val else None
     held_from = _open(data[0], input_kind, size, max_head_pose) if jitter and val is None else None  # the split, unjittered
     output_file(out, "--out", overwrite)
     start = time.perf_counter()
-    with progress_bar("gaze fit") as progress:
+    with progress_bar("gaze fit", "batches", quiet) as progress:
         bar = progress.add_task("", total=None)
 
         def started(train: int, held: int, how: str) -> None:
             progress.update(bar, total=epochs * max(1, train // batch), description=f"{train} train, {held} val")
-            progress.console.print(f"[bold]gcgan gaze fit[/]: {train} training samples, {held} validation ({how})")
+            progress.print(f"[bold]gcgan gaze fit[/]: {train} training samples, {held} validation ({how})", markup=True)
 
         result = fit(sources, weights, val_source, config, out, device,
                      {"sources": [s.describe() for s in sources], "mix": weights}, held_out=held_from,
                      on_start=started, on_batch=lambda: progress.advance(bar),
-                     on_epoch=lambda row: progress.console.print(
+                     on_epoch=lambda row: progress.print(
                          f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation error {row['val_error']:.2f} deg"))
     table = summary_table("gcgan gaze fit")
     for source, weight in zip(sources, weights):
@@ -112,9 +117,9 @@ def eval_command(
     data: Annotated[Path, typer.Option("--data", help=SOURCES_HELP)],
     input_kind: Annotated[str | None, typer.Option("--input", help=READ_INPUT_HELP)] = None,
     max_head_pose: Annotated[float | None, typer.Option("--max-head-pose", min=0.0, metavar="DEG", help=HEAD_POSE_HELP)] = None,
-    plot_path: Annotated[Path | None, typer.Option("--plot", help="The histogram / scatter PNG (default: MODEL_eval.png beside the model).")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--out", "-o", help="The histogram / scatter PNG (default: MODEL_eval.png beside the model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (and nothing else).")] = False,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=0)] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="DataLoader workers.")] = 0,
     device: DeviceOpt = "auto",
 ) -> None:
     """Angular error of an estimator on a source: mean, median, std, per subject, and a plot."""
@@ -186,12 +191,13 @@ def predict_command(
 
 @app.command("consistency")
 def consistency_command(
-    ckpt: Annotated[Path, typer.Argument(help="A checkpoint from `gcgan train`.")],
+    ckpt: Annotated[Path, typer.Option(
+        "--network", help="A checkpoint from `gcgan train` or a model folder from `gcgan export`.")],
     model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`; not the one in the generator's gaze loss.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Samples at gazes drawn from the generator's label set.")] = 1000,
-    batch: Annotated[int, typer.Option(min=1)] = 64,
-    truncation: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    truncation: Annotated[float, typer.Option(min=0.0, max=1.0, help="psi of the sampled latents (1 = none).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of z and of the gazes drawn.")] = 0,
     grid: Annotated[int, typer.Option("--grid", min=0, help="Also sweep the conditioning gaze on an N x N grid over the label set's 5th-95th percentiles (0: off).")] = 0,
     grid_samples: Annotated[int, typer.Option("--grid-samples", min=1, help="Samples per grid cell (the same z in every cell).")] = 16,
     grid_plot_path: Annotated[Path | None, typer.Option("--grid-plot", help="Write the grid's error heatmap PNG here (needs --grid).")] = None,

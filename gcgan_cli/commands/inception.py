@@ -21,13 +21,13 @@ from gcgan_cli.outputs import output_file
 
 
 def inception_command(
-    db: Annotated[Path, typer.Argument(help="A DB from `gcgan pack`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The statistics file to write (.npz: mu, sigma, count, config).")],
+    db: Annotated[Path, typer.Option("--data", help="A DB from `gcgan pack`.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="The statistics file to write (.npz: mu, sigma, count, config).")],
     n: Annotated[int | None, typer.Option("--n", min=2, help="Use this many images, spread evenly over the DB (default: all).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 50,
-    weights: Annotated[Path | None, typer.Option(help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there when online).")] = None,
+    weights: Annotated[Path | None, typer.Option("--inception-weights", help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there when online).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="DataLoader workers decoding PNGs (default: cores - 1).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """FID statistics of a packed dataset with the standard FID network.
@@ -36,9 +36,9 @@ def inception_command(
     with published ones (the reference used torchvision's ImageNet Inception, whose are not).
     """
     if output.suffix != ".npz":
-        raise UsageError(f"--output {output}: use a .npz file name")
+        raise UsageError(f"--out {output}: use a .npz file name")
     meta = read_meta(db)  # a bad DB fails before the weights are looked for
-    output_file(output, "--output", overwrite)  # and so does an output that cannot be written
+    output_file(output, "--out", overwrite)  # and so does an output that cannot be written
     path = resolve_inception_weights(weights)
     network = load_fid_inception(path, device)
     workers = max(0, default_workers() - 1) if workers is None else workers

@@ -23,8 +23,9 @@ from gcgan_cli.outputs import folder_place, output_folder, writer_lock
 
 
 def interpolate_command(
-    ckpt: Annotated[Path, typer.Argument(help="A checkpoint from `gcgan train`.")],
-    latent: Annotated[Path, typer.Option(help="A latent from `gcgan sample --save-latent` (compact W+ [rows, style_dim], or a w [style_dim]).")],
+    ckpt: Annotated[Path, typer.Option(
+        "--network", help="A checkpoint from `gcgan train` or a model folder from `gcgan export`.")],
+    latent: Annotated[Path, typer.Option(help="A latent from `gcgan sample --save-latent` (compact W+ \\[rows, style_dim], or a w \\[style_dim]).")],
     outdir: Annotated[Path, typer.Option("--outdir", "-o", help="Folder for the GIFs.")] = Path("results_interp"),
     component: Annotated[str, typer.Option(help="A class of the checkpoint (e.g. nose, eye, iris, eyebrow, skin, background), gaze, or all.")] = "all",
     frames: Annotated[int, typer.Option(min=2, help="Frames per animation.")] = 160,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import torch
 import typer
 
 from gcgan_cli.data.gaze_values import check_pair
@@ -12,12 +11,13 @@ from gcgan_cli.device import DEVICE_CHOICES, resolve_device
 from gcgan_cli.errors import UsageError
 
 # resolve_device raises gcgan's UsageError, which the CLI prints as one line (exit 2).
+# Typed object, not torch.device: the declaration must not import torch (resolve_device does, when called).
 DeviceOpt = Annotated[
-    torch.device,
+    object,
     typer.Option(
         "--device",
         parser=str,
-        callback=resolve_device,
+        callback=lambda spec: resolve_device(spec),  # typer reads a callback's annotations; this has none
         metavar="DEVICE",
         help=f"Where to compute: {DEVICE_CHOICES} (auto = first GPU if any, else CPU).",
     ),

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
+from gcgan_cli.commands.display import QuietOpt, progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.console import console
 from gcgan_cli.core.pack import check_destination, pack
 from gcgan_cli.core.pool import default_workers
@@ -17,20 +17,21 @@ from gcgan_cli.errors import UsageError
 
 
 def pack_command(
-    prep_dir: Annotated[Path, typer.Argument(help="PREP_DIR from `gcgan segment` (rgb/, mask/, manifest.jsonl), or a `gcgan sample` folder (samples.jsonl).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The DB folder to write (LMDB + labels_gaze.npy + preview.png).")],
+    prep_dir: Annotated[Path, typer.Option("--data", help="PREP_DIR from `gcgan segment` (rgb/, mask/, manifest.jsonl), or a `gcgan sample` folder (samples.jsonl).")],
+    out: Annotated[Path, typer.Option("--outdir", "-o", help="The DB folder to write (LMDB + labels_gaze.npy + preview.png).")],
     size: Annotated[int, typer.Option(min=8, max=4096, help="Side of the packed images; others are resized (area/bicubic for images, nearest for masks).")] = 256,
     rgb_dir: Annotated[Path | None, typer.Option("--rgb-dir", help="Images from this folder instead of PREP_DIR/rgb (any tool's; paired with masks by file name).")] = None,
     mask_dir: Annotated[Path | None, typer.Option("--mask-dir", help="Masks (one channel of class ids) from this folder instead of PREP_DIR/mask.")] = None,
     classes: Annotated[str, typer.Option(help="Declared class names, comma-separated, in id order; masks may use ids 0..N-1.")] = ",".join(CLASS_NAMES),
     unlabelled: Annotated[bool, typer.Option("--unlabelled", help="Pack without gaze (a stage-2 domain), whatever the manifest or names say.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="Worker processes (default: every core; 0 or 1: this process).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing DB at --out (only once the new one is complete).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing DB at --outdir (only once the new one is complete).")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Pack image + mask pairs into one LMDB: PNG image, PNG mask and float32 gaze per record.
 
     Gaze comes from manifest.jsonl (or samples.jsonl), else from reference-style names
-    (`..._eregion_{pitch}_{yaw}_c_{cam}`). The DB is built as OUT.partial and renamed when
+    (`..._eregion_{pitch}_{yaw}_c_{cam}`). The DB is built as OUTDIR.partial and renamed when
     complete; Ctrl-C keeps what was committed, and the same command continues from there.
     """
     class_names = tuple(name.strip() for name in classes.split(",") if name.strip())
@@ -41,7 +42,7 @@ def pack_command(
     inputs = find_inputs(prep_dir, rgb_dir, mask_dir, unlabelled)
     workers = default_workers() if workers is None else workers
     stop_on_sigterm()
-    with progress_bar("pack") as progress:
+    with progress_bar("pack", "records", quiet) as progress:
         bar = progress.add_task("", total=None)
         result = pack(inputs, out, size, class_names, workers, overwrite, unlabelled,
                       on_start=lambda total, done: progress.update(bar, total=total, completed=done),

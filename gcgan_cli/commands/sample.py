@@ -25,7 +25,8 @@ from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
 
 def sample_command(
-    ckpt: Annotated[Path, typer.Argument(help="A checkpoint from `gcgan train` (stage 1 or 2).")],
+    ckpt: Annotated[Path, typer.Option(
+        "--network", help="A checkpoint from `gcgan train` (stage 1 or 2) or a model folder from `gcgan export`.")],
     outdir: Annotated[Path, typer.Option("--outdir", "-o", help="Folder for the samples and samples.jsonl.")] = Path("results"),
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 8,
     batch: Annotated[int, typer.Option(min=1, help="Samples per forward pass.")] = 32,
@@ -36,7 +37,7 @@ def sample_command(
         "--gaze-grid", min=1, max=GAZE_GRID_MAX,
         help="Cycle through an R x R grid over the training gaze range (5th-95th percentiles).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of z and of the gazes drawn.")] = 0,
-    save_latent: Annotated[bool, typer.Option("--save-latent", help="Also write NNNNNN_latent.npy: the truncated compact W+ [rows, style_dim] float32 (see README).")] = False,
+    save_latent: Annotated[bool, typer.Option("--save-latent", help="Also write NNNNNN_latent.npy: the truncated compact W+ \\[rows, style_dim] float32 (see README).")] = False,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use G_ema (default) or the raw G.")] = True,
     sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help=f"Write {SHEET}: the first {SHEET_MAX} samples with gaze arrows beside their masks.")] = True,
     overwrite: Annotated[bool, typer.Option(

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
+from gcgan_cli.commands.display import QuietOpt, progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.console import console
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.core.segment import segment
@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="PREP_DIR to write: rgb/, mask/, manifest.jsonl, segment_report.json, preview.png.")]
+OutdirOpt = Annotated[Path, typer.Option("--outdir", "-o", help="PREP_DIR to write: rgb/, mask/, manifest.jsonl, segment_report.json, preview.png.")]
 RgbDirOpt = Annotated[Path | None, typer.Option("--rgb-dir", help="Write the RGB strips here instead of PREP_DIR/rgb.")]
 MaskDirOpt = Annotated[Path | None, typer.Option("--mask-dir", help="Write the masks here instead of PREP_DIR/mask.")]
 SizeOpt = Annotated[int, typer.Option("--size", min=16, max=2048, help="Strip side in pixels.")]
@@ -44,11 +44,12 @@ def _int_list(text: str, option: str) -> tuple[int, ...] | None:
     return values
 
 
-def _run(source, out: Path, rgb_dir: Path | None, mask_dir: Path | None, workers: int | None, overwrite: bool, options: dict) -> None:
-    prep = PrepDir.at(out, rgb_dir, mask_dir)
+def _run(source, outdir: Path, rgb_dir: Path | None, mask_dir: Path | None, workers: int | None, overwrite: bool,
+         options: dict, quiet: bool) -> None:
+    prep = PrepDir.at(outdir, rgb_dir, mask_dir)
     workers = default_workers() if workers is None else workers
     stop_on_sigterm()
-    with progress_bar("segment") as progress:
+    with progress_bar("segment", "strips", quiet) as progress:
         bar = progress.add_task(source.kind, total=None)
         result = segment(source, prep, workers, overwrite, options,
                          on_start=lambda total: progress.update(bar, total=total),
@@ -73,8 +74,9 @@ def _run(source, out: Path, rgb_dir: Path | None, mask_dir: Path | None, workers
 
 @app.command("ethx")
 def ethx_command(
-    h5_dir: Annotated[Path, typer.Argument(help="Folder of ETH-XGaze subjectXXXX.h5 files (the 224x224 preprocessed release).")],
-    out: OutOpt,
+    h5_dir: Annotated[Path, typer.Option(
+        "--data", help="Folder of ETH-XGaze subjectXXXX.h5 files (the 224x224 preprocessed release).")],
+    outdir: OutdirOpt,
     cameras: Annotated[str, typer.Option(help="cam_index values to keep, comma-separated, or 'all'.")] = ",".join(map(str, ethx.DEFAULT_CAMERAS)),
     max_frame: Annotated[str, typer.Option(help="Keep frame_index <= this ('all' keeps the dim-light frames too).")] = str(ethx.DEFAULT_MAX_FRAME),
     subjects: Annotated[str, typer.Option(help="Subject ids to process, e.g. 0000,0003, or 'all'.")] = "all",
@@ -84,6 +86,7 @@ def ethx_command(
     overwrite: OverwriteOpt = False,
     rgb_dir: RgbDirOpt = None,
     mask_dir: MaskDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """ETH-XGaze subject .h5 files -> strips labelled with face_gaze (pitch, yaw) in radians.
 
@@ -98,13 +101,14 @@ def ethx_command(
     source = EthxSource(h5_dir, size, keep, limit)
     options = {"input": str(h5_dir), "size": size, "cameras": keep.cameras, "max_frame": keep.max_frame,
                "subjects": subject_ids, "limit": limit}
-    _run(source, out, rgb_dir, mask_dir, workers, overwrite, options)
+    _run(source, outdir, rgb_dir, mask_dir, workers, overwrite, options, quiet)
 
 
 @app.command("celeba")
 def celeba_command(
-    celeba_dir: Annotated[Path, typer.Argument(help="CelebAMask-HQ folder (with CelebA-HQ-img/), or a folder of <id>.jpg.")],
-    out: OutOpt,
+    celeba_dir: Annotated[Path, typer.Option(
+        "--data", help="CelebAMask-HQ folder (with CelebA-HQ-img/), or a folder of <id>.jpg.")],
+    outdir: OutdirOpt,
     use_annotations: Annotated[bool, typer.Option(help="Take skin/eye/brow/nose/mouth from CelebAMask-HQ-mask-anno/ (only the iris from FaceMesh).")] = False,
     limit: LimitOpt = None,
     size: SizeOpt = 256,
@@ -112,18 +116,19 @@ def celeba_command(
     overwrite: OverwriteOpt = False,
     rgb_dir: RgbDirOpt = None,
     mask_dir: MaskDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """CelebA-HQ photos -> unlabelled strips (the stage-2 domain). Images without a face are reported."""
     if use_annotations and celeba.annotation_root(celeba_dir) is None:
         raise UsageError(f"--use-annotations: {celeba_dir / celeba.ANNOTATION_DIR} does not exist")
     source = CelebaSource(celeba_dir, size, use_annotations, limit)
     options = {"input": str(celeba_dir), "size": size, "use_annotations": use_annotations, "limit": limit}
-    _run(source, out, rgb_dir, mask_dir, workers, overwrite, options)
+    _run(source, outdir, rgb_dir, mask_dir, workers, overwrite, options, quiet)
 
 
 @app.command("synthetic")
 def synthetic_command(
-    out: OutOpt,
+    outdir: OutdirOpt,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of strips.")] = 2000,
     seed: Annotated[int, typer.Option(min=0, help="Dataset seed: same seed, same bytes.")] = 0,
     style: Annotated[str, typer.Option(help="Look of the domain: " + "; ".join(f"{k}: {v.description}" for k, v in synthetic.STYLES.items()))] = synthetic.DEFAULT_STYLE,
@@ -133,10 +138,11 @@ def synthetic_command(
     overwrite: OverwriteOpt = False,
     rgb_dir: RgbDirOpt = None,
     mask_dir: MaskDirOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Procedural eye strips with exact masks and known gaze: no download needed."""
     if style not in synthetic.STYLES:
         raise UsageError(f"--style: unknown style {style!r}; choose one of {', '.join(synthetic.STYLES)}")
     source = SyntheticSource(n, seed, size, style, per_subject)
     options = {"n": n, "seed": seed, "style": style, "per_subject": per_subject, "size": size}
-    _run(source, out, rgb_dir, mask_dir, workers, overwrite, options)
+    _run(source, outdir, rgb_dir, mask_dir, workers, overwrite, options, quiet)

@@ -11,12 +11,15 @@ from typing import Annotated
 
 import typer
 
+from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.display import progress_bar, summary_table
 from gcgan_cli.commands.options import DeviceOpt
+from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.console import console
 from gcgan_cli.core.gaze.sources import EyeOptions, open_source
 from gcgan_cli.core.training.config import read_options
 from gcgan_cli.core.transfer.config import TransferConfig, resolve
+from gcgan_cli.core.transfer.networks import PRESETS as NET_PRESETS
 from gcgan_cli.core.transfer.evaluate import evaluate, table_rows
 from gcgan_cli.core.transfer.ini import import_ini
 from gcgan_cli.core.transfer.landmarks import ElgConfig, LandmarkFitConfig, fit_landmarks
@@ -31,19 +34,28 @@ app = typer.Typer(help="FP-GAN: translate eye patches between a synthetic (S) an
 
 EYE_SOURCES = "an eye source: an MPIIFaceGaze .h5, a UnityEyes folder, or a translated folder from `gcgan transfer run`"
 SHOWN = ("g_adv", "f_adv", "cycle", "gaze", "landmarks", "d_r", "d_s")
+DATA, MODEL, LOSSES, SCHEDULE = "Data and run", "Model", "Losses and feature networks", "Schedule"
+OUTPUT, DEVICE = "Output and logging", "Device"
+_PRESET = NET_PRESETS[TransferConfig.preset]
+_NET_FIELDS = {"upsample": "upsample", "net_d": "netD", "d_layers": "d_layers", "d_last_stride": "d_last_stride",
+               "norm": "norm"}
+helped = defaults_help(TransferConfig(), {
+    **{name: f"the preset's ({TransferConfig.preset}: {getattr(_PRESET, field)})" for name, field in _NET_FIELDS.items()},
+    "max_head_pose": "off"})
 
 
 @app.command("synth")
 def synth_command(
-    out: Annotated[Path, typer.Argument(help="The folder (unity) or .h5 file (mpii) to write.")],
+    out: Annotated[Path, typer.Option(
+        "--outdir", "-o", help="The folder to write (unity), or the .h5 file (mpii).")],
     style: Annotated[str, typer.Option(help="s: clean, UnityEyes-like, wide gaze prior; r: degraded, MPII-like, 15 persons, narrow prior.")] = "s",
     fmt: Annotated[str, typer.Option("--format", help="unity (N.jpg + N.json) or mpii (one .h5 of 36 x 60 patches).")] = "unity",
     n: Annotated[int, typer.Option("--n", min=1, help="Samples to render.")] = 1000,
     persons: Annotated[int | None, typer.Option(min=1, help="Persons (r: 15 by default; s: one identity per sample).")] = None,
     first_person: Annotated[int, typer.Option(min=0, help="Number of the first person (train p00-p11 and test p12-p14 from one seed).")] = 0,
-    twin: Annotated[bool, typer.Option("--twin", help="Also write each sample re-rendered in the other style with the same geometry, beside OUT (OUT-twin).")] = False,
+    twin: Annotated[bool, typer.Option("--twin", help="Also write each sample re-rendered in the other style with the same geometry, beside --outdir (OUTDIR-twin).")] = False,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --outdir if it exists.")] = False,
 ) -> None:
     """Render a synthetic eye set whose labels (gaze, head pose, 18 landmarks) are exact by construction.
 
@@ -103,43 +115,43 @@ def landmarks_fit_command(
 
 @app.command("fit")
 def fit_command(
-    s: Annotated[Path | None, typer.Option("--s", help=f"The synthetic domain S: {EYE_SOURCES}.")] = None,
-    r: Annotated[Path | None, typer.Option("--r", help=f"The real domain R: {EYE_SOURCES}.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="The run folder: checkpoints/, samples/, metrics.jsonl, config.json.")] = None,
-    preset: Annotated[str | None, typer.Option(help="reference (ngf 64, 6 blocks: GPU) or tiny (CPU). [default: reference]")] = None,
-    upsample: Annotated[str | None, typer.Option(help="deconv (the reference) or resize (nearest x2 + conv, no checkerboard).")] = None,
-    net_d: Annotated[str | None, typer.Option("--netD", help="patch (the reference's 4 stride-2 layers) or local (SimGAN's small receptive field).")] = None,
-    d_layers: Annotated[int | None, typer.Option(help="Stride-2 layers of the patch discriminator.")] = None,
-    d_last_stride: Annotated[int | None, typer.Option(help="Stride of the last of them: 2 (the reference) or 1 (standard PatchGAN).")] = None,
-    norm: Annotated[str | None, typer.Option(help="instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance norm, and translation runs in eval mode.")] = None,
-    gaze_model: Annotated[Path | None, typer.Option(help="The frozen gaze loss network (`gcgan gaze fit --input eye`, trained on S).")] = None,
-    landmark_model: Annotated[Path | None, typer.Option(help="The frozen landmark loss network (`gcgan transfer landmarks-fit`, trained on S).")] = None,
-    lambda_gaze: Annotated[float | None, typer.Option(help="Gaze consistency weight in rad^-2 (the reference's selected run: 30). [default: 0]")] = None,
-    lambda_landmarks: Annotated[float | None, typer.Option(help="Landmark consistency weight (the reference's selected run: 15). [default: 0]")] = None,
-    lambda_self: Annotated[float | None, typer.Option(help="Self-regularisation |G(x) - x| on the generator's own input (the reference's 'identity'). [default: 2]")] = None,
-    lambda_idt: Annotated[float | None, typer.Option(help="CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here). [default: 0]")] = None,
-    lambda_cycle_s: Annotated[float | None, typer.Option(help="Cycle weight |F(G(s)) - s|. [default: 10]")] = None,
-    lambda_cycle_r: Annotated[float | None, typer.Option(help="Cycle weight |G(F(r)) - r|. [default: 10]")] = None,
-    gaze_target: Annotated[str | None, typer.Option(help="pred: G(s) must read as s reads (the reference); label: as s's true gaze. [default: pred]")] = None,
-    landmark_norm: Annotated[str | None, typer.Option(help="wh: x / width, y / height; legacy-hw: the reference's swapped axes; legacy-max: / 60. [default: wh]")] = None,
-    batch: Annotated[int | None, typer.Option(help="Patches per domain per step. [default: 8]")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps; the learning rate falls linearly to 0 over the second half. [default: 150000]")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate. [default: 0.0002]")] = None,
-    pool: Annotated[str | None, typer.Option(help="standard (CycleGAN's per-image pool) or legacy (the reference's). [default: standard]")] = None,
-    pool_size: Annotated[int | None, typer.Option(help="Fakes kept for D (0 = none). [default: 50]")] = None,
-    crop_jitter: Annotated[bool | None, typer.Option("--crop-jitter/--no-crop-jitter", help="UnityEyes crop jitter on S (scale 10%, shift 10 px sd). [default: off]")] = None,
-    max_head_pose: Annotated[float | None, typer.Option(help="Drop UnityEyes samples with head pitch or yaw beyond this many degrees (GazeML: 20). [default: off]")] = None,
-    log_every: Annotated[int | None, typer.Option(help="A metrics.jsonl row every N steps. [default: 100]")] = None,
-    sample_every: Annotated[int | None, typer.Option(help="A sample sheet every N steps (0 = only at the end). [default: 1000]")] = None,
-    save_every: Annotated[int | None, typer.Option(help="A checkpoint every N steps (0 = only at the end). [default: 5000]")] = None,
-    keep: Annotated[int | None, typer.Option(help="Newest checkpoints kept (0 = all). [default: 3]")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of weights, data order and pools. [default: 0]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Options from a TOML file (flat keys named like the flags).")] = None,
-    from_ini: Annotated[Path | None, typer.Option("--from-ini", help="Options from the FP-GAN original's .ini file (with --section); its traps are reported.")] = None,
-    section: Annotated[str, typer.Option(help="The .ini section to import (values inherit from [DEFAULT]).")] = "DEFAULT",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest checkpoint in --out exactly (flags given here win).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved options and exit.")] = False,
+    s: Annotated[Path | None, typer.Option("--s", help=helped('s', f"The synthetic domain S: {EYE_SOURCES}."), rich_help_panel=DATA)] = None,
+    r: Annotated[Path | None, typer.Option("--r", help=helped('r', f"The real domain R: {EYE_SOURCES}."), rich_help_panel=DATA)] = None,
+    out: Annotated[Path | None, typer.Option("--outdir", "-o", help=helped('out', "The run folder: checkpoints/, samples/, metrics.jsonl, config.json."), rich_help_panel=DATA)] = None,
+    preset: Annotated[str | None, typer.Option(help=helped('preset', "reference (ngf 64, 6 blocks: GPU) or tiny (CPU)."), rich_help_panel=MODEL)] = None,
+    upsample: Annotated[str | None, typer.Option(help=helped('upsample', "deconv (the reference) or resize (nearest x2 + conv, no checkerboard)."), rich_help_panel=MODEL)] = None,
+    net_d: Annotated[str | None, typer.Option("--netD", help=helped('net_d', "patch (the reference's 4 stride-2 layers) or local (SimGAN's small receptive field)."), rich_help_panel=MODEL)] = None,
+    d_layers: Annotated[int | None, typer.Option(help=helped('d_layers', "Stride-2 layers of the patch discriminator."), rich_help_panel=MODEL)] = None,
+    d_last_stride: Annotated[int | None, typer.Option(help=helped('d_last_stride', "Stride of the last of them: 2 (the reference) or 1 (standard PatchGAN)."), rich_help_panel=MODEL)] = None,
+    norm: Annotated[str | None, typer.Option(help=helped('norm', "instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance norm, and translation runs in eval mode."), rich_help_panel=MODEL)] = None,
+    gaze_model: Annotated[Path | None, typer.Option(help=helped('gaze_model', "The frozen gaze loss network (`gcgan gaze fit --input eye`, trained on S)."), rich_help_panel=LOSSES)] = None,
+    landmark_model: Annotated[Path | None, typer.Option(help=helped('landmark_model', "The frozen landmark loss network (`gcgan transfer landmarks-fit`, trained on S)."), rich_help_panel=LOSSES)] = None,
+    lambda_gaze: Annotated[float | None, typer.Option(help=helped('lambda_gaze', "Gaze consistency weight in rad^-2 (the reference's selected run: 30)."), rich_help_panel=LOSSES)] = None,
+    lambda_landmarks: Annotated[float | None, typer.Option(help=helped('lambda_landmarks', "Landmark consistency weight (the reference's selected run: 15)."), rich_help_panel=LOSSES)] = None,
+    lambda_self: Annotated[float | None, typer.Option(help=helped('lambda_self', "Self-regularisation |G(x) - x| on the generator's own input (the reference's 'identity')."), rich_help_panel=LOSSES)] = None,
+    lambda_idt: Annotated[float | None, typer.Option(help=helped('lambda_idt', "CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here)."), rich_help_panel=LOSSES)] = None,
+    lambda_cycle_s: Annotated[float | None, typer.Option(help=helped('lambda_cycle_s', "Cycle weight |F(G(s)) - s|."), rich_help_panel=LOSSES)] = None,
+    lambda_cycle_r: Annotated[float | None, typer.Option(help=helped('lambda_cycle_r', "Cycle weight |G(F(r)) - r|."), rich_help_panel=LOSSES)] = None,
+    gaze_target: Annotated[str | None, typer.Option(help=helped('gaze_target', "pred: G(s) must read as s reads (the reference); label: as s's true gaze."), rich_help_panel=LOSSES)] = None,
+    landmark_norm: Annotated[str | None, typer.Option(help=helped('landmark_norm', "wh: x / width, y / height; legacy-hw: the reference's swapped axes; legacy-max: / 60."), rich_help_panel=LOSSES)] = None,
+    batch: Annotated[int | None, typer.Option(help=helped('batch', "Patches per domain per step."), rich_help_panel=SCHEDULE)] = None,
+    steps: Annotated[int | None, typer.Option(help=helped('steps', "Training steps; the learning rate falls linearly to 0 over the second half."), rich_help_panel=SCHEDULE)] = None,
+    lr: Annotated[float | None, typer.Option(help=helped('lr', "Adam learning rate."), rich_help_panel=SCHEDULE)] = None,
+    pool: Annotated[str | None, typer.Option(help=helped('pool', "standard (CycleGAN's per-image pool) or legacy (the reference's)."), rich_help_panel=SCHEDULE)] = None,
+    pool_size: Annotated[int | None, typer.Option(help=helped('pool_size', "Fakes kept for D (0 = none)."), rich_help_panel=SCHEDULE)] = None,
+    crop_jitter: Annotated[bool | None, typer.Option("--crop-jitter/--no-crop-jitter", help=helped('crop_jitter', "UnityEyes crop jitter on S (scale 10%, shift 10 px sd)."), rich_help_panel=DATA)] = None,
+    max_head_pose: Annotated[float | None, typer.Option(help=helped('max_head_pose', "Drop UnityEyes samples with head pitch or yaw beyond this many degrees (GazeML: 20)."), rich_help_panel=DATA)] = None,
+    log_every: Annotated[int | None, typer.Option(help=helped('log_every', "A metrics.jsonl row every N steps."), rich_help_panel=OUTPUT)] = None,
+    sample_every: Annotated[int | None, typer.Option(help=helped('sample_every', "A sample sheet every N steps (0 = only at the end)."), rich_help_panel=OUTPUT)] = None,
+    save_every: Annotated[int | None, typer.Option(help=helped('save_every', "A checkpoint every N steps (0 = only at the end)."), rich_help_panel=OUTPUT)] = None,
+    keep: Annotated[int | None, typer.Option(help=helped('keep', "Newest checkpoints kept (0 = all)."), rich_help_panel=OUTPUT)] = None,
+    seed: Annotated[int | None, typer.Option(help=helped('seed', "Seed of weights, data order and pools."), rich_help_panel=SCHEDULE)] = None,
+    device: Annotated[str | None, typer.Option(help=helped('device', f"{DEVICE_CHOICES}."), rich_help_panel=DEVICE)] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Options from a TOML file (flat keys named like the flags).", rich_help_panel=DATA)] = None,
+    from_ini: Annotated[Path | None, typer.Option("--from-ini", help="Options from the FP-GAN original's .ini file (with --section); its traps are reported.", rich_help_panel=DATA)] = None,
+    section: Annotated[str, typer.Option(help="The .ini section to import (values inherit from [DEFAULT]).", rich_help_panel=DATA)] = "DEFAULT",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest checkpoint in --outdir exactly (flags given here win).", rich_help_panel=DATA)] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved options and exit.", rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Train G: S -> R and F: R -> S (LSGAN, cycle, self-regularisation, and gaze / landmark consistency through frozen networks).
 
@@ -158,7 +170,7 @@ def fit_command(
     stored = None
     if resume:
         if not folder:
-            raise UsageError("--resume needs --out (the run folder to continue)")
+            raise UsageError("--resume needs --outdir (the run folder to continue)")
         stored = (run_dir(Path(folder)).read_config() or {}).get("transfer")
         if stored is None:
             raise UsageError(f"--resume: {folder} has no config.json; is it a `gcgan transfer fit` run?")
@@ -219,14 +231,15 @@ def _fit(config: TransferConfig, resume: bool) -> None:
     table.add_row("metrics", str(run.metrics))
     console.print(table)
     if result.interrupted:
-        console.print(f"[yellow]interrupted[/] at step {result.step}; continue with: gcgan transfer fit --resume --out {config.out}")
+        console.print(f"[yellow]interrupted[/] at step {result.step}; continue with: gcgan transfer fit --resume --outdir {config.out}")
         raise typer.Exit(130)
 
 
 @app.command("run")
 def run_command(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A `gcgan transfer fit` run folder (its newest checkpoint) or checkpoint file.")],
-    data: Annotated[Path, typer.Option("--input", help=f"The images to translate: {EYE_SOURCES}.")],
+    checkpoint: Annotated[Path, typer.Option(
+        "--network", help="A `gcgan transfer fit` run folder (its newest checkpoint) or checkpoint file.")],
+    data: Annotated[Path, typer.Option("--data", help=f"The images to translate: {EYE_SOURCES}.")],
     direction: Annotated[str, typer.Option(help="s2r (G: synthetic to real) or r2s (F: real to synthetic).")] = "s2r",
     outdir: Annotated[Path, typer.Option("--outdir", help="The translated folder: ID.png, ID_clean.png (the equalised input), manifest.jsonl, transfer.json.")] = Path("translated"),
     batch: Annotated[int, typer.Option(min=1, help="Patches per forward pass (any size; the last batch may be partial).")] = 100,
@@ -234,7 +247,7 @@ def run_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Translate every image of a source exactly once; the folder is a gaze source for `gcgan gaze fit/eval`."""
-    source = open_source(data, 0, EyeOptions(), flag="--input")
+    source = open_source(data, 0, EyeOptions(), flag="--data")
     start = time.perf_counter()
     with progress_bar("transfer run") as progress:
         bar = progress.add_task(direction, total=len(source))
@@ -251,7 +264,7 @@ def run_command(
 
 @app.command("eval")
 def eval_command(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A `gcgan transfer fit` run folder or checkpoint file.")],
+    checkpoint: Annotated[Path, typer.Option("--network", help="A `gcgan transfer fit` run folder or checkpoint file.")],
     s_test: Annotated[Path, typer.Option("--s-test", help="Held-out S, with true gazes (and landmarks for --landmarks-r).")],
     r_test: Annotated[Path, typer.Option("--r-test", help="Held-out R persons, with gazes.")],
     s_train: Annotated[Path, typer.Option("--s-train", help="S training data (the realism judge and the downstream estimator).")],

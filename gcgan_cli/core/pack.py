@@ -61,10 +61,10 @@ def check_destination(out: Path, overwrite: bool) -> None:
     with --overwrite). Creates nothing."""
     if out.is_dir():
         if not overwrite:
-            raise UsageError(f"--out {out} already exists; pass --overwrite to replace it")
+            raise UsageError(f"--outdir {out} already exists; pass --overwrite to replace it")
         if not (out / gaze_db.DATA_FILE).is_file() and any(out.iterdir()):
-            raise UsageError(f"--out {out} is a folder that is not a packed dataset; refusing to replace it")
-    folder_place(out.parent if out.is_dir() else out, "--out")  # the DB is built beside it, then renamed
+            raise UsageError(f"--outdir {out} is a folder that is not a packed dataset; refusing to replace it")
+    folder_place(out.parent if out.is_dir() else out, "--outdir")  # the DB is built beside it, then renamed
 
 
 def pack(

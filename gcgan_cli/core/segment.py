@@ -154,8 +154,8 @@ def _continued_rows(prep: PrepDir, source, options: dict, overwrite: bool) -> di
         return existing
     if overwrite:
         return {}
-    raise UsageError(f"--out {prep.root} holds strips made with {_listed(made, changed)}; this run asks for "
-                     f"{_listed(wanted, changed)}: pass --overwrite to redo them, or choose another --out")
+    raise UsageError(f"--outdir {prep.root} holds strips made with {_listed(made, changed)}; this run asks for "
+                     f"{_listed(wanted, changed)}: pass --overwrite to redo them, or choose another --outdir")
 
 
 def _reported_options(prep: PrepDir) -> dict | None:

@@ -116,7 +116,7 @@ def reader(path: Path) -> lmdb.Environment:
         stat = (path / DATA_FILE).stat()
     except OSError:
         what = "does not exist" if not path.exists() else "is not a packed dataset (no data.mdb)"
-        raise DatasetError(f"{path} {what}; make one with `gcgan pack PREP_DIR --out {path}`") from None
+        raise DatasetError(f"{path} {what}; make one with `gcgan pack --data PREP_DIR --outdir {path}`") from None
     identity = (stat.st_dev, stat.st_ino)
     if identity not in _readers:
         if stat.st_size < 2 * _MIN_PAGE_BYTES:  # lmdb.open would take an empty file for a new DB

@@ -81,10 +81,10 @@ def check_folders(folder: Path, rgb_dir: Path | None, mask_dir: Path | None, out
                          "masks and images must be in separate folders")
     target = out.resolve()
     if target == folder.resolve():
-        raise UsageError(f"--out {out} is the input folder itself; write the DB outside its input folders")
+        raise UsageError(f"--outdir {out} is the input folder itself; write the DB outside its input folders")
     for what, source in (("image", images), ("mask", masks)):
         if target == source or source in target.parents:
-            raise UsageError(f"--out {out} is in the {what} folder {source}; write the DB outside its input folders")
+            raise UsageError(f"--outdir {out} is in the {what} folder {source}; write the DB outside its input folders")
 
 
 def find_inputs(folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None,

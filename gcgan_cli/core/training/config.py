@@ -2,7 +2,7 @@
 
 Order (later wins): the dataclass defaults (the reference's, spec §5.1), the stored
 `DIR/config.json` when resuming, a `--config run.toml`, then the options given on the command
-line. Only what the user actually gave overrides, so `gcgan train --resume --checkpoint-dir DIR`
+line. Only what the user actually gave overrides, so `gcgan train --resume --outdir DIR`
 alone continues a run exactly as it was configured.
 """
 
@@ -82,7 +82,7 @@ class TrainConfig:
     fid_n: int = 10_000
     inception: str | None = None  # FID statistics (.npz from `gcgan inception`)
     inception_weights: str | None = None
-    keep: int = 0  # checkpoints kept (0 = all)
+    keep: int = 5  # newest checkpoints kept, the older pruned after each save (0 = all, unbounded)
     # stage 2
     ckpt: str | None = None  # the stage-1 checkpoint
     gaze_labels: str | None = None  # default: the label set stored in the stage-1 checkpoint
@@ -99,15 +99,15 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         problems = []
         if not self.dataset:
-            problems.append("--dataset is required")
+            problems.append("--data is required")
         if not self.checkpoint_dir:
-            problems.append("--checkpoint-dir is required")
+            problems.append("--outdir is required")
         if self.stage not in (1, 2):
             problems.append(f"--stage {self.stage}: use 1 or 2")
         if self.stage == 2 and not self.ckpt:
-            problems.append("--stage 2 needs --ckpt, the stage-1 checkpoint")
+            problems.append("--stage 2 needs --network, the stage-1 checkpoint")
         if self.stage == 1 and (self.ckpt or self.gaze_labels):
-            problems.append("--ckpt and --gaze-labels belong to --stage 2 (stage 1 resumes with --resume)")
+            problems.append("--network and --gaze-labels belong to --stage 2 (stage 1 resumes with --resume)")
         if self.preset not in PRESETS:
             problems.append(f"--preset {self.preset}: choose one of {', '.join(PRESETS)}")
         elif self.size is not None and self.stage == 1:  # stage 2's model is the checkpoint's: --size must match it

@@ -31,8 +31,8 @@ import gcgan_cli
 from gcgan_cli.checkpoint import capture_rng_state, contents_of, load_checkpoint, restore_rng_state, save_checkpoint
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.frozen import set_requires_grad
-from gcgan_cli.core.metrics.fid import Stats, fid
-from gcgan_cli.core.metrics.inception import load_fid_inception
+from gcgan_cli.core.metrics.fid import Stats, fid, metric_name
+from gcgan_cli.core.metrics.inception import FEATURE_DIM, load_fid_inception
 from gcgan_cli.core.metrics.inception_weights import locate_inception_weights
 from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
 from gcgan_cli.core.training import conditioning, losses
@@ -54,7 +54,8 @@ warnings.filterwarnings("ignore", message="Grad strides do not match bucket view
 
 @dataclass
 class Hooks:
-    """Callbacks for the UI; only rank 0 calls them (except should_stop, read on every rank)."""
+    """Callbacks for the UI; only rank 0 calls them (except should_stop, read on every rank).
+    on_step comes after that step's on_log, so what it shows is that step's row."""
 
     on_start: Callable[[dict], None] = lambda info: None
     on_step: Callable[[int], None] = lambda step: None
@@ -110,10 +111,10 @@ class Trainer:
         self.gaze_labels = self._gaze_labels(resumed or stage1).to(self.device)
         self.model_config = stored or self._model_config()
         if self.dataset.class_names != self.model_config.class_names:
-            raise DatasetError(f"--dataset {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
+            raise DatasetError(f"--data {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
         if config.stage == 2 and config.unbroken_class not in self.model_config.class_names:
             raise UsageError(f"--unbroken-class {config.unbroken_class}: not among the classes trained on "
-                             f"--dataset {config.dataset}; choose one of {', '.join(self.model_config.class_names[1:])}")
+                             f"--data {config.dataset}; choose one of {', '.join(self.model_config.class_names[1:])}")
         self.r1_img, self.r1_seg = config.r1(self.model_config.size)
         self.gaze_estimator = self._gaze_estimator(resumed)
 
@@ -201,7 +202,7 @@ class Trainer:
     def _stage1_checkpoint(self) -> dict:
         record = load_checkpoint(self.config.ckpt, map_location="cpu", required=CHECKPOINT_KEYS)
         if record.get("kind") != "gcgan-train" or record["stage"] != 1:
-            raise CheckpointError(f"--ckpt {self.config.ckpt} is not a stage-1 training checkpoint")
+            raise CheckpointError(f"--network {self.config.ckpt} is not a stage-1 training checkpoint")
         return record
 
     def _dataset(self, model: ModelConfig | None) -> GazeMaskDataset:
@@ -209,7 +210,7 @@ class Trainer:
         --size / --seg-dim, else the preset's)."""
         meta = gaze_db.read_meta(Path(self.config.dataset))
         if self.config.stage == 1 and not meta.labelled:
-            raise DatasetError(f"--dataset {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)")
+            raise DatasetError(f"--data {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)")
         if model:
             seg_dim, size = model.seg_dim, model.size
         else:
@@ -294,11 +295,14 @@ class Trainer:
             self._event("FID is off: no --inception statistics (make them with `gcgan inception DB`)")
             return None, None
         stats = Stats.load(Path(self.config.inception))
+        if stats.mu.shape[0] != FEATURE_DIM:
+            raise DatasetError(f"--inception {self.config.inception}: {stats.mu.shape[0]}-d statistics; FID compares "
+                               f"the {FEATURE_DIM}-d Inception features `gcgan inception` writes")
         weights, _ = locate_inception_weights(self.config.inception_weights)
         if weights is None:
             self._event("FID is off: the FID Inception weights are not on this machine (see `gcgan inception --help`); training goes on")
             return None, None
-        return stats, (load_fid_inception(weights, self.device) if self.world.main else None)
+        return stats, load_fid_inception(weights, self.device)  # on every rank: each renders its share
 
     def _tensorboard(self):
         if not self.world.main:
@@ -505,7 +509,9 @@ class Trainer:
             raise TrainingDiverged(f"training diverged: {', '.join(bad)} became non-finite by step {self.step}; "
                                    f"stopped without saving; {last} (resume with --resume, perhaps with a lower --lr)")
 
-    def _log(self) -> dict:
+    def _log(self, final: bool = False) -> dict:
+        """A metrics row: the means since the last one. `final` marks the row that ends a run between
+        two --log-every steps (a short run, Ctrl-C, SIGTERM), whose window is shorter."""
         values = self._window_means()
         self._check_finite(values)
         self.window.clear()
@@ -515,7 +521,8 @@ class Trainer:
         images = steps * self.config.batch * self.world.size
         row = {"step": self.step, "kimg": round(self.step * self.config.batch * self.world.size / 1000, 4),
                **values,
-               "sec_per_step": round(elapsed / max(steps, 1), 5), "img_per_s": round(images / max(elapsed, 1e-9), 3)}
+               "sec_per_step": round(elapsed / max(steps, 1), 5), "img_per_s": round(images / max(elapsed, 1e-9), 3),
+               **({"final": True} if final else {})}
         if self.world.main:
             self.run.append_metrics(row)
             if self.tensorboard is not None:
@@ -523,9 +530,6 @@ class Trainer:
                     self.tensorboard.add_scalar(f"train/{key}", value, self.step)
             self.hooks.on_log(row)
         return row
-
-    def _random_noise(self, batch: int, generator: torch.Generator) -> list[torch.Tensor]:
-        return [torch.randn(batch, 1, *n.shape[2:], generator=generator).to(self.device) for n in self.g.render_net.fixed_noise()]
 
     @torch.no_grad()
     def sample_grid(self) -> np.ndarray:
@@ -543,23 +547,18 @@ class Trainer:
         if self.tensorboard is not None:
             self.tensorboard.add_image("samples", grid, self.step, dataformats="HWC")
 
-    @torch.no_grad()
     def _fid(self) -> float | None:
-        value = None
+        """G_ema's FID over seeds 0..fid_n-1, quantized as saved samples are, every rank rendering its
+        share: what `gcgan fid --network` gives for this step's checkpoint (at the same --batch)."""
+        value = fid(self.g_ema, self.gaze_labels, self.config.fid_n, self.fid_stats, self.fid_network,
+                    max(self.config.batch, 16))
         if self.world.main:
-            generator = torch.Generator().manual_seed(self.config.seed + 777)  # the same draws at every evaluation
-
-            def images(batch: int) -> torch.Tensor:
-                z = torch.randn(batch, self.model_config.style_dim, generator=generator).to(self.device)
-                gaze = self.gaze_labels.cpu()[torch.randint(len(self.gaze_labels), (batch,), generator=generator)].to(self.device)
-                return self.g_ema(z, gaze, noise=self._random_noise(batch, generator)).image
-
-            value = fid(images, self.fid_stats, self.fid_network, self.config.fid_n, max(self.config.batch, 16), self.device)
-            self.run.append_metrics({"step": self.step, "fid": value})
+            name = metric_name("fid", self.config.fid_n)
+            self.run.append_metrics({"step": self.step, name: value})
             if self.tensorboard is not None:
-                self.tensorboard.add_scalar("metrics/fid", value, self.step)
-            self._event(f"step {self.step}: FID {value:.2f} ({self.config.fid_n} samples)")
-        dist_utils.barrier(self.world)  # the other ranks wait rather than run ahead (reference bug 27)
+                self.tensorboard.add_scalar(f"metrics/{name}", value, self.step)
+            self._event(f"step {self.step}: {name} {value:.2f}")
+        dist_utils.barrier(self.world)  # while rank 0 takes the distance; nobody runs ahead (reference bug 27)
         return value
 
     def save(self) -> Path:
@@ -599,10 +598,10 @@ class Trainer:
                     interrupted = True
                     break
                 self.iteration()
+                if self.step % config.log_every == 0 or self.step == config.iters:
+                    row = self._log(final=self.step % config.log_every != 0)
                 if self.world.main:
                     self.hooks.on_step(self.step)
-                if self.step % config.log_every == 0:
-                    row = self._log()
                 if config.viz_every and self.step % config.viz_every == 0:
                     self._visualise()
                 if self.fid_stats is not None and self.step % config.fid_every == 0:
@@ -610,6 +609,8 @@ class Trainer:
                 if config.save_every and self.step % config.save_every == 0 and self.step < config.iters:
                     self._check_finite(self._window_means())
                     checkpoint, saved_at = self.save(), self.step
+            if interrupted and self.step > start_step and self.step % config.log_every:  # the steps since the last row
+                row = self._log(final=True)
             if self.step > start_step and saved_at != self.step:
                 self._check_finite(self._window_means())
                 checkpoint = self.save()

@@ -47,7 +47,7 @@ CHECKPOINT_KEYS = ("kind", "step", "config", "net", "g", "f", "d_r", "d_s", "opt
 
 
 def run_dir(root: Path) -> RunDir:
-    return RunDir(root, kind=KIND, required=CHECKPOINT_KEYS, flag="--out")
+    return RunDir(root, kind=KIND, required=CHECKPOINT_KEYS, flag="--outdir")
 
 
 def open_domain(path: str, flag: str, gray: str | None, jitter: bool, max_head_pose: float | None, seed: int) -> GazeSource:
@@ -300,15 +300,15 @@ def load_translator(path: Path, direction: str, device: torch.device) -> tuple[t
     if path.is_dir():
         files = run_dir(path).checkpoint_files()
         if not files:
-            raise UsageError(f"--checkpoint {path}: no checkpoints/NNNNNNN.pt in this folder; is it a `gcgan transfer fit` run?")
+            raise UsageError(f"--network {path}: no checkpoints/NNNNNNN.pt in this folder; is it a `gcgan transfer fit` run?")
         path = files[-1]
     record = load_checkpoint(path, required=("kind", "net", "g", "f", "step", "config"))
     if record["kind"] != KIND:
-        raise UsageError(f"--checkpoint {path} is not a `gcgan transfer fit` checkpoint")
+        raise UsageError(f"--network {path} is not a `gcgan transfer fit` checkpoint")
     try:
         generator = build_generator(NetConfig.from_dict(record["net"]))
         generator.load_state_dict(record["g" if direction == "s2r" else "f"])
     except (UsageError, RuntimeError) as exc:
-        raise CheckpointError(f"--checkpoint {path}: its generator does not load ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"--network {path}: its generator does not load ({str(exc).splitlines()[0]})") from None
     return generator.to(device).eval(), {"step": record["step"], "config": record["config"], "path": str(path),
                                          "features": record.get("features", {})}
