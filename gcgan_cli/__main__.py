@@ -1,3 +1,3 @@
-from gcgan_cli.cli import main
+from gcgan_cli.entry import main
 
 main()

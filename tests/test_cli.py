@@ -31,6 +31,14 @@ def test_version(capsys):
     assert code == 0 and out.strip() == f"gcgan {gcgan_cli.__version__}"
 
 
+def test_the_version_answers_without_importing_torch():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "gcgan_cli", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"gcgan {gcgan_cli.__version__}"
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert "gcgan_cli" in imported and not imported & {"torch", "cv2", "typer", "numpy"}
+
+
 def test_doctor_reports_and_exits_zero(capsys):
     code, out, _ = run_cli(capsys, "doctor", "--device", "cpu")
     assert code == 0
@@ -100,7 +108,7 @@ def test_installed_entry_point_runs():
     from importlib.metadata import entry_points
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "gcgan"]
-    assert script.value == "gcgan_cli.cli:main"
+    assert script.value == "gcgan_cli.entry:main"
 
 
 def _help(*command: str) -> str:
