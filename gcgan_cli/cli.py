@@ -14,6 +14,7 @@ import gcgan_cli
 from cuda_ops import OpsBuildError
 from gcgan_cli.commands import gaze, segment, transfer
 from gcgan_cli.commands.doctor import doctor
+from gcgan_cli.commands.examples import epilog
 from gcgan_cli.commands.export import export_command
 from gcgan_cli.commands.fid import fid_command
 from gcgan_cli.commands.inception import inception_command
@@ -70,17 +71,17 @@ def root(
 
 
 app.add_typer(segment.app, name="segment")
-app.command("pack")(pack_command)
-app.command("unpack")(unpack_command)
-app.command("inception")(inception_command)
-app.command("fid")(fid_command)
-app.command("train")(train_command)
-app.command("sample")(sample_command)
-app.command("interpolate")(interpolate_command)
-app.command("export")(export_command)
+app.command("pack", epilog=epilog("pack"))(pack_command)
+app.command("unpack", epilog=epilog("unpack"))(unpack_command)
+app.command("inception", epilog=epilog("inception"))(inception_command)
+app.command("fid", epilog=epilog("fid"))(fid_command)
+app.command("train", epilog=epilog("train"))(train_command)
+app.command("sample", epilog=epilog("sample"))(sample_command)
+app.command("interpolate", epilog=epilog("interpolate"))(interpolate_command)
+app.command("export", epilog=epilog("export"))(export_command)
 app.add_typer(gaze.app, name="gaze")
 app.add_typer(transfer.app, name="transfer")
-app.command("doctor")(doctor)
+app.command("doctor", epilog=epilog("doctor"))(doctor)
 
 
 def _fail(message: str, code: int) -> int:

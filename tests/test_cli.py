@@ -137,3 +137,24 @@ def test_bracketed_shapes_survive_rich_markup():
     assert "compact W+ [rows, style_dim] float32" in _help("sample")
     assert "(compact W+ [rows, style_dim], or a w [style_dim])" in _help("interpolate")
     assert "[default: 150000]" in _help("transfer", "fit")
+
+
+def test_every_command_shows_examples_that_use_its_real_options():
+    """Each example line names a registered command and only options that command has."""
+    import typer.main
+
+    from gcgan_cli.commands.examples import EXAMPLES
+
+    root = typer.main.get_command(cli.app)
+    for name, lines in EXAMPLES.items():
+        command = root
+        for part in name.split():
+            command = command.commands[part]
+        known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        assert command.epilog and "Examples" in command.epilog, name
+        for line in lines:
+            words = line.split()
+            assert words[: 1 + len(name.split())] == ["gcgan", *name.split()], line
+            assert {w for w in words if w.startswith("-")} <= known, (line, sorted(known))
+    registered = {c.name for c in cli.app.registered_commands} | {g.name for g in cli.app.registered_groups}
+    assert {name.split()[0] for name in EXAMPLES} == registered

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from gcgan_cli.commands.display import QuietOpt, progress_bar, summary_table
+from gcgan_cli.commands.examples import epilog
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
 from gcgan_cli.core.gaze.angles import angular_error
@@ -48,7 +49,7 @@ app = typer.Typer(help="A gaze estimator: fit it on any mix of gaze sources, eva
                   no_args_is_help=True)
 
 
-@app.command("fit")
+@app.command("fit", epilog=epilog("gaze fit"))
 def fit_command(
     data: Annotated[list[Path], typer.Option("--data", help=SOURCES_HELP + " Repeat to mix sources.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The estimator file to write (the best epoch on validation).")],
@@ -111,7 +112,7 @@ def fit_command(
     console.print(table)
 
 
-@app.command("eval")
+@app.command("eval", epilog=epilog("gaze eval"))
 def eval_command(
     model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`.")],
     data: Annotated[Path, typer.Option("--data", help=SOURCES_HELP)],
@@ -152,7 +153,7 @@ def eval_command(
     console.print(table)
 
 
-@app.command("predict")
+@app.command("predict", epilog=epilog("gaze predict"))
 def predict_command(
     model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`.")],
     images: Annotated[list[Path], typer.Argument(help="Image files (any size; resized to the estimator's input: a face strip, or an eye patch made gray and equalised).")],
@@ -189,7 +190,7 @@ def predict_command(
         write_atomic(out, text.getvalue().encode())
 
 
-@app.command("consistency")
+@app.command("consistency", epilog=epilog("gaze consistency"))
 def consistency_command(
     ckpt: Annotated[Path, typer.Option(
         "--network", help="A checkpoint from `gcgan train` or a model folder from `gcgan export`.")],

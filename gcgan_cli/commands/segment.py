@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from gcgan_cli.commands.display import QuietOpt, progress_bar, stop_on_sigterm, summary_table
+from gcgan_cli.commands.examples import epilog
 from gcgan_cli.console import console
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.core.segment import segment
@@ -72,7 +73,7 @@ def _run(source, outdir: Path, rgb_dir: Path | None, mask_dir: Path | None, work
         raise typer.Exit(130)
 
 
-@app.command("ethx")
+@app.command("ethx", epilog=epilog("segment ethx"))
 def ethx_command(
     h5_dir: Annotated[Path, typer.Option(
         "--data", help="Folder of ETH-XGaze subjectXXXX.h5 files (the 224x224 preprocessed release).")],
@@ -104,7 +105,7 @@ def ethx_command(
     _run(source, outdir, rgb_dir, mask_dir, workers, overwrite, options, quiet)
 
 
-@app.command("celeba")
+@app.command("celeba", epilog=epilog("segment celeba"))
 def celeba_command(
     celeba_dir: Annotated[Path, typer.Option(
         "--data", help="CelebAMask-HQ folder (with CelebA-HQ-img/), or a folder of <id>.jpg.")],
@@ -126,7 +127,7 @@ def celeba_command(
     _run(source, outdir, rgb_dir, mask_dir, workers, overwrite, options, quiet)
 
 
-@app.command("synthetic")
+@app.command("synthetic", epilog=epilog("segment synthetic"))
 def synthetic_command(
     outdir: OutdirOpt,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of strips.")] = 2000,

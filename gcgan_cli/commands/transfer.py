@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
-from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.display import progress_bar, summary_table
+from gcgan_cli.commands.examples import epilog
+from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.console import console
@@ -44,7 +45,7 @@ helped = defaults_help(TransferConfig(), {
     "max_head_pose": "off"})
 
 
-@app.command("synth")
+@app.command("synth", epilog=epilog("transfer synth"))
 def synth_command(
     out: Annotated[Path, typer.Option(
         "--outdir", "-o", help="The folder to write (unity), or the .h5 file (mpii).")],
@@ -73,7 +74,7 @@ def synth_command(
     console.print(table)
 
 
-@app.command("landmarks-fit")
+@app.command("landmarks-fit", epilog=epilog("transfer landmarks-fit"))
 def landmarks_fit_command(
     data: Annotated[Path, typer.Option("--data", help=f"Training data with landmarks: {EYE_SOURCES}.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The landmark model file to write (the best epoch on validation).")],
@@ -113,7 +114,7 @@ def landmarks_fit_command(
     console.print(table)
 
 
-@app.command("fit")
+@app.command("fit", epilog=epilog("transfer fit"))
 def fit_command(
     s: Annotated[Path | None, typer.Option("--s", help=helped('s', f"The synthetic domain S: {EYE_SOURCES}."), rich_help_panel=DATA)] = None,
     r: Annotated[Path | None, typer.Option("--r", help=helped('r', f"The real domain R: {EYE_SOURCES}."), rich_help_panel=DATA)] = None,
@@ -235,7 +236,7 @@ def _fit(config: TransferConfig, resume: bool) -> None:
         raise typer.Exit(130)
 
 
-@app.command("run")
+@app.command("run", epilog=epilog("transfer run"))
 def run_command(
     checkpoint: Annotated[Path, typer.Option(
         "--network", help="A `gcgan transfer fit` run folder (its newest checkpoint) or checkpoint file.")],
@@ -262,7 +263,7 @@ def run_command(
     console.print(table)
 
 
-@app.command("eval")
+@app.command("eval", epilog=epilog("transfer eval"))
 def eval_command(
     checkpoint: Annotated[Path, typer.Option("--network", help="A `gcgan transfer fit` run folder or checkpoint file.")],
     s_test: Annotated[Path, typer.Option("--s-test", help="Held-out S, with true gazes (and landmarks for --landmarks-r).")],
