@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from gcgan_cli import cli
+from gcgan_cli.core.metrics.fid import seeded_images
 from gcgan_cli.core.synthesis import component_path, component_rows, file_sha256, gaze_sweep, load_generator, render
+from gcgan_cli.core.visualize import to_uint8
 from gcgan_cli.data import gaze_db
 
 
@@ -171,3 +173,36 @@ def test_hugging_face_datasets_loads_the_samples_with_gaze_and_masks(samples):
         assert loaded[0]["mask"].size == (32, 32)
     else:
         assert sorted(loaded["mask_file_name"]) == sorted(r["mask"] for r in rows)
+
+
+def test_seeds_give_each_image_its_own_seed_whatever_the_batch_and_the_other_seeds(ckpt, tmp_path, run_cli):
+    """--seeds: image for seed S is the same alone, among others, at any batch, and it is the image
+    `gcgan fid --seeds S` scores; every row records its own seed."""
+    def run(name, *args):
+        out = tmp_path / name
+        code, _, err = run_cli("sample", "--network", ckpt, "--outdir", out, "--truncation", "1", "--device", "cpu", *args)
+        assert code == 0, err
+        return out, rows_of(out)
+
+    alone, (row,) = run("alone", "--seeds", "5")
+    many, rows = run("many", "--seeds", "3-7", "--batch", "3")
+    single, _ = run("single", "--seeds", "3-7", "--batch", "1")
+    assert [r["seed"] for r in rows] == [3, 4, 5, 6, 7] and row["seed"] == 5
+    assert [json.loads(line)["seed"] for line in (many / "metadata.jsonl").read_text().splitlines()] == [3, 4, 5, 6, 7]
+    assert (row["pitch"], row["yaw"]) == (rows[2]["pitch"], rows[2]["yaw"])
+    image = cv2.imread(str(alone / row["image"]))
+    for folder in (many, single):
+        assert np.abs(cv2.imread(str(folder / rows[2]["image"])).astype(int) - image.astype(int)).max() <= 1
+    assert np.array_equal(cv2.imread(str(single / rows[2]["image"])), image)  # both batch 1: exact
+    loaded = load_generator(ckpt, torch.device("cpu"))
+    scored = next(seeded_images(loaded.generator, loaded.gaze_labels, [5], 1))
+    assert np.array_equal(to_uint8(scored)[0], cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+
+def test_seeds_refuse_a_disagreeing_n_and_a_base_seed(ckpt, tmp_path, run_cli):
+    for args, words in ((("--seeds", "0-3", "--n", "3"), "--n 3 and --seeds 0-3 (4 seeds) disagree"),
+                        (("--seeds", "1,5", "--seed", "2"), "--seed 2 and --seeds 1,5"),
+                        (("--seeds", "5-1"), "not a range")):
+        code, _, err = run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "x", "--device", "cpu", *args)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()

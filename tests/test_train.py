@@ -339,3 +339,24 @@ def test_the_stage2_freeze_set_at_ref256_leaves_the_reference_count_trainable():
     assert trainable == 5_512_872  # spec §6.1
     frozen_render = {".".join(n.split(".")[:3]) for n, _ in g.named_parameters() if stage2_frozen(n, config) and n.startswith("render")}
     assert frozen_render == {f"render_net.convs.{i}" for i in range(4)}
+
+
+def test_dry_run_shows_the_db_and_the_model_the_run_builds_and_writes_nothing(data, stage1, tmp_path, run_cli):
+    run = tmp_path / "run"
+    code, out, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--dry-run")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["batch"] == 4 and shown["preset"] == "tiny"
+    db = shown["db"]
+    assert (db["path"], db["count"], db["size"], db["labelled"]) == (str(data / "db"), 40, 32, True)
+    assert db["class_names"][: len(shown["model"]["class_names"])] == shown["model"]["class_names"]  # the tiny seg_dim's
+    assert shown["model"] == json.loads((stage1 / "config.json").read_text())["model"]  # what training built
+    model = ModelConfig.from_checkpoint(load_checkpoint(stage1 / "checkpoints" / "0000024.pt"), stage1)
+    assert shown["g_params"] == sum(p.numel() for p in Generator(model).parameters()) > 0
+    assert shown["d_params"] > 0
+    assert not run.exists()
+    for args, words in ((["--data", data / "db", "--preset", "tinyy"], "tinyy"),
+                        (["--data", tmp_path / "none"], f"--data {tmp_path / 'none'} does not exist")):
+        code, _, err = run_cli("train", *args, "--outdir", run, "--dry-run")
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not run.exists()

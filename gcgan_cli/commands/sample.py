@@ -15,8 +15,8 @@ import typer
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.commands.options import AllowExtrapolationOpt, DeviceOpt, parse_gaze
 from gcgan_cli.console import console
-from gcgan_cli.core.synthesis import (GAZE_GRID_MAX, SHEET, SHEET_MAX, check_label_range, gaze_grid, load_generator,
-                                      write_samples)
+from gcgan_cli.core.synthesis import (GAZE_GRID_MAX, SHEET, SHEET_MAX, check_label_range, drawn_inputs, gaze_grid,
+                                      load_generator, parse_seeds, write_samples)
 from gcgan_cli.data.gaze_db import read_labels
 from gcgan_cli.data.pack_inputs import SAMPLES
 from gcgan_cli.data.prep_dir import remove_path, replace_path, temp_path
@@ -28,7 +28,7 @@ def sample_command(
     ckpt: Annotated[Path, typer.Option(
         "--network", help="A checkpoint from `gcgan train` (stage 1 or 2) or a model folder from `gcgan export`.")],
     outdir: Annotated[Path, typer.Option("--outdir", "-o", help="Folder for the samples and samples.jsonl.")] = Path("results"),
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 8,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Number of samples (default 8, or one per --seeds).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Samples per forward pass.")] = 32,
     truncation: Annotated[float, typer.Option(min=0.0, max=1.0, help="psi: w <- w_bar + psi (w - w_bar); 1 = none.")] = 0.7,
     gaze_labels: Annotated[Path | None, typer.Option(help="Draw gazes from this label set (.npy [N, 2] or .json) instead of the checkpoint's.")] = None,
@@ -36,7 +36,10 @@ def sample_command(
     gaze_grid_rows: Annotated[int | None, typer.Option(
         "--gaze-grid", min=1, max=GAZE_GRID_MAX,
         help="Cycle through an R x R grid over the training gaze range (5th-95th percentiles).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of z and of the gazes drawn.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of z and of the gazes drawn, for the whole run (default 0).")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        "--seeds", help="Per-image seeds instead, e.g. 0-99 or 1,5,9: image i draws z from seed S_i and its gaze "
+                        "from S_i + 1, as `gcgan fid --seeds` does, whatever the batch or the other seeds.")] = None,
     save_latent: Annotated[bool, typer.Option("--save-latent", help="Also write NNNNNN_latent.npy: the truncated compact W+ \\[rows, style_dim] float32 (see README).")] = False,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use G_ema (default) or the raw G.")] = True,
     sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help=f"Write {SHEET}: the first {SHEET_MAX} samples with gaze arrows beside their masks.")] = True,
@@ -54,8 +57,17 @@ def sample_command(
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)}: choose one way to set the gazes")
     fixed = parse_gaze(gaze) if gaze is not None else None
+    chosen_seeds = parse_seeds(seeds) if seeds is not None else None
+    if chosen_seeds is not None and seed is not None:
+        raise UsageError(f"--seed {seed} and --seeds {seeds}: give one (--seeds sets every image's seed)")
+    if chosen_seeds is not None and n is not None and n != len(chosen_seeds):
+        raise UsageError(f"--n {n} and --seeds {seeds} ({len(chosen_seeds)} seeds) disagree; give one of them")
+    n = len(chosen_seeds) if chosen_seeds is not None else n or 8
+    seed = seed or 0  # with --seeds: the seed of the truncation centre alone, fixed so it is the same in every run
     loaded = load_generator(ckpt, device, ema)
-    gazes = _gazes(loaded.gaze_labels, n, seed, fixed, gaze_grid_rows, gaze_labels)
+    labels = torch.from_numpy(read_labels(gaze_labels)) if gaze_labels is not None else loaded.gaze_labels
+    z, drawn, image_seeds = drawn_inputs(loaded.config.style_dim, labels, n, seed, chosen_seeds)
+    gazes = _gazes(labels, n, fixed, gaze_grid_rows, drawn)
     if (gaze is not None or gaze_labels is not None) and not allow_extrapolation:
         where = f"--gaze {gaze}" if gaze is not None else f"--gaze-labels {gaze_labels}"
         check_label_range(gazes, loaded.gaze_labels, where)
@@ -72,7 +84,7 @@ def sample_command(
             building.mkdir()
             with reporting_disk_full(outdir), progress_bar("sample") as progress:
                 bar = progress.add_task("", total=n)
-                write_samples(loaded, building, gazes, seed, truncation, batch, save_latent, sheet,
+                write_samples(loaded, building, z, gazes, image_seeds, seed, truncation, batch, save_latent, sheet,
                               {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
                               on_advance=lambda k: progress.advance(bar, k))
             replace_path(building, outdir)
@@ -98,15 +110,12 @@ def _check_outdir(outdir: Path, overwrite: bool) -> None:
     raise UsageError(f"--outdir {outdir} {held}; pass --overwrite to replace it or choose another folder")
 
 
-def _gazes(labels: torch.Tensor, n: int, seed: int, fixed: tuple[float, float] | None, grid_rows: int | None,
-           label_file: Path | None) -> torch.Tensor:
-    """[n, 2] (pitch, yaw) per sample."""
+def _gazes(labels: torch.Tensor, n: int, fixed: tuple[float, float] | None, grid_rows: int | None,
+           drawn: torch.Tensor) -> torch.Tensor:
+    """[n, 2] (pitch, yaw) per sample: the fixed gaze, the grid's, else those drawn from the label set."""
     if fixed is not None:
         return torch.tensor([fixed]).repeat(n, 1)
-    if label_file is not None:
-        labels = torch.from_numpy(read_labels(label_file))  # checked there: shape, finite, radians
     if grid_rows is not None:
         grid = gaze_grid(labels, grid_rows)
         return grid[torch.arange(n) % len(grid)]
-    pick = torch.randint(len(labels), (n,), generator=torch.Generator().manual_seed(seed + 1))
-    return labels[pick]
+    return drawn

@@ -21,11 +21,12 @@ from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.display import QuietOpt, StatusProgress, peak_memory, plain_text, progress_bar, summary_table
 from gcgan_cli.console import console
 from gcgan_cli.device import DEVICE_CHOICES
+from gcgan_cli.core.model import Discriminator, Generator
 from gcgan_cli.core.model.config import PRESETS
 from gcgan_cli.core.training.config import (PRECISIONS, REFERENCE_R1, REFERENCE_R1_SIZE, SWAP_CHECKS, TrainConfig,
                                             checked_options, read_options, resolve, with_paths_absolute)
 from gcgan_cli.core.training.run_dir import RunDir
-from gcgan_cli.core.training.trainer import Hooks, Trainer
+from gcgan_cli.core.training.trainer import Hooks, RunPlan, Trainer
 from gcgan_cli.data.prep_dir import write_json_atomic
 from gcgan_cli.errors import GcganError, UsageError
 from gcgan_cli.outputs import folder_place, writer_lock
@@ -107,7 +108,7 @@ def train_command(
     config: Annotated[Path | None, typer.Option("--config", help="Options from a TOML file (flat keys named like the fields of the run's config.json: dataset, checkpoint_dir, ckpt, and the other options' flag names); flags given here win.", rich_help_panel=DATA)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --outdir, with its config.json (flags given here win).", rich_help_panel=DATA)] = False,
     nproc: Annotated[int, typer.Option(min=1, help="Processes on this machine: runs this command under torch.distributed.run (DDP).", rich_help_panel=DEVICE)] = 1,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config and exit.", rich_help_panel=OUTPUT)] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config, the DB and the model (with G and D parameter counts) and exit; writes nothing.", rich_help_panel=OUTPUT)] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train GC-GAN: stage 1 on a labelled DB, stage 2 on an unlabelled one from a stage-1 checkpoint.
@@ -136,12 +137,25 @@ def train_command(
         checked_options(TrainConfig, stored, str(run.config))
     resolved = with_paths_absolute(resolve(given, options, stored))
     if dry_run:
-        console.print_json(json.dumps(resolved.to_dict()))
+        console.print_json(json.dumps(_dry_run(resolved, resume)))
         return
     with _run_folder_lock(Path(resolved.checkpoint_dir)):
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             raise typer.Exit(_launch(resolved.to_dict(), nproc, resume, quiet))
         _train(resolved, resume, quiet)
+
+
+def _dry_run(config: TrainConfig, resume: bool) -> dict:
+    """The resolved options plus what the run would read and build (the DB, the model config, G and D
+    on the CPU), so a wrong DB or preset shows before a run folder is made; nothing is written."""
+    plan = RunPlan(config, RunDir(Path(config.checkpoint_dir)), resume)
+    meta = plan.dataset.meta
+    g, d = Generator(plan.model_config), Discriminator(plan.model_config, gaze=config.stage == 1)
+    return {**config.to_dict(),
+            "db": {"path": config.dataset, "count": meta.count, "size": meta.size, "labelled": meta.labelled,
+                   "class_names": list(meta.class_names)},
+            "model": plan.model_config.to_dict(),
+            "g_params": sum(p.numel() for p in g.parameters()), "d_params": sum(p.numel() for p in d.parameters())}
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ import torch
 
 from gcgan_cli.checkpoint import contents_of, file_sha256
 from gcgan_cli.core.export import is_export, read_export, train_checkpoint
+from gcgan_cli.core.metrics.fid import seeded_inputs
 from gcgan_cli.core.model import Generator, GeneratorOutput, ModelConfig
 from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
 from gcgan_cli.data.contact_sheet import tile
@@ -71,6 +72,34 @@ def load_generator(path: Path, device: torch.device, ema: bool = True) -> Loaded
         generator.load_state_dict(state)
     generator.to(device).eval().requires_grad_(False)
     return LoadedGenerator(generator, config, labels, sha, step, loss_model)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0-99`, `1,5,9` or a mix (`0-9,20`) -> the seeds in the order given."""
+    seeds = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise UsageError(f"--seeds {text!r}: expected numbers and ranges such as 0-99 or 1,5,9") from None
+        if first < 0 or last < first:
+            raise UsageError(f"--seeds {text!r}: {part.strip()} is not a range of seeds >= 0 (low-high)")
+        seeds += range(first, last + 1)
+    return seeds
+
+
+def drawn_inputs(style_dim: int, labels: torch.Tensor, n: int, seed: int,
+                 seeds: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(z [n, D], gazes drawn from `labels` [n, 2], each image's seed) on the CPU. With `seeds`, image i
+    draws from its own seed as `gcgan fid --seeds` does, so it is the same whatever else is in the run;
+    without, all n come from one stream of `seed` (z) and one of `seed + 1` (gazes)."""
+    if seeds is not None:
+        z, gazes = seeded_inputs(style_dim, labels, seeds)
+        return z, gazes, list(seeds)
+    z = torch.randn(n, style_dim, generator=torch.Generator().manual_seed(seed))
+    pick = torch.randint(len(labels), (n,), generator=torch.Generator().manual_seed(seed + 1))
+    return z, labels.cpu()[pick], [seed] * n
 
 
 @torch.no_grad()
@@ -152,14 +181,15 @@ def component_path(base: torch.Tensor, rows: list[int], others: torch.Tensor, fr
     return path
 
 
-def write_samples(loaded: LoadedGenerator, outdir: Path, gazes: torch.Tensor, seed: int, truncation: float, batch: int,
-                  save_latent: bool, sheet: bool, provenance: dict, on_advance: Callable[[int], None] = lambda k: None) -> list[dict]:
-    """Render len(gazes) samples into `outdir` (images, masks, latents, contact sheet, metadata.jsonl)
-    and write samples.jsonl last, so a folder with a manifest is complete. Returns the manifest rows."""
+def write_samples(loaded: LoadedGenerator, outdir: Path, z: torch.Tensor, gazes: torch.Tensor, seeds: list[int],
+                  centre_seed: int, truncation: float, batch: int, save_latent: bool, sheet: bool, provenance: dict,
+                  on_advance: Callable[[int], None] = lambda k: None) -> list[dict]:
+    """Render one sample per z [n, D] and gaze [n, 2] into `outdir` (images, masks, latents, contact sheet,
+    metadata.jsonl; `seeds[i]` recorded as image i's seed) and write samples.jsonl last, so a folder with
+    a manifest is complete. Returns the manifest rows."""
     generator, device = loaded.generator, loaded.generator.grid.device
-    n = len(gazes)
-    z = torch.randn(n, loaded.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    centre = truncation_centre(generator, seed)
+    n, z = len(gazes), z.to(device)
+    centre = truncation_centre(generator, centre_seed)
     latents = torch.cat([truncated_latents(generator, z[i : i + batch], truncation, centre) for i in range(0, n, batch)])
     gazes = gazes.to(device)
     rows, shown = [], []
@@ -169,7 +199,7 @@ def write_samples(loaded: LoadedGenerator, outdir: Path, gazes: torch.Tensor, se
             pitch, yaw = (float(v) for v in gazes[i].cpu())
             row = {"image": f"{i:06d}.png", "file_name": f"{i:06d}.png", "mask": f"{i:06d}_mask.png",
                    "mask_color": f"{i:06d}_mask_color.png", "pitch": pitch, "yaw": yaw, "name": f"{i:06d}", "index": i,
-                   "seed": seed, "truncation": truncation, **provenance}
+                   "seed": seeds[i], "truncation": truncation, **provenance}
             write_atomic(outdir / row["image"], encode_png(image))
             write_atomic(outdir / row["mask"], encode_png(mask))
             write_atomic(outdir / row["mask_color"], encode_png(colorize(mask)))

@@ -89,6 +89,100 @@ def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimizer.step()
 
 
+class RunPlan:
+    """What a run starts from (a checkpoint), reads (the DB, the gaze label set) and builds (the model
+    config), decided before anything is written: Trainer builds from it, `gcgan train --dry-run` shows it."""
+
+    def __init__(self, config: TrainConfig, run: RunDir, resume: bool, device: torch.device = torch.device("cpu")):
+        self.config = config
+        self.resumed = run.latest() if resume else None
+        if not resume:
+            run.refuse_overwrite()
+        self.stage1 = self._stage1_checkpoint() if config.stage == 2 and self.resumed is None else None
+        # the file the model comes from, named when its contents do not fit
+        self.source = run.checkpoint_files()[-1] if self.resumed else Path(config.ckpt) if self.stage1 else None
+
+        stored = self._stored_model_config(self.resumed or self.stage1)
+        self.dataset = self._dataset(stored)
+        self.gaze_labels = self._gaze_labels(self.resumed or self.stage1).to(device)
+        self.model_config = stored or self._model_config()
+        if self.dataset.class_names != self.model_config.class_names:
+            raise DatasetError(f"--data {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
+        if config.stage == 2 and config.unbroken_class not in self.model_config.class_names:
+            raise UsageError(f"--unbroken-class {config.unbroken_class}: not among the classes trained on "
+                             f"--data {config.dataset}; choose one of {', '.join(self.model_config.class_names[1:])}")
+
+    def _stage1_checkpoint(self) -> dict:
+        record = load_checkpoint(self.config.ckpt, map_location="cpu", required=CHECKPOINT_KEYS)
+        if record.get("kind") != "gcgan-train" or record["stage"] != 1:
+            raise CheckpointError(f"--network {self.config.ckpt} is not a stage-1 training checkpoint")
+        return record
+
+    def _dataset(self, model: ModelConfig | None) -> GazeMaskDataset:
+        """The DB as training reads it: at the model's size and classes (a checkpoint's, else
+        --size / --seg-dim, else the preset's)."""
+        try:
+            meta = gaze_db.read_meta(Path(self.config.dataset))
+        except DatasetError as exc:
+            raise DatasetError(f"--data {exc}") from None
+        if self.config.stage == 1 and not meta.labelled:
+            raise DatasetError(f"--data {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)")
+        if model:
+            seg_dim, size = model.seg_dim, model.size
+        else:
+            base = preset(self.config.preset)
+            seg_dim = min(meta.num_classes, base.seg_dim) if self.config.seg_dim is None else self.config.seg_dim
+            size = base.size if self.config.size is None else self.config.size
+        if seg_dim > meta.num_classes:
+            raise UsageError(f"--seg-dim {seg_dim}: the DB {self.config.dataset} has only {meta.num_classes} classes")
+        return GazeMaskDataset(self.config.dataset, seg_dim=seg_dim, resolution=size, flip=0.5 if self.config.mirror else 0.0)
+
+    def _stored_model_config(self, source: dict | None) -> ModelConfig | None:
+        """The model of a checkpoint being resumed or (stage 2) started from; flags may not contradict it."""
+        if source is None:
+            return None
+        stored = ModelConfig.from_checkpoint(source, self.source)
+        given = {"size": self.config.size, "seg_dim": self.config.seg_dim, "residual_refine": self.config.residual_refine,
+                 "d_conditioning": self.config.d_conditioning, "d_gaze_head": self.config.d_gaze_head}
+        clash = [f"--{k.replace('_', '-')} {v}" for k, v in given.items()
+                 if v is not None and v != (stored.seg_dim if k == "seg_dim" else getattr(stored, k))]
+        if clash:
+            raise UsageError(f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, "
+                             f"residual_refine {stored.residual_refine}, d_conditioning {stored.d_conditioning}, d_gaze_head {stored.d_gaze_head})")
+        return stored
+
+    def _model_config(self) -> ModelConfig:
+        config = self.config
+        overrides = {"size": self.dataset.resolution, "class_names": self.dataset.class_names}
+        for name in ("residual_refine", "d_conditioning", "d_gaze_head"):
+            if getattr(config, name) is not None:
+                overrides[name] = getattr(config, name)
+        base = preset(config.preset, **overrides)
+        if config.d_gaze_head is None and config.lambda_gaze_head > 0 and not base.d_gaze_head:
+            overrides["d_gaze_head"] = base.channels(4)  # the head a weight asks for, as wide as D's last layer
+        if config.gaze_norm:
+            labels = self.gaze_labels.double()
+            overrides["gaze_mean"] = tuple(labels.mean(0).tolist())
+            overrides["gaze_std"] = tuple(labels.std(0).clamp_min(1e-3).tolist())
+        return preset(config.preset, **overrides)
+
+    def _gaze_labels(self, source: dict | None) -> torch.Tensor:
+        """The (pitch, yaw) set fake gazes are drawn from, float32 [N, 2]."""
+        if self.config.gaze_labels:
+            labels = torch.from_numpy(gaze_db.read_labels(Path(self.config.gaze_labels)))
+        elif source is not None:
+            with contents_of(self.source):
+                labels = source["gaze_labels"].float()
+        else:
+            # the DB folder, not its label file: read_labels then checks the labels against the records
+            labels = torch.from_numpy(gaze_db.read_labels(Path(self.config.dataset)))
+            if self.config.mirror:  # fakes are conditioned on the gazes real images now show
+                labels = torch.cat([labels, labels * torch.tensor([1.0, -1.0])])
+        if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) == 0 or not torch.isfinite(labels).all():
+            raise DatasetError(f"the gaze label set must be a finite float array [N, 2] (pitch, yaw), got shape {tuple(labels.shape)}")
+        return labels.float()
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, hooks: Hooks | None = None, resume: bool = False):
         self.hooks = hooks or Hooks()
@@ -99,22 +193,9 @@ class Trainer:
         self.config = config
         self._set_precision()
 
-        resumed = self.run.latest() if resume else None
-        if not resume:
-            self.run.refuse_overwrite()
-        stage1 = self._stage1_checkpoint() if config.stage == 2 and resumed is None else None
-        # the file the model comes from, named when its contents do not fit
-        self.source = self.run.checkpoint_files()[-1] if resumed else Path(config.ckpt) if stage1 else None
-
-        stored = self._stored_model_config(resumed or stage1)
-        self.dataset = self._dataset(stored)
-        self.gaze_labels = self._gaze_labels(resumed or stage1).to(self.device)
-        self.model_config = stored or self._model_config()
-        if self.dataset.class_names != self.model_config.class_names:
-            raise DatasetError(f"--data {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
-        if config.stage == 2 and config.unbroken_class not in self.model_config.class_names:
-            raise UsageError(f"--unbroken-class {config.unbroken_class}: not among the classes trained on "
-                             f"--data {config.dataset}; choose one of {', '.join(self.model_config.class_names[1:])}")
+        plan = RunPlan(config, self.run, resume, self.device)
+        resumed, stage1, self.source = plan.resumed, plan.stage1, plan.source
+        self.dataset, self.gaze_labels, self.model_config = plan.dataset, plan.gaze_labels, plan.model_config
         self.r1_img, self.r1_seg = config.r1(self.model_config.size)
         self.gaze_estimator = self._gaze_estimator(resumed)
 
@@ -199,57 +280,6 @@ class Trainer:
             options["broadcast_buffers"] = False
         return DistributedDataParallel(module, **options)
 
-    def _stage1_checkpoint(self) -> dict:
-        record = load_checkpoint(self.config.ckpt, map_location="cpu", required=CHECKPOINT_KEYS)
-        if record.get("kind") != "gcgan-train" or record["stage"] != 1:
-            raise CheckpointError(f"--network {self.config.ckpt} is not a stage-1 training checkpoint")
-        return record
-
-    def _dataset(self, model: ModelConfig | None) -> GazeMaskDataset:
-        """The DB as training reads it: at the model's size and classes (a checkpoint's, else
-        --size / --seg-dim, else the preset's)."""
-        meta = gaze_db.read_meta(Path(self.config.dataset))
-        if self.config.stage == 1 and not meta.labelled:
-            raise DatasetError(f"--data {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)")
-        if model:
-            seg_dim, size = model.seg_dim, model.size
-        else:
-            base = preset(self.config.preset)
-            seg_dim = min(meta.num_classes, base.seg_dim) if self.config.seg_dim is None else self.config.seg_dim
-            size = base.size if self.config.size is None else self.config.size
-        if seg_dim > meta.num_classes:
-            raise UsageError(f"--seg-dim {seg_dim}: the DB {self.config.dataset} has only {meta.num_classes} classes")
-        return GazeMaskDataset(self.config.dataset, seg_dim=seg_dim, resolution=size, flip=0.5 if self.config.mirror else 0.0)
-
-    def _stored_model_config(self, source: dict | None) -> ModelConfig | None:
-        """The model of a checkpoint being resumed or (stage 2) started from; flags may not contradict it."""
-        if source is None:
-            return None
-        stored = ModelConfig.from_checkpoint(source, self.source)
-        given = {"size": self.config.size, "seg_dim": self.config.seg_dim, "residual_refine": self.config.residual_refine,
-                 "d_conditioning": self.config.d_conditioning, "d_gaze_head": self.config.d_gaze_head}
-        clash = [f"--{k.replace('_', '-')} {v}" for k, v in given.items()
-                 if v is not None and v != (stored.seg_dim if k == "seg_dim" else getattr(stored, k))]
-        if clash:
-            raise UsageError(f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, "
-                             f"residual_refine {stored.residual_refine}, d_conditioning {stored.d_conditioning}, d_gaze_head {stored.d_gaze_head})")
-        return stored
-
-    def _model_config(self) -> ModelConfig:
-        config = self.config
-        overrides = {"size": self.dataset.resolution, "class_names": self.dataset.class_names}
-        for name in ("residual_refine", "d_conditioning", "d_gaze_head"):
-            if getattr(config, name) is not None:
-                overrides[name] = getattr(config, name)
-        base = preset(config.preset, **overrides)
-        if config.d_gaze_head is None and config.lambda_gaze_head > 0 and not base.d_gaze_head:
-            overrides["d_gaze_head"] = base.channels(4)  # the head a weight asks for, as wide as D's last layer
-        if config.gaze_norm:
-            labels = self.gaze_labels.double()
-            overrides["gaze_mean"] = tuple(labels.mean(0).tolist())
-            overrides["gaze_std"] = tuple(labels.std(0).clamp_min(1e-3).tolist())
-        return preset(config.preset, **overrides)
-
     def _gaze_estimator(self, resumed: dict | None) -> conditioning.FrozenEstimator | None:
         """The frozen estimator of --gaze-model; a resumed run must use the same file."""
         if not self.config.gaze_model:
@@ -260,22 +290,6 @@ class Trainer:
             raise CheckpointError(f"--gaze-model {self.config.gaze_model} is not the estimator this run was trained with "
                                   f"({stored['path']}, sha256 {stored['sha256'][:12]}...)")
         return estimator
-
-    def _gaze_labels(self, source: dict | None) -> torch.Tensor:
-        """The (pitch, yaw) set fake gazes are drawn from, float32 [N, 2]."""
-        if self.config.gaze_labels:
-            labels = torch.from_numpy(gaze_db.read_labels(Path(self.config.gaze_labels)))
-        elif source is not None:
-            with contents_of(self.source):
-                labels = source["gaze_labels"].float()
-        else:
-            # the DB folder, not its label file: read_labels then checks the labels against the records
-            labels = torch.from_numpy(gaze_db.read_labels(Path(self.config.dataset)))
-            if self.config.mirror:  # fakes are conditioned on the gazes real images now show
-                labels = torch.cat([labels, labels * torch.tensor([1.0, -1.0])])
-        if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) == 0 or not torch.isfinite(labels).all():
-            raise DatasetError(f"the gaze label set must be a finite float array [N, 2] (pitch, yaw), got shape {tuple(labels.shape)}")
-        return labels.float()
 
     def _load_state(self, record: dict) -> None:
         if record["stage"] != self.config.stage:
