@@ -19,7 +19,7 @@ from gcgan_cli.core.synthesis import (GAZE_GRID_MAX, SHEET, SHEET_MAX, check_lab
                                       load_generator, parse_seeds, write_samples)
 from gcgan_cli.data.gaze_db import read_labels
 from gcgan_cli.data.pack_inputs import SAMPLES
-from gcgan_cli.data.prep_dir import remove_path, replace_path, temp_path
+from gcgan_cli.data.prep_dir import built_in_place
 from gcgan_cli.errors import UsageError
 from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
@@ -77,19 +77,11 @@ def sample_command(
     start = time.perf_counter()
     with writer_lock(outdir, "sample"):
         _check_outdir(outdir, overwrite)
-        for stale in outdir.parent.glob(f".{outdir.name}.tmp-*"):  # a killed run's; the lock says none is running
-            remove_path(stale)
-        building = temp_path(outdir)  # renamed to --outdir when complete: no half sample set under that name
-        try:
-            building.mkdir()
-            with reporting_disk_full(outdir), progress_bar("sample") as progress:
-                bar = progress.add_task("", total=n)
-                write_samples(loaded, building, z, gazes, image_seeds, seed, truncation, batch, save_latent, sheet,
-                              {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
-                              on_advance=lambda k: progress.advance(bar, k))
-            replace_path(building, outdir)
-        finally:
-            remove_path(building)
+        with built_in_place(outdir) as building, reporting_disk_full(outdir), progress_bar("sample") as progress:
+            bar = progress.add_task("", total=n)
+            write_samples(loaded, building, z, gazes, image_seeds, seed, truncation, batch, save_latent, sheet,
+                          {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
+                          on_advance=lambda k: progress.advance(bar, k))
     elapsed = time.perf_counter() - start
     table = summary_table("gcgan sample")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step}, {'G_ema' if ema else 'G'}, sha256 {loaded.sha256[:12]})")

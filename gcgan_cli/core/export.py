@@ -30,7 +30,7 @@ from gcgan_cli.checkpoint import contents_of, file_sha256, load_checkpoint, requ
 from gcgan_cli.core.model import Generator, ModelConfig
 from gcgan_cli.core.training.run_dir import read_metrics
 from gcgan_cli.data.atomic import write_atomic
-from gcgan_cli.data.prep_dir import remove_path, replace_path, temp_path
+from gcgan_cli.data.prep_dir import built_in_place
 from gcgan_cli.errors import CheckpointError, UsageError
 from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
@@ -166,18 +166,10 @@ def export_generator(network: Path, outdir: Path, overwrite: bool) -> dict:
                "weights_sha256": hashlib.sha256(weights).hexdigest(), **summary}
     with writer_lock(outdir, "export"):
         check_outdir(outdir, network, overwrite)  # again: another export may have finished meanwhile
-        for stale in outdir.parent.glob(f".{outdir.name}.tmp-*"):  # a killed run's; the lock says none is running
-            remove_path(stale)
-        building = temp_path(outdir)
-        try:
-            building.mkdir()
-            with reporting_disk_full(outdir, needed=len(weights)):
-                write_atomic(building / WEIGHTS, weights, durable=True)
-                write_atomic(building / CONFIG, (json.dumps(summary, indent=2) + "\n").encode(), durable=True)
-                write_atomic(building / CARD, model_card(summary).encode(), durable=True)
-            replace_path(building, outdir)
-        finally:
-            remove_path(building)
+        with built_in_place(outdir) as building, reporting_disk_full(outdir, needed=len(weights)):
+            write_atomic(building / WEIGHTS, weights, durable=True)
+            write_atomic(building / CONFIG, (json.dumps(summary, indent=2) + "\n").encode(), durable=True)
+            write_atomic(building / CARD, model_card(summary).encode(), durable=True)
     return summary
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from gcgan_cli.data import gaze_db
 from gcgan_cli.data.image_files import PNG_SIGNATURE
 from gcgan_cli.data.pack_inputs import listing
-from gcgan_cli.data.prep_dir import MANIFEST, PrepDir, remove_path, replace_path, rewrite_manifest, temp_path
+from gcgan_cli.data.prep_dir import MANIFEST, PrepDir, built_in_place, rewrite_manifest
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
@@ -53,19 +53,13 @@ def unpack(db: Path, outdir: Path, overwrite: bool, on_start: Callable[[int], No
     on_start(meta.count)
     with writer_lock(outdir, "unpack"):
         check_outdir(outdir, db, overwrite)  # again: another unpack may have finished meanwhile
-        for stale in outdir.parent.glob(f".{outdir.name}.tmp-*"):  # a killed run's; the lock says none is running
-            remove_path(stale)
-        building = temp_path(outdir)
-        try:
+        with built_in_place(outdir) as building:
             prep = PrepDir.at(building)
             for folder in (prep.rgb_dir, prep.mask_dir):
                 folder.mkdir(parents=True)
             rows = _write_records(db, meta.count, prep, on_advance)
             with reporting_disk_full(outdir):
                 rewrite_manifest(prep.manifest, rows)
-            replace_path(building, outdir)
-        finally:
-            remove_path(building)
     names = [row["name"] for row in rows]
     return UnpackResult(outdir, meta, sum(row["pitch"] is not None for row in rows), names == sorted(names))
 

@@ -13,12 +13,13 @@ gaze, is what gcgan reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,22 @@ class PrepDir:
 def temp_path(path: Path, tag: str = "tmp") -> Path:
     """A hidden sibling of `path` to build a file or folder under before it is renamed into place."""
     return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def built_in_place(outdir: Path) -> Iterator[Path]:
+    """A fresh hidden sibling of `outdir` to build a folder in; renamed to `outdir` when the block
+    ends without error, removed otherwise, so `outdir` is whole or as it was. The leftovers of
+    killed builds go first: call it holding `outdir`'s writer lock, so none of them is in use."""
+    for stale in outdir.parent.glob(f".{outdir.name}.tmp-*"):
+        remove_path(stale)
+    building = temp_path(outdir)
+    try:
+        building.mkdir()
+        yield building
+        replace_path(building, outdir)
+    finally:
+        remove_path(building)
 
 
 def remove_path(path: Path) -> None:
