@@ -447,7 +447,7 @@ setup "$G" train --data "$WORK/db" --outdir "$WORK/stage1" "${TINY[@]}" --iters 
 CKPT=$WORK/stage1/checkpoints/0000002.pt
 setup "$G" gaze fit --data "$WORK/db" --out "$WORK/est.pt" --size 16 --epochs 1 "${CPU[@]}"
 EST=$WORK/est.pt
-setup "$G" sample "$CKPT" --outdir "$WORK/samples" --n 2 --save-latent "${CPU[@]}"
+setup "$G" sample --network "$CKPT" --outdir "$WORK/samples" --n 2 --save-latent "${CPU[@]}"
 LATENT=$WORK/samples/000000_latent.npy
 setup "$G" segment synthetic --n 3000 --size 32 --outdir "$WORK/big" -j 2  # long enough to kill a worker of
 IMGS=("$WORK"/prep/rgb/*.png)
@@ -554,7 +554,7 @@ run_case 5d 2 "pack --outdir EXISTING-DB" "--overwrite" \
     "$G" pack --data "$WORK/prep" --outdir "$C/5/db" --size 32 -j 1
 record 'H digest "$C/5/db" | cmp -s - "$C/5/db.before"'
 run_case 5e 2 "sample --outdir NON-EMPTY-FOLDER" "--outdir|not empty|--overwrite" \
-    "$G" sample "$CKPT" --outdir "$C/5/full" --n 1 "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/5/full" --n 1 "${CPU[@]}"
 record 'unchanged "$C/5/ref" "$C/5/full/notes.txt"' '[ "$(ls -A "$C/5/full")" = notes.txt ]'
 run_case 5f 0 "gaze predict --out EXISTING --overwrite (allowed)" "" \
     "$G" gaze predict --model "$EST" "$IMG1" "$IMG2" --out "$C/5/p.csv" --overwrite "${CPU[@]}"
@@ -563,19 +563,19 @@ record '[ "$(head -n 1 "$C/5/p.csv" | tr -d "\r")" = image,pitch,yaw ]'
 # --- 6. impossible gazes for sample ----------------------------------------------------------------
 mkdir -p "$C/6"
 run_case 6a 2 "sample --gaze nan,inf" "--gaze nan,inf|not finite" \
-    "$G" sample "$CKPT" --outdir "$C/6/a/out" --n 2 --gaze nan,inf "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/6/a/out" --n 2 --gaze nan,inf "${CPU[@]}"
 record 'absent "$C/6/a"'
 run_case 6b 2 "sample --gaze 10,10 (degrees as radians)" "--gaze 10,10|degrees|radians" \
-    "$G" sample "$CKPT" --outdir "$C/6/b/out" --n 2 --gaze 10,10 "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/6/b/out" --n 2 --gaze 10,10 "${CPU[@]}"
 record 'absent "$C/6/b"'
 run_case 6c 2 "sample --gaze-grid 100000" "--gaze-grid|64" \
-    "$G" sample "$CKPT" --outdir "$C/6/c/out" --n 2 --gaze-grid 100000 "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/6/c/out" --n 2 --gaze-grid 100000 "${CPU[@]}"
 record 'absent "$C/6/c"'
 run_case 6d 2 "sample --gaze 1.2,0 (beyond the training gazes)" "--gaze 1.2,0|--allow-extrapolation" \
-    "$G" sample "$CKPT" --outdir "$C/6/d/out" --n 2 --gaze 1.2,0 "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/6/d/out" --n 2 --gaze 1.2,0 "${CPU[@]}"
 record 'absent "$C/6/d"'
 run_case 6e 0 "sample --gaze 1.2,0 --allow-extrapolation (allowed)" "" \
-    "$G" sample "$CKPT" --outdir "$C/6/e" --n 1 --gaze 1.2,0 --allow-extrapolation "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/6/e" --n 1 --gaze 1.2,0 --allow-extrapolation "${CPU[@]}"
 record '[ -s "$C/6/e/samples.jsonl" ]'
 
 # --- 7. a full disk: "disk full at PATH", exit 2, whole outputs kept --------------------------------
@@ -615,7 +615,7 @@ else
 fi
 if mount_tmpfs "$C/7/sample" size=64k; then
     run_case 7f 2 "sample --n 40 onto a 64 KiB tmpfs" "disk full|$C/7/sample/out" \
-        "$G" sample "$CKPT" --outdir "$C/7/sample/out" --n 40 "${CPU[@]}"
+        "$G" sample --network "$CKPT" --outdir "$C/7/sample/out" --n 40 "${CPU[@]}"
     record 'empty_dir "$C/7/sample"'
     unmount "$C/7/sample"
 else
@@ -662,7 +662,7 @@ record '[ ! -e "$C/9/run" ]'
 release_lock
 hold_lock "$C/9/samples" sample
 run_case 9e 2 "sample while another process holds the lock" "another gcgan is writing $C/9/samples|pid $HOLDER" \
-    "$G" sample "$CKPT" --outdir "$C/9/samples" --n 1 "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/9/samples" --n 1 "${CPU[@]}"
 record '[ ! -e "$C/9/samples" ]'
 release_lock
 
@@ -682,7 +682,7 @@ run_case 10c 2 "gaze fit on a DB with a 3-byte gaze record" "record 7's gaze is 
     "$G" gaze fit --data "$C/10/db" --out "$C/10/e.pt" --size 16 --epochs 1 "${CPU[@]}"
 record 'absent "$C/10/e.pt"'
 run_case 10d 2 "sample from a zero-byte checkpoint" "$C/10/empty.pt|is empty (0 bytes)" \
-    "$G" sample "$C/10/empty.pt" --outdir "$C/10/out_d" --n 1 "${CPU[@]}"
+    "$G" sample --network "$C/10/empty.pt" --outdir "$C/10/out_d" --n 1 "${CPU[@]}"
 record 'absent "$C/10/out_d"'
 run_case 10e 2 "train --stage 2 --network ZERO-BYTE" "$C/10/empty.pt|is empty (0 bytes)" \
     "$G" train --stage 2 --data "$WORK/dbu" --network "$C/10/empty.pt" --outdir "$C/10/run_e" --workers 0 --iters 1 "${CPU[@]}"
@@ -736,7 +736,7 @@ run_case 12c 2 "train --outdir A-FILE" "--outdir $C/12/file|a file|give a folder
     "$G" train --data "$WORK/db" --outdir "$C/12/file" "${TINY[@]}" --iters 1
 record 'unchanged "$C/12/ref" "$C/12/file"'
 run_case 12d 2 "sample --outdir A-FILE" "--outdir|file is in the way" \
-    "$G" sample "$CKPT" --outdir "$C/12/file" --n 1 "${CPU[@]}"
+    "$G" sample --network "$CKPT" --outdir "$C/12/file" --n 1 "${CPU[@]}"
 record 'unchanged "$C/12/ref" "$C/12/file"'
 run_case 12e 2 "segment synthetic --outdir A-FILE" "--out|$C/12/file|file is in the way" \
     "$G" segment synthetic --n 16 --size 32 -j 1 --outdir "$C/12/file"
@@ -758,7 +758,7 @@ if mount_tmpfs "$C/12/ro" ro,size=1m; then
         "$G" gaze fit --data "$WORK/db" --out "$C/12/ro/e.pt" --size 16 --epochs 1 "${CPU[@]}"
     record 'empty_dir "$C/12/ro"'
     run_case 12k 2 "sample --outdir READ-ONLY/out" "--outdir|$C/12/ro|Read-only file system" \
-        "$G" sample "$CKPT" --outdir "$C/12/ro/out" --n 1 "${CPU[@]}"
+        "$G" sample --network "$CKPT" --outdir "$C/12/ro/out" --n 1 "${CPU[@]}"
     record 'empty_dir "$C/12/ro"'
     unmount "$C/12/ro"
 else
@@ -780,7 +780,7 @@ run_case 12n 2 'train --config TOML with batch = "eight"' "run.toml|batch = 'eig
 record 'absent "$C/12/run_n"'
 H nan_latent "$LATENT" "$C/12/nan.npy"
 run_case 12o 2 "interpolate --latent WITH-NaN" "--latent|nan.npy|NaN" \
-    "$G" interpolate "$CKPT" --latent "$C/12/nan.npy" --outdir "$C/12/new/out" --component nose --frames 2 "${CPU[@]}"
+    "$G" interpolate --network "$CKPT" --latent "$C/12/nan.npy" --outdir "$C/12/new/out" --component nose --frames 2 "${CPU[@]}"
 record 'absent "$C/12/new"'
 H unity "$C/12/unity"
 run_case 12p 2 "gaze fit on UnityEyes with a zero look vector" "--data|2.json|look_vec|no direction" \
@@ -791,7 +791,7 @@ run_case 12q 2 "train --stage 2 from a checkpoint whose config says size = 'eigh
     "$G" train --stage 2 --data "$WORK/dbu" --network "$C/12/tampered.pt" --outdir "$C/12/run_q" --workers 0 --iters 1 "${CPU[@]}"
 record 'absent "$C/12/run_q"'
 run_case 12r 2 "sample from a checkpoint with a tampered config" "$C/12/tampered.pt|size = 'eight'" \
-    "$G" sample "$C/12/tampered.pt" --outdir "$C/12/out_r" --n 1 "${CPU[@]}"
+    "$G" sample --network "$C/12/tampered.pt" --outdir "$C/12/out_r" --n 1 "${CPU[@]}"
 record 'absent "$C/12/out_r"'
 
 # --- 13. stale strips, broken photos and annotations ----------------------------------------------
