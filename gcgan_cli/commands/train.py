@@ -264,7 +264,9 @@ def _hooks(progress: StatusProgress, bar: int, log: _RunLog) -> Hooks:
         _show_start(progress, bar, info)
 
     def logged(row: dict) -> None:
-        progress.update(bar, speed=f"kimg {row['kimg']:.3f}  {row['img_per_s']:.1f} img/s",
+        # Shown until the next metrics row: labelled with the step they were measured at.
+        progress.update(bar,
+                        speed=f"logged at step {row['step']}: kimg {row['kimg']:.3f}  {row['img_per_s']:.1f} img/s",
                         losses=" ".join(f"{k} {row[k]:.3g}" for k in SHOWN_LOSSES if k in row),
                         memory=peak_memory(device["name"]))
 

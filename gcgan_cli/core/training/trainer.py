@@ -306,7 +306,7 @@ class Trainer:
         if self.config.fid_every == 0:
             return None, None
         if not self.config.inception:
-            self._event("FID is off: no --inception statistics (make them with `gcgan inception DB`)")
+            self._event("FID is off: no --inception statistics (make them with `gcgan inception --data DB --out STATS.npz`)")
             return None, None
         stats = Stats.load(Path(self.config.inception))
         if stats.mu.shape[0] != FEATURE_DIM:
