@@ -572,7 +572,7 @@ class Trainer:
             if self.tensorboard is not None:
                 self.tensorboard.add_scalar(f"metrics/{name}", value, self.step)
             self._event(f"step {self.step}: {name} {value:.2f}")
-        dist_utils.barrier(self.world)  # while rank 0 takes the distance; nobody runs ahead (reference bug 27)
+        dist_utils.barrier(self.world)  # while rank 0 takes the distance: no rank runs ahead of the others
         return value
 
     def save(self) -> Path:
