@@ -170,6 +170,9 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all("gaze" in r and "d_r" in r for r in rows)
     assert (run / "samples" / "0000004.png").is_file()
+    log = (run / "log.txt").read_text().splitlines()  # the start line, a status line per log, the summary
+    assert log[0].startswith("gcgan transfer fit: S ") and "4/4 steps" in "\n".join(log)
+    assert any(line.startswith("│ steps") and "4 of 4" in line for line in log)
     record = load_checkpoint(run / "checkpoints" / "0000004.pt")
     assert record["features"]["gaze"]["sha256"] and record["features"]["landmarks"] is None
     code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", run, "--preset", "tiny")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from gcgan_cli.commands.display import progress_bar, summary_table
+from gcgan_cli.commands.display import plain_text, progress_bar, summary_table
 from gcgan_cli.commands.examples import epilog
 from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.options import DeviceOpt
@@ -195,24 +196,30 @@ def _fit(config: TransferConfig, resume: bool) -> None:
     def request_stop(signum, frame) -> None:
         stop["requested"] = True
 
+    run = run_dir(Path(config.out))
+
+    def log(text: str) -> None:  # log.txt once setup has made the run folder; a refusal leaves none
+        if run.root.is_dir():
+            run.append_log(text)
+
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with progress_bar("transfer fit") as progress:
+        with progress_bar("transfer fit", "steps", log=log) as progress:
             bar = progress.add_task("", total=config.steps)
 
             def started(info: dict) -> None:
                 progress.update(bar, completed=info["step"])
                 features = ", ".join(f"{k} {v['path']}" for k, v in info["features"].items() if v) or "none"
-                progress.console.print(f"[bold]gcgan transfer fit[/]: S {info['s']}; R {info['r']}; G/F {info['g_params']:,} params each, "
-                                       f"D {info['d_params']:,}; feature networks: {features}; on {info['device']}"
-                                       + (f"; resuming at step {info['step']}" if info["step"] else ""), soft_wrap=True)
+                progress.print(f"[bold]gcgan transfer fit[/]: S {info['s']}; R {info['r']}; G/F {info['g_params']:,} params each, "
+                               f"D {info['d_params']:,}; feature networks: {escape(features)}; on {info['device']}"
+                               + (f"; resuming at step {info['step']}" if info["step"] else ""), markup=True)
 
             def logged(row: dict) -> None:
                 shown = " ".join(f"{k} {row[k]:.3g}" for k in SHOWN if k in row)
                 progress.update(bar, description=f"{row['img_per_s']:.0f} img/s {shown}")
 
             hooks = Hooks(on_start=started, on_step=lambda step: progress.update(bar, completed=step), on_log=logged,
-                          on_event=lambda message: progress.console.print(message), should_stop=lambda: stop["requested"])
+                          on_event=progress.print, should_stop=lambda: stop["requested"])
             result = TransferTrainer(config, hooks, resume).train()
     finally:
         for sig, handler in previous.items():
@@ -225,12 +232,13 @@ def _fit(config: TransferConfig, resume: bool) -> None:
     if losses:
         table.add_row("losses", ", ".join(f"{k} {v:.4g}" for k, v in losses.items()))
     table.add_row("checkpoint", str(result.checkpoint))
-    run = run_dir(Path(config.out))
     sheets = sorted(run.samples.glob("*.png")) if run.samples.is_dir() else []
     if sheets:
         table.add_row("samples", str(sheets[-1]))
     table.add_row("metrics", str(run.metrics))
+    table.add_row("log", str(run.log))
     console.print(table)
+    log(plain_text(table))
     if result.interrupted:
         console.print(f"[yellow]interrupted[/] at step {result.step}; continue with: gcgan transfer fit --resume --outdir {config.out}")
         raise typer.Exit(130)
