@@ -71,10 +71,16 @@ class Clock:
         return self.now
 
 
-def test_status_lines_are_spaced_by_gcgan_log_seconds_and_count_rate_and_eta(monkeypatch, capsys):
+@pytest.fixture
+def clock(monkeypatch):
+    """display's clock, set by the test; status lines at most every 10 s of it."""
     clock = Clock()
     monkeypatch.setattr(display, "time", clock)
     monkeypatch.setenv(display.LOG_SECONDS, "10")
+    return clock
+
+
+def test_status_lines_are_spaced_by_gcgan_log_seconds_and_count_rate_and_eta(clock, capsys):
     logged = []
     with display.progress_bar("x", "items", log=logged.append) as progress:
         task = progress.add_task("demo", total=None)
@@ -92,10 +98,7 @@ def test_status_lines_are_spaced_by_gcgan_log_seconds_and_count_rate_and_eta(mon
     assert capsys.readouterr().out.splitlines() == logged  # stdout is not a terminal here
 
 
-def test_a_resumed_count_rates_only_this_runs_work_and_ends_with_a_line(monkeypatch, capsys):
-    clock = Clock()
-    monkeypatch.setattr(display, "time", clock)
-    monkeypatch.setenv(display.LOG_SECONDS, "10")
+def test_a_resumed_count_rates_only_this_runs_work_and_ends_with_a_line(clock, capsys):
     logged = []
     with display.progress_bar("pack", "records", log=logged.append) as progress:
         task = progress.add_task("", total=None)

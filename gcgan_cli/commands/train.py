@@ -25,7 +25,7 @@ from gcgan_cli.core.model import Discriminator, Generator
 from gcgan_cli.core.model.config import PRESETS
 from gcgan_cli.core.training.config import (PRECISIONS, REFERENCE_R1, REFERENCE_R1_SIZE, SWAP_CHECKS, TrainConfig,
                                             checked_options, read_options, resolve, with_paths_absolute)
-from gcgan_cli.core.training.run_dir import RunDir
+from gcgan_cli.core.training.run_dir import RunDir, RunLog
 from gcgan_cli.core.training.trainer import Hooks, RunPlan, Trainer
 from gcgan_cli.data.prep_dir import write_json_atomic
 from gcgan_cli.errors import GcganError, UsageError
@@ -193,31 +193,6 @@ def _launch(options: dict, nproc: int, resume: bool, quiet: bool) -> int:
             continue
 
 
-class _RunLog:
-    """The run folder's log.txt. Lines from before the trainer made the folder wait for it, so a
-    run refused during setup leaves nothing behind."""
-
-    def __init__(self, run: RunDir):
-        self.run, self.waiting = run, []
-
-    def __call__(self, text: str) -> None:
-        if self.waiting is None:
-            self.run.append_log(text)
-        else:
-            self.waiting.append(text)
-
-    def open(self) -> None:
-        waiting, self.waiting = self.waiting, None
-        for text in waiting:
-            self.run.append_log(text)
-
-    def failed(self, exc: GcganError) -> None:
-        """The error that ends the run, as its last line; a log that cannot be written (a full disk)
-        leaves the error to stderr alone."""
-        with contextlib.suppress(OSError, GcganError):
-            self(f"error: {exc}")
-
-
 def _train(config, resume: bool, quiet: bool) -> None:
     stop = {"requested": False}
 
@@ -226,7 +201,7 @@ def _train(config, resume: bool, quiet: bool) -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     main = int(os.environ.get("RANK", "0")) == 0
-    log = _RunLog(RunDir(Path(config.checkpoint_dir))) if main else None
+    log = RunLog(RunDir(Path(config.checkpoint_dir))) if main else None
     try:
         with progress_bar("train", "steps", quiet=quiet or not main, fields=("speed", "losses", "memory"),
                           log=log) as progress:
@@ -254,7 +229,7 @@ def _train(config, resume: bool, quiet: bool) -> None:
         raise typer.Exit(130)
 
 
-def _hooks(progress: StatusProgress, bar: int, log: _RunLog) -> Hooks:
+def _hooks(progress: StatusProgress, bar: int, log: RunLog) -> Hooks:
     """Rank 0's view of the run: the start line, the bar or status lines, events; all into log.txt too."""
     device = {"name": "cpu"}
 
@@ -286,13 +261,13 @@ def _show_start(progress: StatusProgress, bar: int, info: dict) -> None:
     progress.update(bar, total=info["iters"], completed=info["step"])
 
 
-def _tell(message: str, log: _RunLog) -> None:
+def _tell(message: str, log: RunLog) -> None:
     """A closing line: shown even with --quiet, and kept in log.txt."""
     console.print(message, soft_wrap=True)
     log(Text.from_markup(message).plain)
 
 
-def _summary(config, result, log: _RunLog) -> None:
+def _summary(config, result, log: RunLog) -> None:
     run = RunDir(Path(config.checkpoint_dir))
     table = summary_table(f"gcgan train, stage {config.stage}")
     table.add_row("steps", f"{result.step} of {config.iters}" + (" (interrupted)" if result.interrupted else ""))

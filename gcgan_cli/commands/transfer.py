@@ -20,6 +20,7 @@ from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.console import console
 from gcgan_cli.core.gaze.sources import EyeOptions, open_source
 from gcgan_cli.core.training.config import read_options
+from gcgan_cli.core.training.run_dir import RunLog
 from gcgan_cli.core.transfer.config import TransferConfig, resolve
 from gcgan_cli.core.transfer.networks import PRESETS as NET_PRESETS
 from gcgan_cli.core.transfer.evaluate import evaluate, table_rows
@@ -197,10 +198,7 @@ def _fit(config: TransferConfig, resume: bool) -> None:
         stop["requested"] = True
 
     run = run_dir(Path(config.out))
-
-    def log(text: str) -> None:  # log.txt once setup has made the run folder; a refusal leaves none
-        if run.root.is_dir():
-            run.append_log(text)
+    log = RunLog(run)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -208,6 +206,7 @@ def _fit(config: TransferConfig, resume: bool) -> None:
             bar = progress.add_task("", total=config.steps)
 
             def started(info: dict) -> None:
+                log.open()
                 progress.update(bar, completed=info["step"])
                 features = ", ".join(f"{k} {v['path']}" for k, v in info["features"].items() if v) or "none"
                 progress.print(f"[bold]gcgan transfer fit[/]: S {info['s']}; R {info['r']}; G/F {info['g_params']:,} params each, "

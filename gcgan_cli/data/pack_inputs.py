@@ -25,7 +25,7 @@ import numpy as np
 from gcgan_cli.data.gaze_values import check_pair
 from gcgan_cli.data.image_files import PNG_SIGNATURE, cut_short
 from gcgan_cli.data.masks import RESIZE as MASK_RESIZE
-from gcgan_cli.data.prep_dir import MANIFEST, REPORT, encode_png, read_manifest
+from gcgan_cli.data.prep_dir import MANIFEST, REPORT, check_separate, encode_png, read_manifest
 from gcgan_cli.errors import DatasetError, UsageError
 
 SAMPLES = "samples.jsonl"
@@ -75,10 +75,8 @@ def listing(names: Sequence[str]) -> str:
 def check_folders(folder: Path, rgb_dir: Path | None, mask_dir: Path | None, out: Path) -> None:
     """Refuse folder options that would pack the wrong files: masks read as images, or the DB
     written among the files it is packed from (symlinks and `..` resolved)."""
+    check_separate(rgb_dir or folder / "rgb", mask_dir or folder / "mask")
     images, masks = (rgb_dir or folder / "rgb").resolve(), (mask_dir or folder / "mask").resolve()
-    if images == masks:
-        raise UsageError(f"--rgb-dir and --mask-dir are the same folder {images}; "
-                         "masks and images must be in separate folders")
     target = out.resolve()
     if target == folder.resolve():
         raise UsageError(f"--outdir {out} is the input folder itself; write the DB outside its input folders")

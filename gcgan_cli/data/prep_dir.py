@@ -42,6 +42,14 @@ def strip_name(camera: int, subject: str, k: int, pitch: float | None, yaw: floa
     return f"{camera}_s{subject}_{k}_eregion_{gaze}_c_{camera}"
 
 
+def check_separate(rgb_dir: Path, mask_dir: Path) -> None:
+    """Refuse one folder for images and masks (symlinks and `..` resolved): they share file names,
+    so each mask would be written over its strip, or read as an image."""
+    if rgb_dir.resolve() == mask_dir.resolve():
+        raise UsageError(f"--rgb-dir and --mask-dir are the same folder {rgb_dir}; masks and images must be in "
+                         "separate folders")
+
+
 @dataclass(frozen=True)
 class PrepDir:
     root: Path
@@ -52,9 +60,7 @@ class PrepDir:
     def at(cls, root: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None) -> PrepDir:
         """The folders of a PREP_DIR; refuses one folder for strips and masks (same file names)."""
         prep = cls(root, rgb_dir or root / "rgb", mask_dir or root / "mask")
-        if prep.rgb_dir.resolve() == prep.mask_dir.resolve():
-            raise UsageError(f"--rgb-dir and --mask-dir are both {prep.rgb_dir}: each mask would overwrite its strip; "
-                             "give two different folders")
+        check_separate(prep.rgb_dir, prep.mask_dir)
         return prep
 
     @property

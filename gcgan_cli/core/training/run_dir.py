@@ -14,13 +14,14 @@ Which checkpoint is latest comes from the step stored inside it, not from parsin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 
 from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.data.prep_dir import write_atomic, write_json_atomic
-from gcgan_cli.errors import CheckpointError, UsageError
+from gcgan_cli.errors import CheckpointError, GcganError, UsageError
 from gcgan_cli.outputs import reporting_disk_full
 
 _NAME = re.compile(r"^(\d{7,})\.pt$")
@@ -137,3 +138,28 @@ def read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+class RunLog:
+    """The run folder's log.txt. Lines from before the trainer made the folder wait for it, so a
+    run refused during setup leaves nothing behind."""
+
+    def __init__(self, run: RunDir):
+        self.run, self.waiting = run, []
+
+    def __call__(self, text: str) -> None:
+        if self.waiting is None:
+            self.run.append_log(text)
+        else:
+            self.waiting.append(text)
+
+    def open(self) -> None:
+        waiting, self.waiting = self.waiting, None
+        for text in waiting:
+            self.run.append_log(text)
+
+    def failed(self, exc: GcganError) -> None:
+        """The error that ends the run, as its last line; a log that cannot be written (a full disk)
+        leaves the error to stderr alone."""
+        with contextlib.suppress(OSError, GcganError):
+            self(f"error: {exc}")
