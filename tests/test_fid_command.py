@@ -94,6 +94,11 @@ def test_training_fid_is_the_commands_for_the_checkpoint(world, fid, cheap, weig
     assert result["seeds"] == "0-3" and result["count"] == 4 and result["ref_count"] == 12 and result["step"] == 2
     assert result["kid_subset_size"] == 4 and result["kid_subsets"] == 100 and result["kid4_std"] >= 0
     assert np.isfinite(result["kid4"]) and "kid_skipped" not in result
+    # The scores join the run's metrics.jsonl as a row of the checkpoint's step, where export's card finds them.
+    assert result["recorded"] == str(world["metrics"].resolve())
+    row = json.loads(world["metrics"].read_text().splitlines()[-1])
+    assert row == {"step": 2, "fid4": result["fid4"], "kid4": result["kid4"], "kid4_std": result["kid4_std"],
+                   "ref": str(world["ref"])}
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import sys
+from pathlib import Path
 
 import cv2
 import h5py
@@ -201,6 +202,13 @@ def test_mixed_sources_and_consistency_of_a_generator(estimator, generator, dbs,
     assert set(result) >= {"pitch_error_deg", "yaw_error_deg", "mean_gaze_baseline_deg", "correlation",
                            "ratio_to_estimator_error", "ratio_to_baseline"} and set(result["correlation"]) == {"pitch", "yaw"}
     assert result["gaze_loss_model"] is None
+    recorded = json.loads(Path(result["recorded"]).read_text().splitlines()[-1])  # the run's metrics.jsonl
+    assert Path(result["recorded"]) == (ckpt.parent.parent / "metrics.jsonl").resolve()
+    assert recorded == {"step": 2, "gaze_consistency_deg": result["error_deg"]["mean"],
+                        "gaze_consistency_model": str(estimator), "gaze_consistency_n": 24}
+    code, out, _ = run_cli("export", "--network", ckpt, "--outdir", tmp_path / "model")
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert code == 0 and f"gaze_consistency_deg {result['error_deg']['mean']:.4g}" in card
     network, config = load_estimator(estimator, torch.device("cpu"))
     conditioning, estimated = generator_consistency(load_generator(ckpt, torch.device("cpu")), network, config["size"], 24, 64, 0)
     baseline = np.degrees(np.arccos(np.clip(to_vector(conditioning) @ to_vector(conditioning.mean(axis=0)), -1, 1)))
@@ -238,6 +246,7 @@ def test_consistency_refuses_the_estimator_of_the_gaze_loss(estimator, generator
     assert "was in this generator's training loss (gaze loss)" in err and "another seed or --arch" in err
     code, out, _ = run_cli("gaze", "consistency", "--network", tmp_path / "other.pt", "--model", estimator, "--n", "2", "--json", "--device", "cpu")
     assert code == 0 and json.loads(out)["gaze_loss_model"]["sha256"] == "0" * 64
+    assert "recorded" not in json.loads(out)  # outside a run folder: printed only
 
 
 def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_cli):

@@ -27,6 +27,7 @@ from gcgan_cli.core.gaze.fit import FitConfig, evaluate, fit
 from gcgan_cli.core.gaze.report import axis_error_stats, error_stats, grid_plot, plot
 from gcgan_cli.core.gaze.sources import KINDS, EyeOptions, GazeSource, open_source, prepare
 from gcgan_cli.core.synthesis import load_generator
+from gcgan_cli.core.training.run_dir import record_measure
 from gcgan_cli.data import eye_patch
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.errors import DatasetError, UsageError
@@ -193,7 +194,7 @@ def predict_command(
 @app.command("consistency", epilog=epilog("gaze consistency"))
 def consistency_command(
     ckpt: Annotated[Path, typer.Option(
-        "--network", help="A checkpoint from `gcgan train` or a model folder from `gcgan export`.")],
+        "--network", help="A checkpoint from `gcgan train` (the mean error is added to its run's metrics.jsonl) or a model folder from `gcgan export`.")],
     model: Annotated[Path, typer.Option("--model", help="An estimator from `gcgan gaze fit`; not the one in the generator's gaze loss.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Samples at gazes drawn from the generator's label set.")] = 1000,
     batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
@@ -233,6 +234,10 @@ def consistency_command(
         for path, sheet in zip(sweep_paths, sweep_sheets(loaded, network, config["size"], sweep_rows, batch, seed, truncation)):
             write_atomic(path, encode_png(sheet))
         result["sweep"] = [str(path) for path in sweep_paths]
+    recorded = record_measure(ckpt, loaded.step, {"gaze_consistency_deg": result["error_deg"]["mean"],
+                                                  "gaze_consistency_model": str(model), "gaze_consistency_n": n})
+    if recorded is not None:
+        result["recorded"] = str(recorded)
     if as_json:
         print(json.dumps(result))
         return
@@ -252,6 +257,8 @@ def consistency_command(
         table.add_row("grid plot", result["grid_plot"])
     if "sweep" in result:
         table.add_row("sweep sheets", ", ".join(result["sweep"]))
+    if "recorded" in result:
+        table.add_row("recorded", f"{result['recorded']} (the row of step {loaded.step})")
     console.print(table)
     if grid:
         console.print(_grid_table(result["grid"]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -138,6 +139,18 @@ def read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def record_measure(network: Path, step: int, values: dict) -> Path | None:
+    """Append a measure of a run's checkpoint (FID, gaze consistency) to that run's metrics.jsonl as a
+    row of the checkpoint's step, where export's model card finds it. Returns the file, or None when
+    the checkpoint lies outside a run folder or the folder is read-only (the measure is printed anyway)."""
+    network = Path(network).resolve()
+    run = RunDir(network.parent.parent)
+    if network.parent.name != "checkpoints" or not run.config.is_file() or not os.access(run.root, os.W_OK):
+        return None
+    run.append_metrics({"step": step, **values})
+    return run.metrics
 
 
 class RunLog:
