@@ -11,7 +11,6 @@ import typer
 from rich.markup import escape
 
 import gcgan_cli
-from cuda_ops import OpsBuildError
 from gcgan_cli.commands import gaze, segment, transfer
 from gcgan_cli.commands.doctor import doctor
 from gcgan_cli.commands.examples import epilog
@@ -95,7 +94,8 @@ def _describe(exc: Exception) -> tuple[str, int]:
         return exc.format_message().replace("\n", " "), exc.exit_code
     if isinstance(exc, GcganError):
         return str(exc), exc.exit_code
-    if isinstance(exc, OpsBuildError):
+    ops = sys.modules.get("cuda_ops")  # not imported here (it imports torch); raising OpsBuildError imported it
+    if ops is not None and isinstance(exc, ops.OpsBuildError):
         return str(exc), 1
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         where = exc.filename or os.getcwd()

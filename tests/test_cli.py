@@ -1,5 +1,6 @@
 """The `gcgan` command: help, version, doctor, and one-line errors for user mistakes."""
 
+import json
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import torch
 
 import gcgan_cli
 from gcgan_cli import cli
-from gcgan_cli.commands import doctor as doctor_command
+from gcgan_cli.core import environment
 from gcgan_cli.errors import UsageError
 
 
@@ -37,6 +38,37 @@ def test_the_version_answers_without_importing_torch():
     assert done.returncode == 0 and done.stdout.strip() == f"gcgan {gcgan_cli.__version__}"
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "gcgan_cli" in imported and not imported & {"torch", "cv2", "typer", "numpy"}
+
+
+HELP_WALK = """
+import json, sys
+import typer.main
+from gcgan_cli import cli
+
+def walk(command, path):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():  # a group's subcommands
+        yield from walk(sub, [*path, name])
+
+first = "import gcgan_cli.cli" if "torch" in sys.modules else None
+codes = {}
+for args in [[*path, "--help"] for path in walk(typer.main.get_command(cli.app), [])] + [["--version"]]:
+    codes[" ".join(args)] = cli.run(args)
+    if first is None and "torch" in sys.modules:
+        first = " ".join(args)
+print(json.dumps({"codes": codes, "torch_first": first, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_help_of_every_command_imports_no_torch():
+    """`gcgan --help`, every command's and subcommand's --help and --version answer without torch (a second
+    or more to import); the commands are listed from the app, so a new one is covered too."""
+    done = subprocess.run([sys.executable, "-c", HELP_WALK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert {"--help", "train --help", "gaze fit --help", "transfer eval --help", "--version"} <= set(result["codes"])
+    assert {args: code for args, code in result["codes"].items() if code != 0} == {}
+    assert not result["torch"], f"torch was imported by: {result['torch_first']}"
 
 
 def test_doctor_reports_and_exits_zero(capsys):
@@ -81,7 +113,7 @@ def test_gcgan_errors_become_one_line_and_debug_shows_them(capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise UsageError("--dataset /nope: no such folder")
 
-    monkeypatch.setattr(doctor_command, "run_checks", broken)
+    monkeypatch.setattr(environment, "run_checks", broken)
     code, _, err = run_cli(capsys, "doctor", "--device", "cpu")
     assert code == 2 and err.strip() == "error: --dataset /nope: no such folder"
     monkeypatch.setenv("GCGAN_DEBUG", "1")
@@ -93,7 +125,7 @@ def test_bugs_say_how_to_get_the_traceback(capsys, monkeypatch):
     def bug(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(doctor_command, "run_checks", bug)
+    monkeypatch.setattr(environment, "run_checks", bug)
     code, _, err = run_cli(capsys, "doctor", "--device", "cpu")
     assert code == 1 and "ZeroDivisionError" in err and "GCGAN_DEBUG=1" in err
 

@@ -19,11 +19,10 @@ from torch import nn
 
 from faults import one_error, packed, synthetic_prep
 from gcgan_cli import cli
-from gcgan_cli.commands import fid as fid_module
-from gcgan_cli.commands.fid import parse_seeds
+from gcgan_cli.core.metrics import inception as inception_module
 from gcgan_cli.core.metrics.fid import (ImageSet, Stats, frechet_distance, generator_features, image_features,
                                         kernel_distance)
-from gcgan_cli.core.synthesis import load_generator
+from gcgan_cli.core.synthesis import load_generator, parse_seeds
 from gcgan_cli.errors import UsageError
 
 
@@ -54,8 +53,8 @@ def fid(run_cli):
 @pytest.fixture
 def cheap(monkeypatch):
     """`gcgan fid` with the stand-in for its network."""
-    monkeypatch.setattr(fid_module, "load_fid_inception", cheap_network)
-    monkeypatch.setattr(fid_module, "FEATURE_DIM", DIMS)
+    monkeypatch.setattr(inception_module, "load_fid_inception", cheap_network)
+    monkeypatch.setattr(inception_module, "FEATURE_DIM", DIMS)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-import torch
 import typer
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -55,6 +54,8 @@ def clock(seconds: float) -> str:
 
 def peak_memory(device: str) -> str:
     """The peak so far: tensors allocated on a CUDA device, else this process's resident set."""
+    import torch  # here, not above: every command imports this module, and --help should not wait for torch
+
     if torch.device(device).type == "cuda":
         return f"peak cuda {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss counts bytes on macOS, KiB on Linux

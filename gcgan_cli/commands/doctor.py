@@ -9,9 +9,6 @@ from rich.table import Table
 
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
-from gcgan_cli.core.environment import FAIL, OK, WARN, run_checks
-
-_STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red"}
 
 
 def doctor(device: DeviceOpt = "auto") -> None:
@@ -19,6 +16,9 @@ def doctor(device: DeviceOpt = "auto") -> None:
 
     On a GPU the CUDA ops are built (cached) and compared with the reference. Exits 0 unless the core (Python, torch, numpy, the reference ops) is broken.
     """
+    from gcgan_cli.core.environment import FAIL, OK, WARN, run_checks  # imports torch: here, so --help stays fast
+
+    style_of = {OK: "green", WARN: "yellow", FAIL: "bold red"}
     with console.status("checking...") as status:
         checks = run_checks(device, Path.cwd(), lambda name: status.update(f"checking {name}..."))
     table = Table(title="gcgan doctor", show_lines=False)
@@ -27,7 +27,7 @@ def doctor(device: DeviceOpt = "auto") -> None:
     table.add_column("detail", overflow="fold")
     table.add_column("fix", overflow="fold")
     for check in checks:
-        style = _STYLE.get(check.status, "dim")
+        style = style_of.get(check.status, "dim")
         table.add_row(check.name, f"[{style}]{check.status}[/]", check.detail, check.fix)
     console.print(table)
     failed = [c.name for c in checks if c.status == FAIL]

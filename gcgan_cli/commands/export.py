@@ -11,7 +11,7 @@ import typer
 
 from gcgan_cli.commands.display import summary_table
 from gcgan_cli.console import console
-from gcgan_cli.core.export import CARD, CONFIG, WEIGHTS, export_generator
+from gcgan_cli.core.folders import CARD, CONFIG, WEIGHTS
 
 
 def export_command(
@@ -28,6 +28,8 @@ def export_command(
     README.md is a model card: training data, steps, kimg, and FID and gaze consistency where the run measured them.
     The folder is built beside --outdir and renamed when complete.
     """
+    from gcgan_cli.core.export import export_generator  # imports torch: here, so --help stays fast
+
     summary = export_generator(network, outdir, overwrite)
     table = summary_table("gcgan export")
     table.add_row("network", f"{network} (step {summary['step']}, {summary['kimg']:g} kimg, "

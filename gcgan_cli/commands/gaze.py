@@ -8,11 +8,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import cv2
 import numpy as np
-import torch
 import typer
 from rich.table import Table
 
@@ -21,17 +20,18 @@ from gcgan_cli.commands.examples import epilog
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
 from gcgan_cli.core.gaze.angles import angular_error
-from gcgan_cli.core.gaze.consistency import check_independent, consistency_grid, consistency_stats, generator_consistency, sweep_sheets
-from gcgan_cli.core.gaze.estimator import ARCH_INPUTS, INPUTS, load_estimator, predict
-from gcgan_cli.core.gaze.fit import FitConfig, evaluate, fit
-from gcgan_cli.core.gaze.report import axis_error_stats, error_stats, grid_plot, plot
-from gcgan_cli.core.gaze.sources import KINDS, EyeOptions, GazeSource, open_source, prepare
-from gcgan_cli.core.synthesis import load_generator
-from gcgan_cli.core.training.run_dir import record_measure
+from gcgan_cli.core.gaze.kinds import ARCH_INPUTS, INPUTS, KINDS
 from gcgan_cli.data import eye_patch
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import output_file
+
+# torch and the modules that import it are imported in the functions that use them, so --help stays fast.
+
+if TYPE_CHECKING:
+    import torch
+
+    from gcgan_cli.core.gaze.sources import GazeSource
 
 SOURCES_HELP = ("A gaze source: " + ", ".join(k.name for k in KINDS) + " (a `gcgan pack` DB, a `gcgan sample` folder, an MPIIFaceGaze .h5, "
                 "a translated eye folder, a UnityEyes folder).")
@@ -76,6 +76,8 @@ def fit_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Fit a gaze estimator; the best epoch on the validation split is kept in --out."""
+    from gcgan_cli.core.gaze.fit import FitConfig, fit
+
     weights = _weights(mix, len(data))
     _check_input(input_kind)
     if input_kind == "eye" and size is not None:
@@ -125,6 +127,10 @@ def eval_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Angular error of an estimator on a source: mean, median, std, per subject, and a plot."""
+    from gcgan_cli.core.gaze.estimator import load_estimator
+    from gcgan_cli.core.gaze.fit import evaluate
+    from gcgan_cli.core.gaze.report import axis_error_stats, error_stats, plot
+
     network, config = load_estimator(model, device)
     kind = _estimator_input(model, config, input_kind)
     if kind == "face" and max_head_pose is not None:
@@ -164,6 +170,11 @@ def predict_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """(pitch, yaw) in radians per image."""
+    import torch
+
+    from gcgan_cli.core.gaze.estimator import load_estimator, predict
+    from gcgan_cli.core.gaze.sources import prepare
+
     if out is not None and out.suffix not in (".csv", ".jsonl"):
         raise UsageError(f"--out {out}: use a .csv or .jsonl file name")
     network, config = load_estimator(model, device)
@@ -209,6 +220,13 @@ def consistency_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """How gaze-aware a generator is: the error between the gaze it was conditioned on and an independent estimator's reading, beside a mean-gaze baseline and the estimator's own error."""
+    from gcgan_cli.core.gaze.consistency import (check_independent, consistency_grid, consistency_stats,
+                                                 generator_consistency, sweep_sheets)
+    from gcgan_cli.core.gaze.estimator import load_estimator
+    from gcgan_cli.core.gaze.report import grid_plot
+    from gcgan_cli.core.synthesis import load_generator
+    from gcgan_cli.core.training.run_dir import record_measure
+
     if grid == 1:
         raise UsageError("--grid 1: use 0 (off) or at least 2")
     if grid_plot_path is not None and not grid:
@@ -281,6 +299,8 @@ def _estimator_input(model: Path, config: dict, given: str | None) -> str:
 def _open(path: Path, kind: str, size: int, max_head_pose: float | None, jitter: bool = False, seed: int = 0,
           flag: str = "--data") -> GazeSource:
     """A source as the estimator reads it: face strips at `size`, or eye patches."""
+    from gcgan_cli.core.gaze.sources import EyeOptions, open_source
+
     if kind == "face":
         return open_source(path, size, flag=flag)
     return open_source(path, 0, EyeOptions(jitter=jitter, max_head_pose=max_head_pose, seed=seed), flag=flag)
@@ -288,6 +308,8 @@ def _open(path: Path, kind: str, size: int, max_head_pose: float | None, jitter:
 
 def _eye_patch(bgr: np.ndarray) -> torch.Tensor:
     """An image file's pixels as eye mode reads a patch: gray, 36 x 60, equalised, [1, 36, 60] in [-1, 1]."""
+    import torch
+
     gray, _ = eye_patch.resize_patch(eye_patch.to_gray(bgr, PREDICT_GRAY))
     return torch.from_numpy(eye_patch.to_unit(eye_patch.equalise(gray))[None])
 

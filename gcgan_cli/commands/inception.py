@@ -11,8 +11,6 @@ import typer
 from gcgan_cli.commands.display import progress_bar, summary_table
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
-from gcgan_cli.core.metrics.fid import dataset_stats
-from gcgan_cli.core.metrics.inception import load_fid_inception
 from gcgan_cli.core.metrics.inception_weights import WEIGHTS_ENV, resolve_inception_weights
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.data.gaze_db import read_meta
@@ -35,6 +33,9 @@ def inception_command(
     The network is the TF 2015-12-05 Inception-v3 used by pytorch-fid, so FIDs are comparable
     with published ones (the reference used torchvision's ImageNet Inception, whose are not).
     """
+    from gcgan_cli.core.metrics.fid import dataset_stats  # these import torch: here, so --help stays fast
+    from gcgan_cli.core.metrics.inception import load_fid_inception
+
     if output.suffix != ".npz":
         raise UsageError(f"--out {output}: use a .npz file name")
     meta = read_meta(db)  # a bad DB fails before the weights are looked for

@@ -5,21 +5,23 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 import typer
 
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.commands.options import AllowExtrapolationOpt, DeviceOpt, parse_gaze
 from gcgan_cli.console import console
-from gcgan_cli.core.synthesis import (animation_files, check_label_range, component_rows, load_generator,
-                                      write_animations)
 from gcgan_cli.data.gaze_values import check_pair
 from gcgan_cli.data.pack_inputs import SAMPLES, listing
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import folder_place, output_folder, writer_lock
+
+# torch and the modules that import it are imported in the functions that use them, so --help stays fast.
+
+if TYPE_CHECKING:
+    import torch
 
 
 def interpolate_command(
@@ -46,6 +48,11 @@ def interpolate_command(
 
     --component gaze keeps the latent and sweeps pitch and yaw around the training range. Frame 0 is the sampled image itself. Writes NN_name.gif (and .mp4 when imageio-ffmpeg is installed).
     """
+    import torch
+
+    from gcgan_cli.core.synthesis import (animation_files, check_label_range, component_rows, load_generator,
+                                          write_animations)
+
     fixed = parse_gaze(gaze) if gaze is not None else None
     loaded = load_generator(ckpt, device, ema)
     names = list(loaded.config.class_names) + ["gaze"] if component == "all" else [component]
@@ -83,6 +90,8 @@ def interpolate_command(
 def _read_latent(path: Path, config) -> torch.Tensor:
     """Compact W+ [n_latent, style_dim] from a .npy: compact W+ (optionally with a leading 1) or a
     single w (the reference's (1, 512)), which is repeated to every row."""
+    import torch
+
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:

@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.commands.options import AllowExtrapolationOpt, DeviceOpt, parse_gaze
 from gcgan_cli.console import console
-from gcgan_cli.core.synthesis import (GAZE_GRID_MAX, SHEET, SHEET_MAX, check_label_range, drawn_inputs, gaze_grid,
-                                      load_generator, parse_seeds, write_samples)
+from gcgan_cli.core.folders import SHEET, SHEET_MAX
 from gcgan_cli.data.gaze_db import read_labels
 from gcgan_cli.data.pack_inputs import SAMPLES
 from gcgan_cli.data.prep_dir import built_in_place
 from gcgan_cli.errors import UsageError
 from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
+
+# torch and the modules that import it are imported in the functions that use them, so --help stays fast.
+
+if TYPE_CHECKING:
+    import torch
+
+GAZE_GRID_MAX = 64  # rows of --gaze-grid: 4,096 gazes, far more than a sheet shows
 
 
 def sample_command(
@@ -53,6 +58,10 @@ def sample_command(
 
     Per sample: NNNNNN.png (RGB), NNNNNN_mask.png (class ids), NNNNNN_mask_color.png, optionally NNNNNN_latent.npy; one samples.jsonl makes the folder a gaze dataset for `gcgan pack` and `gcgan gaze`. The same checkpoint, seed and options give the same images.
     """
+    import torch
+
+    from gcgan_cli.core.synthesis import check_label_range, drawn_inputs, load_generator, parse_seeds, write_samples
+
     chosen = [name for name, value in (("--gaze", gaze), ("--gaze-grid", gaze_grid_rows), ("--gaze-labels", gaze_labels)) if value is not None]
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)}: choose one way to set the gazes")
@@ -105,6 +114,10 @@ def _check_outdir(outdir: Path, overwrite: bool) -> None:
 def _gazes(labels: torch.Tensor, n: int, fixed: tuple[float, float] | None, grid_rows: int | None,
            drawn: torch.Tensor) -> torch.Tensor:
     """[n, 2] (pitch, yaw) per sample: the fixed gaze, the grid's, else those drawn from the label set."""
+    import torch
+
+    from gcgan_cli.core.synthesis import gaze_grid
+
     if fixed is not None:
         return torch.tensor([fixed]).repeat(n, 1)
     if grid_rows is not None:

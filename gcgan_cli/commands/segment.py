@@ -14,7 +14,7 @@ from gcgan_cli.core.segment import segment
 from gcgan_cli.data import celeba, ethx, synthetic
 from gcgan_cli.data.masks import CLASS_NAMES
 from gcgan_cli.data.prep_dir import PrepDir
-from gcgan_cli.data.sources import CelebaSource, EthxSource, SyntheticSource
+from gcgan_cli.data.sources import DETECT_MODES, CelebaSource, EthxSource, SyntheticSource
 from gcgan_cli.errors import UsageError
 
 app = typer.Typer(
@@ -81,6 +81,10 @@ def ethx_command(
     cameras: Annotated[str, typer.Option(help="cam_index values to keep, comma-separated, or 'all'.")] = ",".join(map(str, ethx.DEFAULT_CAMERAS)),
     max_frame: Annotated[str, typer.Option(help="Keep frame_index <= this ('all' keeps the dim-light frames too).")] = str(ethx.DEFAULT_MAX_FRAME),
     subjects: Annotated[str, typer.Option(help="Subject ids to process, e.g. 0000,0003, or 'all'.")] = "all",
+    detect: Annotated[str, typer.Option(help=(
+        "track: the face detector finds the face at the start of each (subject, camera) run and the landmark model "
+        "follows it through the run (the detector again where it loses the face); every: the detector on every "
+        "frame, as the reference."))] = "track",
     limit: LimitOpt = None,
     size: SizeOpt = 256,
     workers: WorkersOpt = None,
@@ -98,10 +102,12 @@ def ethx_command(
     if frames is not None and len(frames) != 1:
         raise UsageError(f"--max-frame: expected one integer or 'all', got {max_frame!r}")
     subject_ids = None if subjects.strip().lower() == "all" else tuple(s.strip() for s in subjects.split(",") if s.strip())
+    if detect not in DETECT_MODES:
+        raise UsageError(f"--detect: expected {' or '.join(DETECT_MODES)}, got {detect!r}")
     keep = ethx.EthxFilter(_int_list(cameras, "--cameras"), frames[0] if frames else None, subject_ids)
-    source = EthxSource(h5_dir, size, keep, limit)
+    source = EthxSource(h5_dir, size, keep, limit, detect)
     options = {"input": str(h5_dir), "size": size, "cameras": keep.cameras, "max_frame": keep.max_frame,
-               "subjects": subject_ids, "limit": limit}
+               "subjects": subject_ids, "limit": limit, "detect": detect}
     _run(source, outdir, rgb_dir, mask_dir, workers, overwrite, options, quiet)
 
 

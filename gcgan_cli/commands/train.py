@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -21,15 +21,19 @@ from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.display import QuietOpt, StatusProgress, peak_memory, plain_text, progress_bar, summary_table
 from gcgan_cli.console import console
 from gcgan_cli.device import DEVICE_CHOICES
-from gcgan_cli.core.model import Discriminator, Generator
 from gcgan_cli.core.model.config import PRESETS
 from gcgan_cli.core.training.config import (PRECISIONS, REFERENCE_R1, REFERENCE_R1_SIZE, SWAP_CHECKS, TrainConfig,
                                             checked_options, read_options, resolve, with_paths_absolute)
-from gcgan_cli.core.training.run_dir import RunDir, RunLog
-from gcgan_cli.core.training.trainer import Hooks, RunPlan, Trainer
 from gcgan_cli.data.prep_dir import write_json_atomic
 from gcgan_cli.errors import GcganError, UsageError
 from gcgan_cli.outputs import folder_place, writer_lock
+
+# The networks, the trainer and the run folder import torch: they are imported in the functions that use them,
+# so --help stays fast.
+
+if TYPE_CHECKING:
+    from gcgan_cli.core.training.run_dir import RunLog
+    from gcgan_cli.core.training.trainer import Hooks
 
 SHOWN_LOSSES = ("d", "g", "mask", "r1_seg", "path_length")
 DATA, MODEL, SCHEDULE, REGULARISATION = "Data and run", "Model", "Schedule", "Regularisation"
@@ -125,6 +129,8 @@ def train_command(
     folder = given["checkpoint_dir"] or options.get("checkpoint_dir")
     stored = None
     if resume:
+        from gcgan_cli.core.training.run_dir import RunDir  # not above `given`: locals() must hold the options alone
+
         if not folder:
             raise UsageError("--resume needs --outdir (the run folder to continue)")
         run = RunDir(Path(folder))
@@ -148,6 +154,10 @@ def train_command(
 def _dry_run(config: TrainConfig, resume: bool) -> dict:
     """The resolved options plus what the run would read and build (the DB, the model config, G and D
     on the CPU), so a wrong DB or preset shows before a run folder is made; nothing is written."""
+    from gcgan_cli.core.model import Discriminator, Generator
+    from gcgan_cli.core.training.run_dir import RunDir
+    from gcgan_cli.core.training.trainer import RunPlan
+
     plan = RunPlan(config, RunDir(Path(config.checkpoint_dir)), resume)
     meta = plan.dataset.meta
     g, d = Generator(plan.model_config), Discriminator(plan.model_config, gaze=config.stage == 1)
@@ -174,6 +184,8 @@ def _run_folder_lock(folder: Path) -> Iterator[None]:
 def _launch(options: dict, nproc: int, resume: bool, quiet: bool) -> int:
     """Run this command in `nproc` processes through torch.distributed.run (DDP); the caller holds
     the run folder's lock, and tells rank 0 so."""
+    from gcgan_cli.core.training.run_dir import RunDir
+
     run = RunDir(Path(options["checkpoint_dir"]))
     if not resume:
         run.refuse_overwrite()
@@ -194,6 +206,9 @@ def _launch(options: dict, nproc: int, resume: bool, quiet: bool) -> int:
 
 
 def _train(config, resume: bool, quiet: bool) -> None:
+    from gcgan_cli.core.training.run_dir import RunDir, RunLog
+    from gcgan_cli.core.training.trainer import Hooks, Trainer
+
     stop = {"requested": False}
 
     def request_stop(signum, frame) -> None:
@@ -231,6 +246,8 @@ def _train(config, resume: bool, quiet: bool) -> None:
 
 def _hooks(progress: StatusProgress, bar: int, log: RunLog) -> Hooks:
     """Rank 0's view of the run: the start line, the bar or status lines, events; all into log.txt too."""
+    from gcgan_cli.core.training.trainer import Hooks
+
     device = {"name": "cpu"}
 
     def started(info: dict) -> None:
@@ -268,6 +285,8 @@ def _tell(message: str, log: RunLog) -> None:
 
 
 def _summary(config, result, log: RunLog) -> None:
+    from gcgan_cli.core.training.run_dir import RunDir
+
     run = RunDir(Path(config.checkpoint_dir))
     table = summary_table(f"gcgan train, stage {config.stage}")
     table.add_row("steps", f"{result.step} of {config.iters}" + (" (interrupted)" if result.interrupted else ""))

@@ -18,19 +18,15 @@ from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.console import console
-from gcgan_cli.core.gaze.sources import EyeOptions, open_source
 from gcgan_cli.core.training.config import read_options
-from gcgan_cli.core.training.run_dir import RunLog
-from gcgan_cli.core.transfer.config import TransferConfig, resolve
-from gcgan_cli.core.transfer.networks import PRESETS as NET_PRESETS
-from gcgan_cli.core.transfer.evaluate import evaluate, table_rows
+from gcgan_cli.core.transfer.config import NET_PRESETS, TransferConfig, resolve
 from gcgan_cli.core.transfer.ini import import_ini
-from gcgan_cli.core.transfer.landmarks import ElgConfig, LandmarkFitConfig, fit_landmarks
-from gcgan_cli.core.transfer.trainer import Hooks, TransferTrainer, run_dir
-from gcgan_cli.core.transfer.translate import translate
 from gcgan_cli.data.prep_dir import write_json_atomic
 from gcgan_cli.data.synthetic_eye import write_set
 from gcgan_cli.errors import UsageError
+
+# The gaze sources, networks and trainers import torch: they are imported in the functions that use them,
+# so --help stays fast.
 
 app = typer.Typer(help="FP-GAN: translate eye patches between a synthetic (S) and a real (R) domain, keeping gaze and landmarks.",
                   no_args_is_help=True)
@@ -92,6 +88,9 @@ def landmarks_fit_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Fit the ELG landmark network (hourglass heatmaps, soft-argmax) on 36 x 60 eye patches with landmarks."""
+    from gcgan_cli.core.gaze.sources import EyeOptions, open_source
+    from gcgan_cli.core.transfer.landmarks import ElgConfig, LandmarkFitConfig, fit_landmarks
+
     if out.exists() and not overwrite:
         raise UsageError(f"--out {out} exists; pass --overwrite to replace it")
     train = open_source(data, 0, EyeOptions(seed=seed))
@@ -172,6 +171,8 @@ def fit_command(
     folder = given["out"] or file_options.get("out")
     stored = None
     if resume:
+        from gcgan_cli.core.transfer.trainer import run_dir  # not above `given`: locals() must hold the options alone
+
         if not folder:
             raise UsageError("--resume needs --outdir (the run folder to continue)")
         stored = (run_dir(Path(folder)).read_config() or {}).get("transfer")
@@ -192,6 +193,9 @@ def _absolute(value):
 
 
 def _fit(config: TransferConfig, resume: bool) -> None:
+    from gcgan_cli.core.training.run_dir import RunLog
+    from gcgan_cli.core.transfer.trainer import Hooks, TransferTrainer, run_dir
+
     stop = {"requested": False}
 
     def request_stop(signum, frame) -> None:
@@ -255,6 +259,9 @@ def run_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Translate every image of a source exactly once; the folder is a gaze source for `gcgan gaze fit/eval`."""
+    from gcgan_cli.core.gaze.sources import EyeOptions, open_source
+    from gcgan_cli.core.transfer.translate import translate
+
     source = open_source(data, 0, EyeOptions(), flag="--data")
     start = time.perf_counter()
     with progress_bar("transfer run") as progress:
@@ -288,6 +295,9 @@ def eval_command(
     device: DeviceOpt = "auto",
 ) -> None:
     """Judge a translator with evaluators no loss saw: realism beside gaze and landmark preservation, in both directions."""
+    from gcgan_cli.core.gaze.sources import EyeOptions, open_source
+    from gcgan_cli.core.transfer.evaluate import evaluate, table_rows
+
     options = EyeOptions()
     sources = {name: open_source(path, 0, options, flag=f"--{name.replace('_', '-')}") for name, path in
                (("s_test", s_test), ("r_test", r_test), ("s_train", s_train), ("r_train", r_train))}

@@ -27,6 +27,7 @@ import torch
 
 import gcgan_cli
 from gcgan_cli.checkpoint import contents_of, file_sha256, load_checkpoint, require_entries
+from gcgan_cli.core.folders import CARD, CONFIG, WEIGHTS
 from gcgan_cli.core.model import Generator, ModelConfig
 from gcgan_cli.core.training.run_dir import read_metrics
 from gcgan_cli.data.atomic import write_atomic
@@ -34,9 +35,6 @@ from gcgan_cli.data.prep_dir import built_in_place
 from gcgan_cli.errors import CheckpointError, UsageError
 from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-CARD = "README.md"
 FORMAT = "gcgan-generator"
 FORMAT_VERSION = 1
 LABELS_TENSOR = "gaze_labels"

@@ -23,6 +23,7 @@ import torch
 
 from gcgan_cli.checkpoint import contents_of, file_sha256
 from gcgan_cli.core.export import is_export, read_export, train_checkpoint
+from gcgan_cli.core.folders import SHEET, SHEET_MAX
 from gcgan_cli.core.metrics.fid import seeded_inputs
 from gcgan_cli.core.model import Generator, GeneratorOutput, ModelConfig
 from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
@@ -33,9 +34,6 @@ from gcgan_cli.data.prep_dir import encode_png, write_atomic
 from gcgan_cli.errors import UsageError
 
 TRUNCATION_SAMPLES = 10_000  # z codes averaged for the truncation centre (the reference's)
-SHEET = "contact_sheet.png"
-SHEET_MAX = 64  # samples shown on the contact sheet
-GAZE_GRID_MAX = 64  # rows of --gaze-grid: 4,096 gazes, far more than a sheet shows
 EXTRAPOLATION_MARGIN = 0.1  # radians a requested gaze may lie beyond the training label set, per axis
 # One row per image as Hugging Face `datasets` imagefolder reads it: `file_name` is the image; recent
 # versions load `mask_file_name` as a second image column, `mask`.

@@ -42,11 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gcgan_cli.checkpoint import load_checkpoint, load_error_reason, save_checkpoint
+from gcgan_cli.core.gaze.kinds import ARCH_INPUTS, ARCHS
 from gcgan_cli.errors import CheckpointError, UsageError
 
-ARCH_INPUTS = {"small": ("face", "eye"), "resnet18": ("face",), "gazenet": ("eye",), "gazenet-slim": ("eye",)}
-ARCHS = tuple(ARCH_INPUTS)
-INPUTS = ("face", "eye")
 CHANNELS = {"face": 3, "eye": 1}
 UNITS = "rad"
 LAYOUT = 2  # of the small net: 2 has the stride-1 blocks; files without a layout are 1

@@ -8,7 +8,7 @@ NaN where unknown; `ids`; a subject per sample, or None) and decodes images lazi
                              "gaze": [2], "head": [2], "landmarks": [18, 2] (x, y) patch pixels or NaN,
                              "index"}: FP-GAN's gray eye patch (`gcgan_cli.data.eye_patch`)
 
-Kinds (first match wins; add one to KINDS to read a new format):
+Kinds (first match wins; to read a new format add how to recognise it to `kinds.KINDS`, its class to SOURCES):
 
     db          a `gcgan pack` DB (data.mdb + meta); subjects from ETH/synthetic names `C_sSUBJ_...`; face mode only
     samples     a `gcgan sample` folder (samples.jsonl); face mode only
@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from torch.utils.data import Dataset
 
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.gaze.angles import unity_look_vec
+from gcgan_cli.core.gaze.kinds import KINDS
 from gcgan_cli.data import eye_patch, gaze_db, translated_set
 from gcgan_cli.data.gaze_values import check_gaze
 from gcgan_cli.data.pack_inputs import SAMPLES
@@ -332,20 +332,9 @@ class TranslatedSource(GazeSource):
         return eye_patch.resize_patch(self._gray(index), self.landmarks[index].copy())
 
 
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    detect: Callable[[Path], bool]
-    open: Callable[[Path, int, EyeOptions | None], GazeSource]
-
-
-KINDS = (
-    Kind("db", lambda p: p.is_dir() and (p / "data.mdb").is_file(), DbSource),
-    Kind("samples", lambda p: p.is_dir() and (p / SAMPLES).is_file(), SampleFolderSource),
-    Kind("mpii", lambda p: p.is_file() and p.suffix in (".h5", ".hdf5"), MpiiSource),
-    Kind("translated", translated_set.is_translated_set, TranslatedSource),  # before unityeyes: it holds a .json too
-    Kind("unityeyes", lambda p: p.is_dir() and any(p.glob("*.json")), UnityEyesSource),
-)
+# The class that opens each kind of `kinds.KINDS`.
+SOURCES = {source.kind: source
+           for source in (DbSource, SampleFolderSource, MpiiSource, TranslatedSource, UnityEyesSource)}
 
 
 def open_source(path: str | Path, size: int, eye: EyeOptions | None = None, flag: str = "--data") -> GazeSource:
@@ -357,7 +346,7 @@ def open_source(path: str | Path, size: int, eye: EyeOptions | None = None, flag
     for kind in KINDS:
         if kind.detect(path):
             try:
-                return kind.open(path, size, eye)
+                return SOURCES[kind.name](path, size, eye)
             except GcganError as exc:  # the same error, naming the option the source came from
                 message = str(exc)
                 raise type(exc)(message if message.startswith("--") else f"{flag} {message}") from None

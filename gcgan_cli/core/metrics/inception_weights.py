@@ -4,14 +4,14 @@ The standard FID network (the Inception-v3 port of TF's 2015-12-05 graph used by
 pytorch-fid) is read from, in this order: an explicit ``--inception-weights PATH``, the
 ``GCGAN_INCEPTION_WEIGHTS`` variable, or torch hub's checkpoint cache under the
 file name the official release uses.
+
+torch is imported in the two functions that use it, so the option help that names WEIGHTS_ENV needs no torch.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
 
 from gcgan_cli.errors import CheckpointError, UsageError
 
@@ -23,6 +23,8 @@ WEIGHTS_ENV = "GCGAN_INCEPTION_WEIGHTS"
 
 def hub_cache_path() -> Path:
     """The torch hub cache file the weights are looked up (and downloaded) under."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
 
 
@@ -67,6 +69,8 @@ def resolve_inception_weights(explicit: str | os.PathLike | None = None, downloa
         return path
     if not download:
         raise CheckpointError(f"the FID Inception weights are not on this machine; {ways_to_provide()}")
+    import torch
+
     target = hub_cache_path()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from gcgan_cli.checkpoint import NEXT_STEP
 from gcgan_cli.errors import CheckpointError, GcganError, UsageError
 
 REFERENCE_CLASSES = ("background", "skin", "eye", "eyebrow", "nose", "iris")
@@ -136,6 +135,8 @@ class ModelConfig:
     def from_checkpoint(cls, record: dict, path) -> ModelConfig:
         """The model config stored in a `gcgan train` checkpoint read from `path`; an edited one is
         a CheckpointError naming the file and the field."""
+        from gcgan_cli.checkpoint import NEXT_STEP  # here: gcgan_cli.checkpoint imports torch, this module does not
+
         config = record.get("config")
         if not isinstance(config, dict) or "model" not in config:
             raise CheckpointError(f"checkpoint {path}: its config has no 'model' entry; {NEXT_STEP}")

@@ -6,6 +6,9 @@ self-regularisation weight 2, Adam 2e-4 with beta1 0.5, batch 8, 150,000 steps w
 falls linearly to 0 over the second half, a pool of 50. Two documented deviations are defaults:
 the standard CycleGAN image pool (`pool = "legacy"` for the reference's) and landmarks normalised
 by (width, height) (the reference divides x by the height and y by the width).
+
+The networks' sizes (NetConfig, NET_PRESETS) are data here too, without torch, so `gcgan transfer fit --help`
+can show the presets' values; `networks` builds the modules from them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from gcgan_cli.core.training.config import checked_options, resolve_layers
-from gcgan_cli.core.transfer.networks import PRESETS, NetConfig
 from gcgan_cli.errors import UsageError
 
 POOLS = ("standard", "legacy")
@@ -25,6 +27,62 @@ GAZE_TARGETS = ("pred", "label")
 # The optimisers' stored state carries the learning rate and beta1, so they stay too.
 FIXED_ON_RESUME = ("s", "r", "preset", "upsample", "net_d", "d_layers", "d_last_stride", "norm", "batch", "seed",
                    "gaze_model", "landmark_model", "gray_s", "gray_r", "crop_jitter", "max_head_pose", "lr", "beta1")
+
+UPSAMPLES = ("deconv", "resize")  # resize = nearest x2 then a conv: no checkerboard
+NORMS = ("instance", "batch")
+DISCRIMINATORS = ("patch", "local")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """G and D sizes; JSON-able through `asdict`, stored with every transfer checkpoint.
+
+    `norm` applies to G's first layer and its down / up layers and to D layers 2 and on; G's
+    residual blocks always use instance norm and its output layer none. `d_layers` counts D's
+    hidden k4 convolutions, all stride 2 except the last, which has stride `d_last_stride` (2 in
+    the reference, 1 in the standard PatchGAN). The local D (SimGAN's) has widths 1.5, 1, 0.5,
+    0.5 x ndf and no norm; `d_layers` and `d_last_stride` do not apply to it.
+    """
+
+    channels: int = 1
+    ngf: int = 64
+    blocks: int = 6
+    upsample: str = "deconv"
+    norm: str = "instance"
+    netD: str = "patch"
+    ndf: int = 64
+    d_layers: int = 4
+    d_last_stride: int = 2
+
+    def validate(self) -> NetConfig:
+        """Raise UsageError on the first value the networks cannot be built with."""
+        for name in ("channels", "ngf", "ndf", "d_layers"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"network {name} must be at least 1, got {getattr(self, name)}")
+        if self.blocks < 0:
+            raise UsageError(f"network blocks must be 0 or more, got {self.blocks}")
+        if self.d_last_stride not in (1, 2):
+            raise UsageError(f"network d_last_stride must be 1 or 2, got {self.d_last_stride}")
+        for name, allowed in (("upsample", UPSAMPLES), ("norm", NORMS), ("netD", DISCRIMINATORS)):
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"network {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.netD == "local" and self.ndf < 2:
+            raise UsageError(f"the local discriminator needs ndf of at least 2, got {self.ndf}")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict) -> NetConfig:
+        """Rebuild a stored config; unknown keys and wrong types are refused, missing ones take the defaults."""
+        return cls(**checked_options(cls, values, "network settings")).validate()
+
+
+NET_PRESETS = {
+    "reference": NetConfig(),
+    # About 1/25 of the reference's multiply-adds per training step. The D's last hidden layer
+    # has stride 1, so it sees 34 px, less than the patch's 36 px height (the reference D's 94 px
+    # sees the whole patch), and judges a 9x15 map of overlapping windows.
+    "tiny": NetConfig(ngf=16, blocks=3, ndf=16, d_layers=3, d_last_stride=1),
+}
 
 
 @dataclass(frozen=True)
@@ -75,9 +133,9 @@ class TransferConfig:
 
     def net(self) -> NetConfig:
         """The preset with the switches given here."""
-        if self.preset not in PRESETS:
-            raise UsageError(f"--preset {self.preset}: choose one of {', '.join(PRESETS)}")
-        base = asdict(PRESETS[self.preset])
+        if self.preset not in NET_PRESETS:
+            raise UsageError(f"--preset {self.preset}: choose one of {', '.join(NET_PRESETS)}")
+        base = asdict(NET_PRESETS[self.preset])
         switches = {"upsample": self.upsample, "netD": self.net_d, "d_layers": self.d_layers, "d_last_stride": self.d_last_stride,
                     "norm": self.norm}
         net = NetConfig(**{**base, **{k: v for k, v in switches.items() if v is not None}})

@@ -8,75 +8,20 @@ input size. Convolutions carry no bias where a norm follows them (the norm's off
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcgan_cli.core.training.config import checked_options
-from gcgan_cli.errors import UsageError
+from gcgan_cli.core.transfer.config import NET_PRESETS, NetConfig
 
-UPSAMPLES = ("deconv", "resize")  # resize = nearest x2 then a conv: no checkerboard
-NORMS = ("instance", "batch")
-DISCRIMINATORS = ("patch", "local")
 INSTANCE_EPS = 1e-5
 BATCH_EPS = 1e-3  # TF batch_normalization's default
 BATCH_MOMENTUM = 0.1  # PyTorch's convention for TF's decay 0.9
 LEAK = 0.2
 INIT_STD = 0.02
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    """G and D sizes; JSON-able through `asdict`, stored with every transfer checkpoint.
-
-    `norm` applies to G's first layer and its down / up layers and to D layers 2 and on; G's
-    residual blocks always use instance norm and its output layer none. `d_layers` counts D's
-    hidden k4 convolutions, all stride 2 except the last, which has stride `d_last_stride` (2 in
-    the reference, 1 in the standard PatchGAN). The local D (SimGAN's) has widths 1.5, 1, 0.5,
-    0.5 x ndf and no norm; `d_layers` and `d_last_stride` do not apply to it.
-    """
-
-    channels: int = 1
-    ngf: int = 64
-    blocks: int = 6
-    upsample: str = "deconv"
-    norm: str = "instance"
-    netD: str = "patch"
-    ndf: int = 64
-    d_layers: int = 4
-    d_last_stride: int = 2
-
-    def validate(self) -> NetConfig:
-        """Raise UsageError on the first value the networks cannot be built with."""
-        for name in ("channels", "ngf", "ndf", "d_layers"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"network {name} must be at least 1, got {getattr(self, name)}")
-        if self.blocks < 0:
-            raise UsageError(f"network blocks must be 0 or more, got {self.blocks}")
-        if self.d_last_stride not in (1, 2):
-            raise UsageError(f"network d_last_stride must be 1 or 2, got {self.d_last_stride}")
-        for name, allowed in (("upsample", UPSAMPLES), ("norm", NORMS), ("netD", DISCRIMINATORS)):
-            if getattr(self, name) not in allowed:
-                raise UsageError(f"network {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.netD == "local" and self.ndf < 2:
-            raise UsageError(f"the local discriminator needs ndf of at least 2, got {self.ndf}")
-        return self
-
-    @classmethod
-    def from_dict(cls, values: dict) -> NetConfig:
-        """Rebuild a stored config; unknown keys and wrong types are refused, missing ones take the defaults."""
-        return cls(**checked_options(cls, values, "network settings")).validate()
-
-
-PRESETS = {
-    "reference": NetConfig(),
-    # About 1/25 of the reference's multiply-adds per training step. The D's last hidden layer
-    # has stride 1, so it sees 34 px, less than the patch's 36 px height (the reference D's 94 px
-    # sees the whole patch), and judges a 9x15 map of overlapping windows.
-    "tiny": NetConfig(ngf=16, blocks=3, ndf=16, d_layers=3, d_last_stride=1),
-}
+# The networks' sizes (NetConfig, the presets) are torch-free data beside the options in transfer.config, so
+# `gcgan transfer fit --help` shows them without torch; the presets keep their name here.
+PRESETS = NET_PRESETS
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
