@@ -3,13 +3,19 @@
     python benchmarks/segment.py [--images 600] [--workers N] [--repeat 3] [--csv segment.csv]
 
 ETH-XGaze rows: an ETH-format .h5 of `--images` real face photographs (tests/face_fixtures.py:
-the scikit-image astronaut, shifted and mirrored) goes through
+the scikit-image astronaut, shifted and mirrored, mirrored in cameras 2 and 8), in two kinds:
+  - jitter: every frame of a camera at another of 9 shifts within +-6 px (the worst case for tracking);
+  - drift: each camera's face wanders by at most 1 px per frame within +-6 px, as in normalised
+    ETH-XGaze patches of one (subject, camera) run.
+Each goes through
   - baseline: one process that builds a new FaceMesh for every image, as the reference does;
-  - gcgan: `core.segment` in one process with one FaceMesh, and with `--workers` processes, one
-    FaceMesh each (worker start included).
-Both do the same detection, crop, mask, PNG encoding and writing. Synthetic rows: the renderer
-alone on one core (OpenCV single-threaded), and `segment synthetic` end to end with the workers.
-Each number is the median of `--repeat` runs; ratio = gcgan img/s / baseline img/s.
+  - gcgan `--detect every` (the detector on every frame) and `--detect track` (the landmark model
+    follows the face through each camera's run): `core.segment` in one process with one FaceMesh,
+    and with `--workers` processes, one FaceMesh each (worker start included).
+All do the same crop, mask, PNG encoding and writing. Synthetic rows: the renderer alone on one
+core (OpenCV single-threaded), and `segment synthetic` end to end with the workers. Each number is
+the median of `--repeat` runs, the runs of one repeat back to back; ratio = img/s / baseline img/s
+on the same images.
 """
 
 from __future__ import annotations
@@ -39,11 +45,16 @@ from gcgan_cli.data.prep_dir import PrepDir, encode_png, strip_name  # noqa: E40
 from gcgan_cli.data.sources import EthxSource, SyntheticSource  # noqa: E402
 
 VARIANTS = [((dy, dx), flip) for dy in (-6, 0, 6) for dx in (-6, 0, 6) for flip in (False, True)]
+CAMERAS = (1, 2, 3, 8)
+MOTIONS = ("jitter", "drift")
 
 
-def write_fixture(path: Path, images: int) -> None:
-    rows = [(VARIANTS[i % len(VARIANTS)], (1, 2, 3, 8)[i % 4], i % 500, 0.01 * (i % 40) - 0.2, 0.02 * (i % 60) - 0.6)
-            for i in range(images)]
+def write_fixture(path: Path, images: int, motion: str = "jitter") -> None:
+    if motion == "drift":
+        rows = face_fixtures.camera_runs(-(-images // len(CAMERAS)), CAMERAS)[:images]
+    else:
+        rows = [(VARIANTS[i % len(VARIANTS)], CAMERAS[i % 4], i % 500, 0.01 * (i % 40) - 0.2, 0.02 * (i % 60) - 0.6)
+                for i in range(images)]
     face_fixtures.write_ethx_subject(path, rows)
 
 
@@ -94,22 +105,28 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
+    runs = [(detect, workers) for detect in ("every", "track") for workers in (1, args.workers)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "h5").mkdir()
-        write_fixture(tmp / "h5" / "subject0000.h5", args.images)
-        runs = {"baseline": [], "one": [], "pool": []}
-        source = EthxSource(tmp / "h5", args.size)
-        for r in range(args.repeat):
-            seconds, count = timed(lambda: baseline(tmp / "h5", tmp / f"base{r}", args.size))
-            runs["baseline"].append(count / seconds)
-            for key, workers in (("one", 1), ("pool", args.workers)):
-                seconds, _ = timed(lambda: segment(source, PrepDir.at(tmp / f"{key}{r}"), workers))
-                runs[key].append(count / seconds)
-        base, one, pool = (statistics.median(runs[k]) for k in ("baseline", "one", "pool"))
-        rows.append(("ethx", "baseline: FaceMesh per image, 1 process", count, base, 1.0))
-        rows.append(("ethx", "gcgan: one FaceMesh, 1 process", count, one, one / base))
-        rows.append(("ethx", f"gcgan: one FaceMesh per worker, {args.workers} workers", count, pool, pool / base))
+        for motion in MOTIONS:
+            h5_dir = tmp / motion / "h5"
+            h5_dir.mkdir(parents=True)
+            write_fixture(h5_dir / "subject0000.h5", args.images, motion)
+            rates: dict = {run: [] for run in ["baseline", *runs]}
+            for r in range(args.repeat):
+                seconds, count = timed(lambda: baseline(h5_dir, tmp / motion / f"base{r}", args.size))
+                rates["baseline"].append(count / seconds)
+                for detect, workers in runs:
+                    source = EthxSource(h5_dir, args.size, detect=detect)
+                    out = PrepDir.at(tmp / motion / f"{detect}{workers}-{r}")
+                    seconds, _ = timed(lambda: segment(source, out, workers))
+                    rates[detect, workers].append(count / seconds)
+            base = statistics.median(rates["baseline"])
+            rows.append((f"ethx {motion}", "baseline: FaceMesh per image, 1 process", count, base, 1.0))
+            for detect, workers in runs:
+                rate = statistics.median(rates[detect, workers])
+                where = "1 process" if workers == 1 else f"{workers} workers, one FaceMesh each"
+                rows.append((f"ethx {motion}", f"gcgan --detect {detect}, {where}", count, rate, rate / base))
 
         render = statistics.median(render_rate(args.size, min(args.synthetic, 1000)) for _ in range(args.repeat))
         rows.append(("synthetic", "renderer only, 1 core", min(args.synthetic, 1000), render, float("nan")))
@@ -120,9 +137,9 @@ def main() -> None:
         rows.append(("synthetic", f"segment synthetic (render + PNG + write), {args.workers} workers", args.synthetic, statistics.median(rates), float("nan")))
 
     print(f"{os.cpu_count()} CPUs, {args.size} px strips, median of {args.repeat}")
-    print(f"{'data':10s} {'method':58s} {'n':>6s} {'img/s':>8s} {'ratio':>6s}")
+    print(f"{'data':12s} {'method':64s} {'n':>6s} {'img/s':>8s} {'ratio':>6s}")
     for data, method, n, rate, ratio in rows:
-        print(f"{data:10s} {method:58s} {n:6d} {rate:8.1f} {ratio:6.2f}")
+        print(f"{data:12s} {method:64s} {n:6d} {rate:8.1f} {ratio:6.2f}")
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.writer(handle)

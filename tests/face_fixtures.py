@@ -43,6 +43,25 @@ ETHX_ROWS = [
 ]
 
 
+def drift(frames: int, seed: int, reach: int = 6) -> list[tuple[int, int]]:
+    """Shifts of a face that wanders slowly, as in one camera's run of normalised ETH-XGaze patches:
+    a random walk of at most 1 px per axis and frame, within +-`reach`."""
+    rng = np.random.default_rng(seed)
+    at, shifts = np.zeros(2, int), []
+    for _ in range(frames):
+        shifts.append((int(at[0]), int(at[1])))
+        at = np.clip(at + rng.integers(-1, 2, 2), -reach, reach)
+    return shifts
+
+
+def camera_runs(frames: int, cameras=(1, 2), seed: int = 0) -> list:
+    """ETHX rows of `frames` frames seen by each of `cameras`, frame by frame (each frame's cameras
+    in turn); each camera's face drifts on its own, mirrored in the even cameras."""
+    walks = {cam: drift(frames, seed + cam) for cam in cameras}
+    return [((walks[cam][f], cam % 2 == 0), cam, f, 0.01 * (f % 30) - 0.15, 0.02 * (f % 20) - 0.2)
+            for f in range(frames) for cam in cameras]
+
+
 def write_ethx_subject(path: Path, rows=ETHX_ROWS, labelled: bool = True) -> None:
     """An ETH-XGaze subject file: face_patch BGR uint8 [N,224,224,3], face_gaze [N,2],
     frame_index [N,1], cam_index [N,1], face_head_pose [N,2]."""

@@ -1,5 +1,6 @@
 """`gcgan segment` on fixtures in the real formats (ETH-XGaze .h5, CelebAMask-HQ) and on
-synthetic data: outputs, manifest, filters, failures, resume, interruption, CLI errors."""
+synthetic data: outputs, manifest, filters, failures, resume, interruption, CLI errors; ETH-XGaze
+tracking (`--detect track`) against the detector on every frame."""
 
 import json
 import shutil
@@ -17,7 +18,8 @@ import torch
 from gcgan_cli import cli
 from gcgan_cli.core import segment as segment_core
 from gcgan_cli.core.dataset import GazeMaskDataset
-from gcgan_cli.data import ethx, masks
+from gcgan_cli.data import ethx, face_strip, masks
+from gcgan_cli.data.landmarks import LandmarkDetector
 from gcgan_cli.data.prep_dir import PrepDir, read_manifest, strip_name
 from gcgan_cli.data.sources import EthxSource, SyntheticSource
 
@@ -249,3 +251,167 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     assert not list((out / "rgb").glob(".*")) and not list((out / "mask").glob(".*"))
     assert cli.run(["segment", "synthetic", "--n", "2000", "--size", "32", "--outdir", str(out), "-j", "1"]) == 0
     assert len(read_manifest(manifest)) == 2000
+
+
+# --- `--detect track`: the landmark model follows the face through a (subject, camera) run ---
+
+VIEW = face_strip.ETHX_VIEW
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with LandmarkDetector() as found:
+        yield found
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How often this process ran the detector (`find`) and the landmark model alone (`follow`)."""
+    counts = {"find": 0, "follow": 0}
+    for name in counts:
+        real = getattr(LandmarkDetector, name)
+
+        def counted(self, *args, _real=real, _name=name):
+            counts[_name] += 1
+            return _real(self, *args)
+
+        monkeypatch.setattr(LandmarkDetector, name, counted)
+    return counts
+
+
+def jitter(frames: int, seed: int) -> list[tuple[int, int]]:
+    """Shifts that jump anywhere within +-6 px every frame (benchmarks/segment.py's worst case)."""
+    return [tuple(map(int, s)) for s in np.random.default_rng(seed).integers(-6, 7, (frames, 2))]
+
+
+@pytest.mark.parametrize(("shifts", "flip", "detections"), [
+    (face_fixtures.drift(24, 1), False, 0), (face_fixtures.drift(24, 2), True, 0), (jitter(24, 3), False, None),
+], ids=["drift", "drift-mirrored", "jitter"])
+def test_tracked_landmarks_agree_with_the_detector_path(detector, calls, shifts, flip, detections):
+    frames = [face_fixtures.face_rgb(shift=s, flip=flip) for s in shifts]
+    anchor = face_strip.find_anchor(frames[0], detector, VIEW)
+    calls["find"] = 0
+    tracked = [face_strip.locate_near(rgb, detector, VIEW, anchor)[0] for rgb in frames]
+    assert detections is None or calls["find"] == detections
+    errors = [np.nanmean(np.linalg.norm(face_strip.locate(rgb, detector, VIEW)[0] - points, axis=1))
+              for rgb, points in zip(frames, tracked)]
+    assert errors[0] == 0.0  # the anchor frame: the detector's region, so its very landmarks
+    assert max(errors) <= 1.5, np.round(errors, 2)  # source pixels of the 224 patch, mean over the 478 landmarks
+
+
+def source_centres(mask: np.ndarray, box) -> list[np.ndarray]:
+    """The centre of each class in each half of a strip (subject's right and left), in source pixels."""
+    size = mask.shape[0]
+    centres = []
+    for class_id in (masks.SKIN, masks.EYE, masks.EYEBROW, masks.NOSE, masks.IRIS):
+        for half in (slice(0, size // 2), slice(size // 2, size)):
+            rows, cols = np.nonzero(mask[:, half] == class_id)
+            cols = cols + half.start
+            centres.append(np.array([box.x0, box.y0]) + (np.array([cols.mean(), rows.mean()]) + 0.5) * box.side / size)
+    return centres
+
+
+def test_tracked_masks_are_anatomically_the_same(detector):
+    """Same classes, and every class's centre (per eye side) where the detector path puts it, within
+    what separates the detector path from itself on the photo moved by one pixel."""
+    moved, nudged = [], []
+    step = 224 / (face_fixtures.FACE_BOX[3] - face_fixtures.FACE_BOX[2])  # patch pixels per photo pixel
+    for seed, flip in ((4, False), (5, True)):
+        shifts = face_fixtures.drift(16, seed)
+        anchor = face_strip.find_anchor(face_fixtures.face_rgb(shift=shifts[0], flip=flip), detector, VIEW)
+        for dy, dx in shifts:
+            rgb = face_fixtures.face_rgb(shift=(dy, dx), flip=flip)
+            points, box = face_strip.locate(rgb, detector, VIEW)
+            mask = face_strip.strip_from_landmarks(rgb, points, box, 256)[1]
+            near = face_strip.locate_near(rgb, detector, VIEW, anchor)
+            tracked = face_strip.strip_from_landmarks(rgb, *near, 256)[1]
+            assert set(np.unique(tracked)) == set(np.unique(mask))
+            centres = source_centres(mask, box)
+            moved += [np.linalg.norm(a - b) for a, b in zip(source_centres(tracked, near[1]), centres)]
+            # The photo one pixel down and right: the face moves up and left (right when mirrored).
+            other = face_fixtures.face_rgb(shift=(dy + 1, dx + 1), flip=flip)
+            found = face_strip.locate(other, detector, VIEW)
+            expected = np.array([step if flip else -step, -step])
+            shifted = source_centres(face_strip.strip_from_landmarks(other, *found, 256)[1], found[1])
+            nudged += [np.linalg.norm(a - b - expected) for a, b in zip(shifted, centres)]
+    for distances in (nudged, moved):  # the bound holds for the detector path itself, then for tracking
+        assert max(distances) <= 2.5 and np.mean(distances) <= 0.75, (max(distances), np.mean(distances))
+
+
+def test_a_lost_or_moved_face_is_looked_at_again(detector, calls):
+    anchor = face_strip.find_anchor(face_fixtures.face_rgb(), detector, VIEW)
+    calls.update(find=0, follow=0)
+    with pytest.raises(face_strip.NoFace):
+        face_strip.locate_near(face_fixtures.no_face(), detector, VIEW, anchor)
+    assert calls == {"find": 1, "follow": 1}  # the model saw no face there: the detector decided
+    calls.update(find=0, follow=0)
+    off = face_fixtures.face_rgb(shift=(10, 10))
+    points = face_strip.locate_near(off, detector, VIEW, anchor)[0]
+    assert calls == {"find": 0, "follow": 2}  # a second look, where the first one found the face
+    assert np.nanmean(np.linalg.norm(points - face_strip.locate(off, detector, VIEW)[0], axis=1)) <= 1.5
+    calls.update(find=0, follow=0)
+    far = face_fixtures.face_rgb(shift=(20, 0))
+    points = face_strip.locate_near(far, detector, VIEW, anchor)[0]
+    assert calls == {"find": 1, "follow": 2}  # the second look moved again: the detector decided
+    assert np.array_equal(points, face_strip.locate(far, detector, VIEW)[0], equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """Two subjects whose cameras each see a slowly drifting face: 40 frames x cameras 1, 2 and
+    6 frames x cameras 1, 8 (a span and a bit, then less than one)."""
+    folder = tmp_path_factory.mktemp("runs")
+    face_fixtures.write_ethx_subject(folder / "subject0000.h5", face_fixtures.camera_runs(40, (1, 2), seed=0))
+    face_fixtures.write_ethx_subject(folder / "subject0001.h5", face_fixtures.camera_runs(6, (1, 8), seed=3))
+    return folder
+
+
+def test_each_subject_and_camera_starts_its_own_spans(runs_dir, calls):
+    source = EthxSource(runs_dir)
+    tasks, _ = source.tasks()
+    by_row = {task.item[:2]: task for task in tasks}
+    seen: dict[tuple, int] = {}
+    for task in tasks:
+        path, row, first = task.item
+        run = (path, task.row["camera"])
+        seen[run] = seen.get(run, 0) + 1
+        assert (first == row) == ((seen[run] - 1) % face_strip.TRACK_SPAN == 0)  # frames 1, 33, ... of a run
+        assert by_row[path, first].row["camera"] == run[1]  # a span stays within its run
+    assert sorted(seen.values()) == [6, 6, 40, 40]
+    calls.update(find=0, follow=0)
+    for task in tasks:
+        source.make(task.item)
+    anchors = {(t.item[0], t.item[2]) for t in tasks}
+    assert len(anchors) == 6 and calls == {"find": 6, "follow": len(tasks)}  # one detection per span
+    assert {t.item[2] for t in EthxSource(runs_dir, detect="every").tasks()[0]} == {None}
+
+
+def pngs(prep) -> dict:
+    return {p.relative_to(prep): p.read_bytes() for p in sorted(prep.glob("*/*.png"))}
+
+
+def test_tracking_gives_the_same_strips_with_any_workers_and_on_resume(runs_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli.run(["segment", "ethx", "--data", str(runs_dir), "--outdir", str(one), "-j", "1"]) == 0
+    assert cli.run(["segment", "ethx", "--data", str(runs_dir), "--outdir", str(two), "-j", "2"]) == 0
+    names = list(read_manifest(one / "manifest.jsonl"))
+    assert len(names) == 92 and list(read_manifest(two / "manifest.jsonl")) == names
+    assert pngs(two) == pngs(one)
+    for name in names[5::3]:  # strips lost: redone alone, each from its own frame and its span's first
+        (two / "rgb" / f"{name}.png").unlink()
+    assert cli.run(["segment", "ethx", "--data", str(runs_dir), "--outdir", str(two), "-j", "2"]) == 0
+    assert json.loads((two / "segment_report.json").read_text())["counts"]["written"] == len(names[5::3])
+    assert pngs(two) == pngs(one)
+
+
+def test_the_detect_mode_is_a_strip_option(runs_dir, tmp_path, run_cli):
+    out = tmp_path / "prep"
+    args = ("segment", "ethx", "--data", runs_dir, "--outdir", out, "--subjects", "0001", "-j", "1")
+    code, _, _ = run_cli(*args, "--detect", "every")
+    assert code == 0 and json.loads((out / "segment_report.json").read_text())["options"]["detect"] == "every"
+    code, _, err = run_cli(*args)
+    assert code == 2 and "detect every" in err and "detect track" in err and len(err.strip().splitlines()) == 1
+    code, _, _ = run_cli(*args, "--overwrite")
+    assert code == 0 and json.loads((out / "segment_report.json").read_text())["options"]["detect"] == "track"
+    code, _, err = run_cli(*args, "--detect", "sometimes")
+    assert code == 2 and "--detect" in err and len(err.strip().splitlines()) == 1

@@ -50,25 +50,40 @@ class ItemError(Exception):
 _detector: LandmarkDetector | None = None
 
 
-def locate_face(rgb: np.ndarray, view: face_strip.DetectionView):
-    """Landmarks and strip box of the face in `rgb`, with this process's one FaceMesh."""
+def face_detector() -> LandmarkDetector:
+    """This process's one FaceMesh."""
     global _detector
     if _detector is None:
         _detector = LandmarkDetector()
+    return _detector
+
+
+def locate_face(rgb: np.ndarray, view: face_strip.DetectionView, anchor: face_strip.Anchor | None = None):
+    """Landmarks and strip box of the face in `rgb`: near `anchor` (face_strip.locate_near), or
+    with the detector when there is none."""
     try:
-        return face_strip.locate(rgb, _detector, view)
+        return face_strip.locate_near(rgb, face_detector(), view, anchor)
     except face_strip.NoFace as exc:
         raise ItemError(str(exc)) from exc
 
 
+DETECT_MODES = ("track", "every")
+ANCHORS_KEPT = 64  # anchors a process keeps (the oldest goes): more than the 18 cameras of a subject
+
+
 @dataclass
 class EthxSource:
+    """ETH-XGaze rows. `detect`: "track" runs the face detector on the first frame of each span of
+    TRACK_SPAN frames of one (subject, camera) run and the landmark model alone on the others
+    (face_strip.locate_near); "every" runs FaceMesh's detector on every frame."""
+
     h5_dir: Path
     size: int = 256
     keep: ethx.EthxFilter = field(default_factory=ethx.EthxFilter)
     limit: int | None = None
+    detect: str = "track"
     kind = "ethx"
-    strip_options = ("size", "cameras", "max_frame")  # the filters change `k`, so the names
+    strip_options = ("size", "cameras", "max_frame", "detect")  # the filters change `k`, so the names
 
     def tasks(self) -> tuple[list[Task], list[Skipped]]:
         tasks: list[Task] = []
@@ -79,9 +94,13 @@ class EthxSource:
             except ethx.EthxFileError as exc:
                 skipped.append(Skipped(path.name, str(exc)))
                 continue
+            spans: dict[int, tuple[int, int]] = {}  # camera -> (its frames so far, the row of its span's first)
             for r in rows:
                 if self.limit is not None and len(tasks) >= self.limit:
                     return tasks, skipped
+                seen, first = spans.get(r.camera, (0, r.row))
+                first = r.row if seen % face_strip.TRACK_SPAN == 0 else first
+                spans[r.camera] = (seen + 1, first)
                 label = f"{path.name} row {r.row}"
                 problem = None if r.pitch is None else _gaze_problem(r.pitch, r.yaw)
                 if problem:
@@ -90,17 +109,32 @@ class EthxSource:
                 name = strip_name(r.camera, r.subject, r.k, r.pitch, r.yaw)
                 row = {"name": name, "pitch": r.pitch, "yaw": r.yaw, "subject": r.subject, "camera": r.camera,
                        "frame": r.frame, "source": self.kind, "file": path.name, "row": r.row}
-                tasks.append(Task(name, row, (r.path, r.row), label))
+                tasks.append(Task(name, row, (r.path, r.row, first if self.detect == "track" else None), label))
         return tasks, skipped
 
     def make(self, item) -> tuple[np.ndarray, np.ndarray]:
-        path, row = item
+        path, row, first = item
         try:
             rgb = ethx.read_face(self._open(path), row)
         except (OSError, ValueError, KeyError) as exc:
             raise ItemError(f"unreadable face_patch ({exc})") from exc
-        points, box = locate_face(rgb, face_strip.ETHX_VIEW)
+        anchor = None if first is None else self._anchor(path, first, rgb if first == row else None)
+        points, box = locate_face(rgb, face_strip.ETHX_VIEW, anchor)
         return face_strip.strip_from_landmarks(rgb, points, box, self.size)
+
+    def _anchor(self, path: str, row: int, rgb: np.ndarray | None) -> face_strip.Anchor | None:
+        """The anchor of the span that starts at `row` (its face patch `rgb` when at hand), found
+        once per process; None when that frame has no face or cannot be read."""
+        anchors = self.__dict__.setdefault("_anchors", {})
+        if (path, row) not in anchors:
+            try:
+                rgb = ethx.read_face(self._open(path), row) if rgb is None else rgb
+                anchors[path, row] = face_strip.find_anchor(rgb, face_detector(), face_strip.ETHX_VIEW)
+            except (OSError, ValueError, KeyError):
+                anchors[path, row] = None
+            if len(anchors) > ANCHORS_KEPT:
+                del anchors[next(iter(anchors))]  # the oldest
+        return anchors[path, row]
 
     def _open(self, path: str) -> h5py.File:
         handles = self.__dict__.setdefault("_handles", {})
@@ -109,7 +143,7 @@ class EthxSource:
         return handles[path]
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_handles"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_handles", "_anchors")}
 
 
 def _gaze_problem(pitch: float, yaw: float) -> str | None:
