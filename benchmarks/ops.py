@@ -1,12 +1,14 @@
-"""Forward+backward time of the custom ops: CUDA kernels vs the PyTorch reference.
+"""Forward+backward time of the custom ops: CUDA kernels, or on the CPU the native-convolution path
+(`cuda_ops.native`), against the PyTorch reference.
 
     python benchmarks/ops.py [--device cuda] [--repeat 50] [--csv ops.csv]
 
 StyleGAN2 shapes at batch 8: 512 channels at 4-64 px, 128 and 64 channels at
 128 and 256 px; for upfirdn2d the three resamplings the networks use (upsample,
 the blur before a strided conv, downsample). Each row is the median of
-``--repeat`` timed runs after warm-up (CUDA events), and ref/cuda is the speedup.
-Without a GPU only the reference column is measured (sizes up to --max-size).
+``--repeat`` timed runs after warm-up (CUDA events), and ref/ours is the speedup. Without a GPU
+"ours" is impl="auto" on the CPU (sizes up to --max-size): upfirdn2d through native convolutions,
+fused_leaky_relu the reference itself (ratio about 1).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+
+harness.use_tree()
 
 import cuda_ops  # noqa: E402
 
@@ -35,8 +39,8 @@ RESAMPLINGS = {
 }
 
 
-def time_ms(fn, device: torch.device, repeat: int, warmup: int = 5) -> float:
-    """Median milliseconds of fn() over `repeat` runs after `warmup` runs."""
+def time_ms(fn, device: torch.device, repeat: int, warmup: int = 5) -> list[float]:
+    """Milliseconds of fn() in each of `repeat` runs after `warmup` runs."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -52,7 +56,7 @@ def time_ms(fn, device: torch.device, repeat: int, warmup: int = 5) -> float:
             t0 = time.perf_counter()
             fn()
             samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+    return samples
 
 
 def upfirdn_step(x, grad, impl, kernel, kwargs):
@@ -85,15 +89,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--max-size", type=int, default=None, help="largest resolution (default: all on GPU, 32 on CPU)")
     parser.add_argument("--csv", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--json", dest="json_out", type=Path, help="also write the comparisons as rows (run_all.py)")
     args = parser.parse_args()
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     max_size = args.max_size or (256 if on_gpu else 32)
-    impls = ("ref", "cuda") if on_gpu else ("ref",)
+    impls = ("ref", "cuda") if on_gpu else ("ref", "auto")
     gpu = torch.cuda.get_device_name(device) if on_gpu else "none"
     print(f"device {device} ({gpu}), torch {torch.__version__}, CUDA {torch.version.cuda}, git {git_sha()}")
 
-    rows = []
+    rows, comparisons = [], []
     gen = torch.Generator().manual_seed(0)
     for n, c, size in SHAPES:
         if size > max_size:
@@ -110,17 +115,19 @@ def main() -> None:
         cases["fused_leaky_relu"] = {impl: act_step(x, bias, grad, impl) for impl in impls}
         for op, fns in cases.items():
             times = {impl: time_ms(fn, device, args.repeat) for impl, fn in fns.items()}
-            ratio = times["ref"] / times["cuda"] if "cuda" in times else float("nan")
-            rows.append((op, f"{n}x{c}x{size}x{size}", times["ref"], times.get("cuda"), ratio))
+            ref_ms, our_ms = statistics.median(times["ref"]), statistics.median(times[impls[1]])
+            rows.append((op, f"{n}x{c}x{size}x{size}", ref_ms, our_ms, ref_ms / our_ms))
+            comparisons.append(harness.row(f"{op} {n}x{c}x{size}", "ms", "reference twin", times["ref"], times[impls[1]],
+                                           higher_is_better=False))
 
-    header = ("op", "shape [N,C,H,W]", "ref ms", "cuda ms", "ref/cuda")
+    ours = "cuda" if on_gpu else "native"
+    header = ("op", "shape [N,C,H,W]", "ref ms", f"{ours} ms", f"ref/{ours}")
     print(f"{header[0]:<26} {header[1]:<18} {header[2]:>9} {header[3]:>9} {header[4]:>9}")
-    for op, shape, ref_ms, cuda_ms, ratio in rows:
-        cuda_text = f"{cuda_ms:9.3f}" if cuda_ms is not None else f"{'n/a':>9}"
-        print(f"{op:<26} {shape:<18} {ref_ms:9.3f} {cuda_text} {ratio:9.2f}")
-    if on_gpu:
-        ratios = [r[4] for r in rows]
-        print(f"median speedup ref/cuda over {len(ratios)} rows: {statistics.median(ratios):.2f}")
+    for op, shape, ref_ms, our_ms, ratio in rows:
+        print(f"{op:<26} {shape:<18} {ref_ms:9.3f} {our_ms:9.3f} {ratio:9.2f}")
+    print(f"median speedup ref/{ours} over {len(rows)} rows: {statistics.median(r[4] for r in rows):.2f}")
+    if args.json_out:
+        harness.report(comparisons, args.json_out)
     if args.csv:
         with args.csv.open("w", newline="") as handle:
             writer = csv.writer(handle)

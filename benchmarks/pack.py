@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--json", dest="json_out", type=Path, help="also write the comparisons as rows (run_all.py)")
     parser.add_argument("--child", nargs=5, metavar=("MODE", "PREP", "OUT", "SIZE", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -104,7 +107,7 @@ def main() -> None:
         child(mode, Path(prep), Path(out), int(size), int(workers))
         return
     counts = [int(n) for n in args.sizes.split(",")]
-    rows = []
+    rows, comparisons = [], []
     with tempfile.TemporaryDirectory(prefix="gcgan-pack-bench-") as tmp:
         scratch = Path(tmp)
         cases = [(n, 256, 256) for n in counts] + [(counts[0], 250, 256)]
@@ -112,11 +115,12 @@ def main() -> None:
             prep = scratch / f"prep-{n}-{strip}"
             make_prep(prep, n, strip, args.workers)
             repeat = 1 if n == max(counts) and len(counts) > 1 else args.repeat
-            results = {}
+            results, rates = {}, {}
             for label, mode, workers in (("reference-style, 1 process", "reference", 1), ("gcgan, 1 process", "gcgan", 1),
                                          (f"gcgan, {args.workers} processes", "gcgan", args.workers)):
                 runs = [measure(mode, prep, scratch, size, workers) for _ in range(repeat)]
-                rate = statistics.median(r["count"] / r["elapsed"] for r in runs)
+                rates[label] = [r["count"] / r["elapsed"] for r in runs]
+                rate = statistics.median(rates[label])
                 results[label] = rate
                 rows.append({"records": n, "strip": strip, "packed": size, "variant": label, "img_s": round(rate, 1),
                              "ratio": round(rate / results["reference-style, 1 process"], 2),
@@ -125,12 +129,17 @@ def main() -> None:
                 row = rows[-1]
                 print(f"{n:>6} {strip}->{size}  {label:<28} {row['img_s']:>7.1f} img/s  x{row['ratio']:<5} "
                       f"main {row['main_mib']:>4} MiB  worker {row['worker_mib']:>4} MiB  ({repeat} run(s))", flush=True)
+            base = "reference-style, 1 process"
+            comparisons += [harness.row(f"pack {n} {strip}->{size}, {label.removeprefix('gcgan, ')}", "img/s", base,
+                                        rates[base], rates[label]) for label in rates if label != base]
             shutil.rmtree(prep)
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+    if args.json_out:
+        harness.report(comparisons, args.json_out)
 
 
 if __name__ == "__main__":

@@ -1,68 +1,86 @@
-"""Sampling throughput: one image per forward pass (the reference's way) against batched passes.
+"""Sampling throughput: batched passes against one image per forward pass (the reference's way),
+and against a base revision, in alternating fresh processes (benchmarks/harness.py).
 
-    python benchmarks/sample.py [--configs tiny64,ref256] [--batch 32] [--n 64] [--device cpu|cuda] [--repeat 3]
+    python benchmarks/sample.py [--configs tiny64,small64,ref256] [--batch 32] [--n 64] [--device cpu|cuda]
+                                [--baseline REV] [--processes 3] [--threads N]
 
-Both render the same n truncated latents through `core.synthesis.render` with G_ema-style fixed
-noise on a randomly initialised generator (speed does not depend on the weights). img/s is n / the
-median over `--repeat` runs, after one warm-up run. Configurations: tiny64 (the tiny preset's
-widths at 64 px), ref256 (the reference's model, meant for a GPU).
+Every variant renders the same n truncated latents through `core.synthesis.render` with G_ema-style
+fixed noise on a randomly initialised generator (speed does not depend on the weights), once to warm
+up and once timed; img/s = n / that time, the image moved to the CPU as `gcgan sample` does.
+Rows: batch 1 against `--batch` in the working tree; with --baseline, REV against the working tree at
+`--batch`. Configurations: tiny64, small64, ref256 (the reference's model, meant for a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import sys
 import time
-from pathlib import Path
 
-import torch
+import harness
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+harness.use_tree()
+
+import torch  # noqa: E402
 
 from gcgan_cli.core.model import Generator, preset  # noqa: E402
 from gcgan_cli.core.synthesis import render, truncated_latents  # noqa: E402
 
-CONFIGS = {"tiny64": lambda: preset("tiny", size=64), "ref256": lambda: preset("ref256")}
+CONFIGS = {"tiny64": ("tiny", 64), "small64": ("small", 64), "ref256": ("ref256", 256)}
 
 
-def images_per_second(generator: Generator, latents: torch.Tensor, gazes: torch.Tensor, batch: int, repeat: int) -> float:
-    device = latents.device
-    times = []
-    for i in range(repeat + 1):
+def measure(args) -> dict:
+    harness.set_threads(args.threads)
+    device = torch.device(args.device)
+    name, size = CONFIGS[args.config]
+    config = preset(name, size=size)
+    torch.manual_seed(0)
+    generator = Generator(config).to(device).eval().requires_grad_(False)
+    z = torch.randn(args.n, config.style_dim, device=device)
+    latents = truncated_latents(generator, z, 0.7, generator.mean_latent(1000))
+    gazes = (torch.rand(args.n, 2, device=device) - 0.5) * 0.8
+    seconds = []
+    for _ in range(2):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for out in render(generator, latents, gazes, batch):
-            out.image.float().clamp(-1, 1).to("cpu")  # what `gcgan sample` does with each batch
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - start)
-    return len(latents) / statistics.median(times)
+        for out in render(generator, latents, gazes, args.batch):
+            out.image.float().clamp(-1, 1).to("cpu")
+        seconds.append(time.perf_counter() - start)
+    return {"img_s": args.n / seconds[-1]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="tiny64,ref256" if torch.cuda.is_available() else "tiny64")
+    parser.add_argument("--configs", default="tiny64,small64,ref256" if torch.cuda.is_available() else "tiny64,small64")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeat", type=int, default=3)
+    harness.add_arguments(parser)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, n {args.n}, median of {args.repeat}")
-    for name in args.configs.split(","):
-        config = CONFIGS[name]()
-        torch.manual_seed(0)
-        generator = Generator(config).to(device).eval().requires_grad_(False)
-        z = torch.randn(args.n, config.style_dim, device=device)
-        latents = truncated_latents(generator, z, 0.7, generator.mean_latent(1000))
-        gazes = (torch.rand(args.n, 2, device=device) - 0.5) * 0.8
-        single = images_per_second(generator, latents, gazes, 1, args.repeat)
-        batched = images_per_second(generator, latents, gazes, args.batch, args.repeat)
-        print(f"{name:<7} {config.size:>4} px  batch 1 {single:8.1f} img/s  batch {args.batch} {batched:8.1f} img/s"
-              f"  ratio {batched / single:.2f}x", flush=True)
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    print(f"torch {torch.__version__}, {args.device}, n {args.n}, {args.processes} processes per variant", flush=True)
+    rows = []
+    with harness.trees(args.baseline) as trees:
+        for name in args.configs.split(","):
+            def child(batch: int) -> list[str]:
+                return [sys.executable, __file__, "--child", "--config", name, "--batch", str(batch), "--n", str(args.n),
+                        "--device", args.device, "--threads", str(args.threads)]
+
+            runs = {label: (child(args.batch), tree) for label, tree in trees.items()}
+            runs["one image per pass"] = (child(1), harness.ROOT)
+            results = harness.alternate(runs, args.processes)
+            ours = [r["img_s"] for r in results[harness.CURRENT]]
+            for label in runs:
+                if label != harness.CURRENT:
+                    rows.append(harness.row(f"sample {name} batch {args.batch}", "img/s", label,
+                                            [r["img_s"] for r in results[label]], ours))
+    harness.report(rows, args.json_out)
 
 
 if __name__ == "__main__":

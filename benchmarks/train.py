@@ -1,18 +1,22 @@
-"""Training throughput (img/s) and peak memory of `gcgan train` against a reference-style loop.
+"""Training throughput (img/s) and peak memory of `gcgan train`: against a base revision and against
+a reference-style loop, each in alternating fresh processes (benchmarks/harness.py).
 
-    python benchmarks/train.py [--configs tiny64,ref256] [--batch 4] [--device cpu|cuda]
-                               [--steps 20] [--repeat 3] [--warmup 5]
+    python benchmarks/train.py [--configs tiny64,small64,ref256] [--batch 8] [--device cpu|cuda]
+                               [--baseline REV] [--processes 3] [--threads N] [--steps 10] [--warmup 3]
 
-Both variants run the same Trainer on the same synthetic DB, each in a fresh process:
-- reference-style: what the reference loop does per step beyond the algorithm: it evaluates
-  D(real, wrong gaze) and drops it, reduces and `.item()`s every loss every step (a host sync),
-  loads data in the main process (num_workers 0, also gcgan's default on the CPU), and runs in fp32 with TF32 (PyTorch 1.10's
-  defaults on Ampere+ GPUs; plain fp32 on CPU);
-- gcgan: no wasted D pass, losses stay on the device between log steps, on CUDA DataLoader
-  workers with pinned memory and bf16 autocast for the main passes (`--precision bf16`).
-img/s = batch / median step time over `--repeat` blocks of `--steps` steps, after `--warmup`.
-Peak memory: CUDA max_memory_allocated, or the process's max RSS on CPU.
-Configurations: tiny64 (the tiny preset's widths at 64 px: CPU), ref256 (the reference's model).
+Rows per configuration:
+- with --baseline REV: gcgan at REV against gcgan in the working tree (the code being replaced);
+- always: the reference-style loop against gcgan, both from the working tree. The reference-style
+  loop is what the reference does per step beyond the algorithm: it evaluates D(real, wrong gaze)
+  and drops it, reduces and `.item()`s every loss every step (a host sync), loads data in the main
+  process (num_workers 0, also gcgan's default on the CPU), and runs in fp32 with TF32 (PyTorch
+  1.10's defaults on Ampere+ GPUs; plain fp32 on CPU); gcgan has no wasted D pass, keeps losses on
+  the device between log steps, and on CUDA uses DataLoader workers with pinned memory and bf16
+  autocast for the main passes (`--precision bf16`).
+One process trains `--warmup` iterations (D step, G step and the lazy regularisers at their
+intervals), then times `--steps`; img/s = batch / mean step time. Peak memory: CUDA
+max_memory_allocated, or the process's max RSS on CPU.
+Configurations: tiny64 (the tiny preset at 64 px), small64 (the `small` preset), ref256 (the reference's model).
 """
 
 from __future__ import annotations
@@ -22,22 +26,23 @@ import contextlib
 import io
 import json
 import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+import harness
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+harness.use_tree()
+
+import torch  # noqa: E402
 
 from gcgan_cli import cli  # noqa: E402
 from gcgan_cli.core.training.config import resolve  # noqa: E402
 from gcgan_cli.core.training.trainer import Trainer  # noqa: E402
 
-CONFIGS = {"tiny64": {"preset": "tiny", "size": 64}, "ref256": {"preset": "ref256", "size": 256}}
+CONFIGS = {"tiny64": {"preset": "tiny", "size": 64}, "small64": {"preset": "small", "size": 64},
+           "ref256": {"preset": "ref256", "size": 256}}
 
 
 class ReferenceStyle(Trainer):
@@ -56,6 +61,8 @@ class ReferenceStyle(Trainer):
 
 def make_db(root: Path, size: int) -> Path:
     db = root / f"db{size}"
+    if db.is_dir():  # configurations of one size share it
+        return db
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.run(["segment", "synthetic", "--n", "64", "--size", str(size), "--outdir", str(root / f"prep{size}")]) == 0
         assert cli.run(["pack", "--data", str(root / f"prep{size}"), "--outdir", str(db), "--size", str(size)]) == 0
@@ -63,10 +70,12 @@ def make_db(root: Path, size: int) -> Path:
 
 
 def measure(args) -> dict:
-    """One variant in this process: JSON with the median step time and peak memory."""
+    """One variant in this process: JSON with the img/s and peak memory."""
+    harness.set_threads(args.threads)
     device = torch.device(args.device)
     reference = args.variant == "reference"
-    options = {**CONFIGS[args.config], "dataset": args.db, "checkpoint_dir": str(Path(args.db).parent / f"run-{args.variant}"),
+    run = Path(tempfile.mkdtemp(prefix="run-", dir=Path(args.db).parent))
+    options = {**CONFIGS[args.config], "dataset": args.db, "checkpoint_dir": str(run),
                "batch": args.batch, "iters": 10**9, "log_every": 10**6, "viz_every": 0, "save_every": 0, "fid_every": 0,
                "device": str(device), "workers": 0 if reference else None,
                "precision": "fp32" if device.type != "cuda" else "tf32" if reference else "bf16"}
@@ -76,28 +85,25 @@ def measure(args) -> dict:
         trainer.iteration()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    blocks = []
-    for _ in range(args.repeat):
-        sync()
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            trainer.iteration()
-        trainer.window.clear()
-        sync()
-        blocks.append((time.perf_counter() - start) / args.steps)
+    sync()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.iteration()
+    sync()
+    step = (time.perf_counter() - start) / args.steps
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    step = statistics.median(blocks)
-    return {"step_s": step, "img_s": args.batch / step, "peak_mib": peak / 2**20, "precision": options["precision"]}
+    return {"step_s": step, "img_s": args.batch / step, "peak_mib": peak / 2**20, "precision": options["precision"],
+            "threads": torch.get_num_threads()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="tiny64,ref256" if torch.cuda.is_available() else "tiny64")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--configs", default="tiny64,small64,ref256" if torch.cuda.is_available() else "tiny64,small64")
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    harness.add_arguments(parser)
     parser.add_argument("--variant", choices=("reference", "gcgan"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -105,21 +111,31 @@ def main() -> None:
     if args.variant:
         print(json.dumps(measure(args)))
         return
-    print(f"torch {torch.__version__}, {args.device}, batch {args.batch}, median of {args.repeat} x {args.steps} steps")
-    with tempfile.TemporaryDirectory() as tmp:
+    print(f"torch {torch.__version__}, {args.device}, batch {args.batch}, {args.processes} processes per variant "
+          f"of {args.warmup} + {args.steps} iterations", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, harness.trees(args.baseline) as trees:
         for name in args.configs.split(","):
             db = make_db(Path(tmp), CONFIGS[name]["size"])
-            results = {}
-            for variant in ("reference", "gcgan"):
-                command = [sys.executable, __file__, "--variant", variant, "--config", name, "--db", str(db),
-                           "--device", args.device, "--batch", str(args.batch), "--steps", str(args.steps),
-                           "--repeat", str(args.repeat), "--warmup", str(args.warmup)]
-                output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-                results[variant] = json.loads(output.strip().splitlines()[-1])
-            ref, ours = results["reference"], results["gcgan"]
-            print(f"{name:<7} reference-style {ref['img_s']:8.2f} img/s ({ref['peak_mib']:7.0f} MiB, {ref['precision']})"
-                  f"  gcgan {ours['img_s']:8.2f} img/s ({ours['peak_mib']:7.0f} MiB, {ours['precision']})"
-                  f"  ratio {ours['img_s'] / ref['img_s']:.2f}x", flush=True)
+
+            def child(variant: str) -> list[str]:
+                return [sys.executable, __file__, "--variant", variant, "--config", name, "--db", str(db),
+                        "--device", args.device, "--batch", str(args.batch), "--steps", str(args.steps),
+                        "--warmup", str(args.warmup), "--threads", str(args.threads)]
+
+            runs = {label: (child("gcgan"), tree) for label, tree in trees.items()}
+            runs["reference-style loop"] = (child("reference"), harness.ROOT)
+            results = harness.alternate(runs, args.processes)
+            ours = results[harness.CURRENT]
+            for label in runs:
+                if label == harness.CURRENT:
+                    continue
+                base = results[label]
+                rows.append(harness.row(f"train {name}", "img/s", label, [r["img_s"] for r in base],
+                                        [r["img_s"] for r in ours]))
+                rows.append(harness.row(f"train {name} peak", "MiB", label, [r["peak_mib"] for r in base],
+                                        [r["peak_mib"] for r in ours], higher_is_better=False))
+    harness.report(rows, args.json_out)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import torch
 
 from .dispatch import kernels_for
 from .reference import upfirdn2d_ref
+from .native import upfirdn2d_native
 
 IntPair = int | Sequence[int]
 
@@ -95,7 +96,8 @@ def upfirdn2d(
         kernel: [kh, kw] FIR kernel (a constant: no gradient flows into it).
         up, down: int or (x, y) factors, >= 1.
         pad: (p0, p1) for both axes or (x0, x1, y0, y1); negative values crop.
-        impl: "auto" (``GCGAN_CUDA_OPS`` policy), "ref" or "cuda".
+        impl: "auto" (``GCGAN_CUDA_OPS`` policy; without the kernels, native convolutions
+            that skip the reference's copies: `cuda_ops.native`), "ref" (the reference twin) or "cuda".
 
     Returns [N, C, H_out, W_out], H_out = (H * up_y + y0 + y1 - kh) // down_y + 1.
     The filter is a true convolution; for the symmetric kernels of StyleGAN2 the
@@ -119,7 +121,7 @@ def upfirdn2d(
     kernel = kernel.detach()
     backend = kernels_for(x, impl)
     if backend is None:
-        return upfirdn2d_ref(x, kernel, up2, down2, pad4)
+        return (upfirdn2d_ref if impl == "ref" else upfirdn2d_native)(x, kernel, up2, down2, pad4)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     kernel = kernel.to(device=x.device, dtype=acc).contiguous()
     return _UpFirDn2dKernel.apply(x, kernel, up2, down2, pad4, backend)

@@ -70,7 +70,7 @@ class Discriminator(nn.Module):
         return self.embed is not None or self.project is not None
 
     def normalise(self, gaze: torch.Tensor) -> torch.Tensor:
-        return (gaze.float() - self.gaze_mean) / self.gaze_std
+        return (gaze.to(self.gaze_mean.dtype) - self.gaze_mean) / self.gaze_std
 
     def forward(self, image: torch.Tensor, seg: torch.Tensor | None, gaze: torch.Tensor | None = None,
                 estimate_gaze: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

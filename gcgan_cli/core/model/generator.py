@@ -29,6 +29,7 @@ from gcgan_cli.core.model.layers import (
     PositionEmbedding,
     StyledConv1x1,
     ToRGB,
+    activation_gain,
 )
 
 
@@ -69,14 +70,22 @@ class LocalGenerator(nn.Module):
         self.to_feat = ToRGB(width, config.coarse_channels, upsample=False)
         self.embed = FullyConnectedLayer(2, config.gaze_dim) if gaze else None
 
+    def layer_styles(self, styles: torch.Tensor, gaze: torch.Tensor | None) -> torch.Tensor:
+        """[B, local_layers, style_dim (+ gaze_dim)]: a gaze class's styles with the embedded
+        (normalised) gaze appended from layer base_layers on, zeros before."""
+        if not self.gaze:
+            return styles
+        if gaze is None:
+            raise ValueError("this generator is gaze-conditioned: pass gaze [B, 2] (pitch, yaw)")
+        embedded = self.embed(gaze)[:, None, :].expand(-1, self.config.local_layers, -1).clone()
+        embedded[:, : self.config.base_layers] = 0
+        return torch.cat([styles, embedded], dim=2)
+
     def forward(self, x: torch.Tensor, styles: torch.Tensor, gaze: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [1 or B, C, H, W] embedding, styles: [B, local_layers, style_dim] -> (depth, features)."""
-        if self.gaze:
-            if gaze is None:
-                raise ValueError("this generator is gaze-conditioned: pass gaze [B, 2] (pitch, yaw)")
-            embedded = self.embed(gaze)[:, None, :].expand(-1, self.config.local_layers, -1).clone()
-            embedded[:, : self.config.base_layers] = 0
-            styles = torch.cat([styles, embedded], dim=2)
+        """x: [1 or B, C, H, W] embedding, styles: [B, local_layers, style_dim] -> (depth, features).
+        One class layer by layer: the definition that `Generator.local_fields`, which runs every
+        class at once, is tested against."""
+        styles = self.layer_styles(styles, gaze)
         depth = torch.zeros_like(x[:, :1]).expand(styles.shape[0], 1, -1, -1)
         for layer, conv in enumerate(self.linears):
             x = conv(x, styles[:, layer])
@@ -86,6 +95,14 @@ class LocalGenerator(nn.Module):
                 if self.config.detach_texture:
                     x = x.detach()
         return depth, self.to_feat(x)
+
+
+def _heads(heads: list[ToRGB], x: torch.Tensor, batch: int) -> torch.Tensor:
+    """The 1x1 heads of several classes on their rows of x [classes * batch, in, P], as one
+    product: [classes * batch, out, P]."""
+    weight = torch.stack([head.conv.matrix() for head in heads]).repeat_interleave(batch, dim=0)
+    bias = torch.stack([head.bias.view(-1) for head in heads]).repeat_interleave(batch, dim=0)[:, :, None]
+    return torch.baddbmm(bias, weight, x)
 
 
 class RenderNet(nn.Module):
@@ -197,14 +214,44 @@ class Generator(nn.Module):
 
     # --- synthesis ---
 
+    def local_fields(self, latent: torch.Tensor, gaze: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every local generator at once: (depths [B, seg_dim, c, c], the background's 0;
+        features [seg_dim, B, coarse_channels, c, c]).
+
+        Each layer is one matrix product over all (class, sample) pairs with per-sample
+        demodulated weights, the bias and gain inside it and the leaky ReLU in place, where
+        LocalGenerator.forward runs seg_dim networks, each scaling its activations twice.
+        """
+        latent, config = self.expand(latent), self.config
+        classes, layers, batch, size = config.seg_dim, config.local_layers, latent.shape[0], config.coarse_size
+        if gaze is not None:
+            gaze = (gaze.to(self.gaze_mean.dtype) - self.gaze_mean) / self.gaze_std
+        styles = [net.layer_styles(latent[:, c * layers : (c + 1) * layers], gaze) for c, net in enumerate(self.local_nets)]
+        x = self.pos_embed(self.grid).flatten(2)[0]  # [C, H*W]: the same for every class and sample
+        depths = latent.new_zeros(batch, 1, size * size)
+        for layer in range(layers):
+            styled = [net.linears[layer] for net in self.local_nets]
+            gain = activation_gain(styled[0].activate)
+            weight = torch.cat([s.conv.sample_weights(style[:, layer], gain) for s, style in zip(styled, styles)])
+            bias = (torch.stack([s.activate.bias for s in styled]) * gain).repeat_interleave(batch, dim=0)[:, :, None]
+            if layer == 0:  # one product [classes * batch * out, in] @ [in, H*W]
+                x = torch.addmm(bias.flatten(0, 1), weight.flatten(0, 1), x).view(classes * batch, -1, x.shape[1])
+            else:
+                x = torch.baddbmm(bias, weight, x)
+            x = F.leaky_relu_(x, styled[0].activate.negative_slope)
+            if layer + 1 == config.depth_layers:
+                heads = [net.to_depth for net in self.local_nets[1:]]
+                depth = _heads(heads, x[batch:], batch)  # [(classes - 1) * batch, 1, H*W]
+                depths = torch.cat([depths, depth.view(classes - 1, batch, -1).transpose(0, 1)], dim=1)
+                if config.detach_texture:
+                    x = x.detach()
+        features = _heads([net.to_feat for net in self.local_nets], x, batch)
+        return depths.view(batch, classes, size, size), features.view(classes, batch, -1, size, size)
+
     def local_outputs(self, latent: torch.Tensor, gaze: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(depth [B,1,c,c], features [B,coarse_channels,c,c]) of every local generator."""
-        latent = self.expand(latent)
-        embedding = self.pos_embed(self.grid)  # the same grid for every sample and class: computed once
-        layers = self.config.local_layers
-        if gaze is not None:
-            gaze = (gaze.float() - self.gaze_mean) / self.gaze_std
-        return [net(embedding, latent[:, c * layers : (c + 1) * layers], gaze) for c, net in enumerate(self.local_nets)]
+        depths, features = self.local_fields(latent, gaze)
+        return [(depths[:, c : c + 1], features[c]) for c in range(self.config.seg_dim)]
 
     def synthesize(self, latent: torch.Tensor, gaze: torch.Tensor | None, noise: list[torch.Tensor] | None = None,
                    randomize_noise: bool = True, composition_mask: torch.Tensor | None = None) -> GeneratorOutput:
@@ -214,13 +261,12 @@ class Generator(nn.Module):
         one-hot row, the image of one part alone.
         """
         latent = self.expand(latent)
-        outputs = self.local_outputs(latent, gaze)
-        depths = torch.cat([depth for depth, _ in outputs], dim=1)
+        depths, features = self.local_fields(latent, gaze)
         seg = depths.softmax(dim=1)
         if composition_mask is not None:
             seg = seg * composition_mask[:, :, None, None]
             seg = seg / (seg.sum(dim=1, keepdim=True) + 1e-8)
-        feat = sum(f * seg[:, c : c + 1] for c, (_, f) in enumerate(outputs))
+        feat = (features * seg.transpose(0, 1)[:, :, None]).sum(dim=0)  # sum over classes of mask * features
         seg_coarse = 2 * seg - 1
         if noise is None and not randomize_noise:
             noise = self.render_net.fixed_noise()

@@ -16,6 +16,7 @@ from torch import nn
 from cuda_ops import FusedLeakyReLU, fused_leaky_relu, make_kernel, upfirdn2d
 
 BLUR_KERNEL = (1, 3, 3, 1)
+RESIDUAL_GAIN = 1 / math.sqrt(2)
 
 
 class PixelNorm(nn.Module):
@@ -48,7 +49,7 @@ class FullyConnectedLayer(nn.Module):
         self.gain = 1 / math.sqrt(in_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x.float(), self.weight * self.gain, self.bias)
+        return F.linear(x.to(self.weight.dtype), self.weight * self.gain, self.bias)
 
 
 class ModulatedConv1x1(nn.Module):
@@ -64,6 +65,13 @@ class ModulatedConv1x1(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch))
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.scale = 1 / math.sqrt(in_ch)
+
+    def sample_weights(self, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """The per-sample demodulated weights [B, out, in] times `gain`: forward as one matrix
+        product per sample, which never scales the activations themselves."""
+        s = self.modulation(style) * self.scale
+        weight = self.weight[None] * s[:, None, :]
+        return weight * (torch.rsqrt(weight.pow(2).sum(dim=2, keepdim=True) + 1e-8) * gain)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         s = self.modulation(style) * self.scale  # [B, in]
@@ -86,13 +94,16 @@ class StyledConv1x1(nn.Module):
 
 
 class Blur(nn.Module):
-    def __init__(self, pad: tuple[int, int], up_factor: int = 1):
+    """The [1,3,3,1] filter; with `down` 2 only every other sample is computed (the blur before a
+    strided 1x1 convolution, whose other samples would be dropped)."""
+
+    def __init__(self, pad: tuple[int, int], up_factor: int = 1, down: int = 1):
         super().__init__()
         self.register_buffer("kernel", make_kernel(BLUR_KERNEL) * up_factor**2, persistent=False)
-        self.pad = pad
+        self.pad, self.down = pad, down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+        return upfirdn2d(x, self.kernel, down=self.down, pad=self.pad)
 
 
 class Upsample(nn.Module):
@@ -107,14 +118,23 @@ class Upsample(nn.Module):
 
 
 class NoiseInjection(nn.Module):
+    """The learned strength of per-pixel noise; FixedStyledConv adds weight * noise to its output."""
+
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        if noise is None:
-            noise = x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
-        return x + self.weight * noise
+    @staticmethod
+    def draw(x: torch.Tensor) -> torch.Tensor:
+        """Fresh noise [B, 1, H, W] for the output x."""
+        return x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
+
+
+def activation_gain(act: FusedLeakyReLU | None) -> float:
+    """The factor an activation's scale folds into the weights before it: the leaky ReLU is
+    positively homogeneous (scale * lrelu(v) = lrelu(scale * v) for scale > 0), so bias, gain and
+    activation cost one pass over the output instead of three."""
+    return act.scale if act is not None else 1.0
 
 
 class FixedStyledConv(nn.Module):
@@ -133,17 +153,29 @@ class FixedStyledConv(nn.Module):
         self.noise = NoiseInjection() if noise else None
         self.activate = FusedLeakyReLU(out_ch) if activate else None
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def matrix(self) -> torch.Tensor:
+        """A 1x1 layer without demodulation as its [out, in] matrix (the heads of the local generators)."""
+        return (self.weight * self.modulation * self.scale).flatten(1)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`bias` [out] (ToRGB's, when there is no activation) is added inside the convolution."""
         weight = self.weight * self.modulation * self.scale
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        gain = activation_gain(self.activate)
+        if self.activate is not None:
+            weight, bias = weight * gain, self.activate.bias * gain
         if self.upsample:
-            x = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            if bias is not None:
+                out = out + bias[None, :, None, None]  # after the blur, which would blur it at the borders
         else:
-            x = F.conv2d(x, weight, padding=self.padding)
+            out = F.conv2d(x, weight, bias, padding=self.padding)
         if self.noise is not None:
-            x = self.noise(x, noise)
-        return self.activate(x) if self.activate is not None else x
+            noise = self.noise.draw(out) if noise is None else noise
+            out = out.addcmul_(noise, self.noise.weight * gain)
+        return F.leaky_relu_(out, self.activate.negative_slope) if self.activate is not None else out
 
 
 class ToRGB(nn.Module):
@@ -157,8 +189,8 @@ class ToRGB(nn.Module):
         self.upsample = Upsample() if upsample else None
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x) + self.bias
-        return out + self.upsample(skip) if skip is not None else out
+        out = self.conv(x, bias=self.bias.view(-1))
+        return out.add_(self.upsample(skip)) if skip is not None else out
 
 
 class PositionEmbedding(nn.Module):
@@ -188,25 +220,38 @@ class EqualConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.scale, self.stride, self.padding = 1 / math.sqrt(in_ch * kernel * kernel), stride, padding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.scale, stride=self.stride, padding=self.padding)
+    def forward(self, x: torch.Tensor, act: FusedLeakyReLU | None = None, gain: float = 1.0) -> torch.Tensor:
+        """With `act`, its bias and activation in the same pass; `gain` scales the result."""
+        gain *= activation_gain(act)
+        bias = act.bias * gain if act is not None else None
+        out = F.conv2d(x, self.weight * (self.scale * gain), bias, stride=self.stride, padding=self.padding)
+        return F.leaky_relu_(out, act.negative_slope) if act is not None else out
 
 
 class ConvLayer(nn.Sequential):
     """[Blur] -> EqualConv2d (stride 2 when downsampling) -> FusedLeakyReLU, which holds the
-    bias; without the activation (the residual skip) there is no bias."""
+    bias; without the activation (the residual skip) there is no bias. A 1x1 convolution with
+    stride 2 reads every other sample, so its blur computes only those (down 2) and it runs with
+    stride 1; the convolution applies the activation itself (EqualConv2d.forward)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, downsample: bool = False, activate: bool = True):
         layers: list[nn.Module] = []
         if downsample:
             p = len(BLUR_KERNEL) - 2 + kernel - 1
-            layers.append(Blur(((p + 1) // 2, p // 2)))
-            layers.append(EqualConv2d(in_ch, out_ch, kernel, stride=2))
+            pointwise = kernel == 1
+            layers.append(Blur(((p + 1) // 2, p // 2), down=2 if pointwise else 1))
+            layers.append(EqualConv2d(in_ch, out_ch, kernel, stride=1 if pointwise else 2))
         else:
             layers.append(EqualConv2d(in_ch, out_ch, kernel, padding=kernel // 2))
         if activate:
             layers.append(FusedLeakyReLU(out_ch))
         super().__init__(*layers)
+        self.blurs, self.activates = downsample, activate
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        if self.blurs:
+            x = self[0](x)
+        return self[int(self.blurs)](x, self[-1] if self.activates else None, gain)
 
 
 class ResBlock(nn.Module):
@@ -217,4 +262,5 @@ class ResBlock(nn.Module):
         self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+        """(conv2(conv1(x)) + skip(x)) / sqrt(2), the division folded into both branches' weights."""
+        return self.conv2(self.conv1(x), gain=RESIDUAL_GAIN) + self.skip(x, gain=RESIDUAL_GAIN)
