@@ -29,7 +29,7 @@ def commands(args) -> dict[str, list[str]]:
         tree += ["--baseline", args.baseline]
     quick = args.quick
     return {
-        "segment": ["segment.py", *(["--images", "120", "--repeat", "1"] if quick else [])],
+        "segment": ["segment.py", *(["--images", "120", "--repeat", "1", "--synthetic", "200"] if quick else [])],
         "pack": ["pack.py", *(["--sizes", "500", "--repeat", "1"] if quick else [])],
         "train": ["train.py", *tree, *(["--steps", "4", "--warmup", "2"] if quick else [])],
         "sample": ["sample.py", *tree, *(["--n", "32"] if quick else [])],

@@ -32,6 +32,8 @@ from pathlib import Path
 import cv2
 import h5py
 
+import harness
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
@@ -102,9 +104,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--synthetic", type=int, default=2000, help="strips for the synthetic rows")
     parser.add_argument("--csv", type=Path)
+    parser.add_argument("--json", dest="json_out", type=Path, help="also write the comparisons as rows (run_all.py)")
     args = parser.parse_args()
 
-    rows = []
+    rows, comparisons = [], []
     runs = [(detect, workers) for detect in ("every", "track") for workers in (1, args.workers)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -127,6 +130,8 @@ def main() -> None:
                 rate = statistics.median(rates[detect, workers])
                 where = "1 process" if workers == 1 else f"{workers} workers, one FaceMesh each"
                 rows.append((f"ethx {motion}", f"gcgan --detect {detect}, {where}", count, rate, rate / base))
+                comparisons.append(harness.row(f"segment ethx {motion} {detect} x{workers}", "img/s",
+                                               "FaceMesh per image", rates["baseline"], rates[detect, workers]))
 
         render = statistics.median(render_rate(args.size, min(args.synthetic, 1000)) for _ in range(args.repeat))
         rows.append(("synthetic", "renderer only, 1 core", min(args.synthetic, 1000), render, float("nan")))
@@ -145,6 +150,8 @@ def main() -> None:
             writer = csv.writer(handle)
             writer.writerow(["data", "method", "n", "img_per_s", "ratio_vs_baseline"])
             writer.writerows(rows)
+    if args.json_out:
+        harness.report(comparisons, args.json_out)
 
 
 if __name__ == "__main__":

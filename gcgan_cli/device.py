@@ -47,3 +47,15 @@ def resolve_device(spec: str) -> torch.device:
     if number >= count:
         raise UsageError(f"--device {spec}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1})")
     return torch.device("cuda", number)
+
+
+def place(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` on `device` in the memory layout its convolutions run fastest in there: channels-last
+    on the CPU (oneDNN; 1.2x training throughput at the tiny and small presets, benchmarks/train.py),
+    the default NCHW elsewhere, which the CUDA kernels of cuda_ops read."""
+    import torch
+
+    module.to(device)
+    if device.type == "cpu":
+        module.to(memory_format=torch.channels_last)
+    return module

@@ -31,6 +31,7 @@ from gcgan_cli.data.contact_sheet import tile
 from gcgan_cli.data.masks import colorize
 from gcgan_cli.data.pack_inputs import SAMPLES
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
+from gcgan_cli.device import place
 from gcgan_cli.errors import UsageError
 
 TRUNCATION_SAMPLES = 10_000  # z codes averaged for the truncation centre (the reference's)
@@ -68,7 +69,7 @@ def load_generator(path: Path, device: torch.device, ema: bool = True) -> Loaded
     with contents_of(where):
         generator = Generator(config)
         generator.load_state_dict(state)
-    generator.to(device).eval().requires_grad_(False)
+    place(generator, device).eval().requires_grad_(False)
     return LoadedGenerator(generator, config, labels, sha, step, loss_model)
 
 

@@ -43,7 +43,7 @@ from gcgan_cli.core.training.window import LossWindow, nonfinite
 from gcgan_cli.core.visualize import sample_grid
 from gcgan_cli.data import gaze_db
 from gcgan_cli.data.prep_dir import encode_png, write_atomic
-from gcgan_cli.device import resolve_device
+from gcgan_cli.device import place, resolve_device
 from gcgan_cli.errors import CheckpointError, DatasetError, TrainingDiverged, UsageError
 from gcgan_cli.outputs import reporting_disk_full
 
@@ -200,13 +200,13 @@ class Trainer:
         self.gaze_estimator = self._gaze_estimator(resumed)
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank
-        self.g = Generator(self.model_config).to(self.device)
-        self.d = Discriminator(self.model_config, gaze=config.stage == 1).to(self.device)
+        self.g = place(Generator(self.model_config), self.device)
+        self.d = place(Discriminator(self.model_config, gaze=config.stage == 1), self.device)
         self.g_ema = copy.deepcopy(self.g).eval()
         set_requires_grad([self.g_ema], False)
         self.g_pre: Generator | None = None
         if config.stage == 2:
-            self.g_pre = Generator(self.model_config).to(self.device).eval()
+            self.g_pre = place(Generator(self.model_config), self.device).eval()
             with contents_of(self.source):
                 self.g_pre.load_state_dict(resumed["g_pretrained"] if resumed else stage1["g"])
                 if stage1 is not None:  # a new stage 2: G from stage-1 G, G_ema from stage-1 G_ema, a fresh plain D
