@@ -1,4 +1,4 @@
-"""Every benchmark in one table: segment, pack, train, sample and the ops, each row against the
+"""Every benchmark in one table: segment, pack, train, sample, the model step and the ops, each row against the
 baseline it names (a base revision with --baseline, or the reference-style way measured in the
 same run).
 
@@ -33,6 +33,7 @@ def commands(args) -> dict[str, list[str]]:
         "pack": ["pack.py", *(["--sizes", "500", "--repeat", "1"] if quick else [])],
         "train": ["train.py", *tree, *(["--steps", "4", "--warmup", "2"] if quick else [])],
         "sample": ["sample.py", *tree, *(["--n", "32"] if quick else [])],
+        "model": ["model.py", *tree, *(["--steps", "3"] if quick else [])],
         "ops": ["ops.py", "--device", args.device, *(["--repeat", "10"] if quick else [])],
     }
 
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", help="comma-separated subset of: segment,pack,train,sample,ops")
+    parser.add_argument("--only", help="comma-separated subset of: segment,pack,train,sample,model,ops")
     parser.add_argument("--json", dest="json_out", type=Path)
     args = parser.parse_args()
     chosen = commands(args)
