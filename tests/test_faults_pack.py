@@ -18,8 +18,10 @@ from gcgan_cli import cli, outputs
 from gcgan_cli.core import pack as pack_core
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.data import gaze_db
+from gcgan_cli.data.manifest import read_manifest
 from gcgan_cli.data.pack_inputs import make_record
-from gcgan_cli.data.prep_dir import encode_png, read_manifest, strip_name
+from gcgan_cli.data.png import encode_png
+from gcgan_cli.data.prep_dir import strip_name
 from gcgan_cli.errors import DatasetError
 from faults import edited, one_error, packed, synthetic_prep
 

@@ -24,7 +24,8 @@ import pytest
 
 from gcgan_cli.core.pool import map_in_order
 from gcgan_cli.data import celeba
-from gcgan_cli.data.prep_dir import REPORT, read_manifest
+from gcgan_cli.data.manifest import read_manifest
+from gcgan_cli.data.prep_dir import REPORT
 from gcgan_cli.errors import WorkerDied
 from faults import one_error
 

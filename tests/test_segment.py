@@ -20,7 +20,8 @@ from gcgan_cli.core import segment as segment_core
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.data import ethx, face_strip, masks
 from gcgan_cli.data.landmarks import LandmarkDetector
-from gcgan_cli.data.prep_dir import PrepDir, read_manifest, strip_name
+from gcgan_cli.data.manifest import read_manifest
+from gcgan_cli.data.prep_dir import PrepDir, strip_name
 from gcgan_cli.data.sources import EthxSource, SyntheticSource
 
 import face_fixtures
