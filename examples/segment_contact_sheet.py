@@ -20,8 +20,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import face_fixtures  # noqa: E402
 
 from gcgan_cli.core.segment import segment  # noqa: E402
+from gcgan_cli.data.atomic import write_atomic  # noqa: E402
 from gcgan_cli.data.contact_sheet import contact_sheet  # noqa: E402
-from gcgan_cli.data.prep_dir import PrepDir, encode_png, read_manifest, write_atomic  # noqa: E402
+from gcgan_cli.data.manifest import read_manifest  # noqa: E402
+from gcgan_cli.data.png import encode_png  # noqa: E402
+from gcgan_cli.data.prep_dir import PrepDir  # noqa: E402
 from gcgan_cli.data.sources import CelebaSource, EthxSource, SyntheticSource  # noqa: E402
 
 

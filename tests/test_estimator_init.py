@@ -187,6 +187,7 @@ def test_read_init_takes_the_backbone_and_skips_the_classifier(imagenet_file, tm
     assert read_init(tmp_path / "headless.pth", "resnet18").record()["skipped"] == []
 
 
+@pytest.mark.slow
 def test_fit_init_starts_from_the_file_and_normalises_as_imagenet(db, imagenet_file, tmp_path, run_cli):
     out = tmp_path / "est.pt"
     code, _, err = run_cli("gaze", "fit", "--data", db, "--out", out, "--arch", "resnet18", "--init", imagenet_file,

@@ -50,6 +50,7 @@ def rows_of(folder):
 # --- export ---
 
 
+@pytest.mark.slow
 def test_export_writes_the_weights_the_config_and_a_model_card(world):
     model, record = world["model"], checkpoint.load_checkpoint(world["ckpt"])
     assert sorted(p.name for p in model.iterdir()) == ["README.md", "config.json", "model.safetensors"]
@@ -79,6 +80,7 @@ def test_export_writes_the_weights_the_config_and_a_model_card(world):
         assert text in card, text
 
 
+@pytest.mark.slow
 def test_the_card_reports_what_the_run_measured_at_the_checkpoint_step(world, tmp_path, run_cli):
     run = tmp_path / "run"
     shutil.copytree(world["ckpt"].parent.parent, run)
@@ -97,6 +99,7 @@ def test_the_card_reports_what_the_run_measured_at_the_checkpoint_step(world, tm
     assert "999" not in card and "fid500 123.5, kid500 0.01234, gaze_consistency_deg 7.25" in out
 
 
+@pytest.mark.slow
 def test_export_refuses_other_checkpoints_and_existing_folders(world, tmp_path, run_cli):
     estimator = world["est"]
     code, _, err = run_cli("export", "--network", estimator, "--outdir", tmp_path / "m")
@@ -126,6 +129,7 @@ def test_export_refuses_other_checkpoints_and_existing_folders(world, tmp_path, 
 # --- an export wherever a checkpoint goes ---
 
 
+@pytest.mark.slow
 def test_an_export_loads_the_same_generator(world):
     cpu = torch.device("cpu")
     from_ckpt = load_generator(world["ckpt"], cpu)
@@ -141,6 +145,7 @@ def test_an_export_loads_the_same_generator(world):
         load_generator(world["model"], cpu, ema=False)
 
 
+@pytest.mark.slow
 def test_samples_from_the_checkpoint_and_its_export_are_byte_identical(world, tmp_path, run_cli):
     for name, network in (("ckpt", world["ckpt"]), ("export", world["model"]),
                           ("weights", world["model"] / "model.safetensors")):
@@ -161,6 +166,7 @@ def test_samples_from_the_checkpoint_and_its_export_are_byte_identical(world, tm
             world["model"], torch.device("cpu")).sha256}
 
 
+@pytest.mark.slow
 def test_interpolate_and_gaze_consistency_take_an_export(world, tmp_path, run_cli):
     latent = tmp_path / "latent.npy"
     np.save(latent, np.random.default_rng(0).standard_normal((13, 32)).astype(np.float32))
@@ -179,6 +185,7 @@ def test_interpolate_and_gaze_consistency_take_an_export(world, tmp_path, run_cl
     assert results[0] == results[1]
 
 
+@pytest.mark.slow
 def test_the_gaze_loss_model_survives_the_export_and_is_still_refused_as_a_judge(world, tmp_path, run_cli):
     record = checkpoint.load_checkpoint(world["ckpt"])
     own = tmp_path / "run" / "checkpoints" / "0000004.pt"
@@ -214,6 +221,7 @@ def _first_weight(tensors):
     tensors[name] = torch.zeros(3, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, file, words", [
     (lambda f: (f / "model.safetensors").unlink(), "model.safetensors", ("does not exist", "not a whole")),
     (lambda f: (f / "config.json").unlink(), "config.json", ("does not exist",)),
@@ -249,6 +257,7 @@ def records_of(db):
     return meta, [(r.name, r.image_png, r.mask_png, r.gaze) for r in records]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unlabelled", [False, True])
 def test_unpack_then_pack_rebuilds_the_same_records(world, tmp_path, run_cli, unlabelled):
     db = world["db"] if not unlabelled else packed(world["root"] / "prep", tmp_path / "udb", 32, "--unlabelled")
@@ -271,6 +280,7 @@ def test_unpack_then_pack_rebuilds_the_same_records(world, tmp_path, run_cli, un
         assert (again / gaze_db.LABELS_FILE).read_bytes() == (db / gaze_db.LABELS_FILE).read_bytes()
 
 
+@pytest.mark.slow
 def test_unpack_refuses_in_one_line_and_leaves_nothing(world, tmp_path, run_cli):
     code, _, err = run_cli("unpack", "--data", tmp_path / "none", "--outdir", tmp_path / "out")
     one_error(err, f"{tmp_path / 'none'} does not exist")
@@ -292,6 +302,7 @@ def test_unpack_refuses_in_one_line_and_leaves_nothing(world, tmp_path, run_cli)
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, words", [
     ("../escape", ("record 0's name '../escape'", "cannot be a file name")),
     (".hidden", ("cannot be a file name",)),

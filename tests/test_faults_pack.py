@@ -18,8 +18,10 @@ from gcgan_cli import cli, outputs
 from gcgan_cli.core import pack as pack_core
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.data import gaze_db
+from gcgan_cli.data.manifest import read_manifest
 from gcgan_cli.data.pack_inputs import make_record
-from gcgan_cli.data.prep_dir import encode_png, read_manifest, strip_name
+from gcgan_cli.data.png import encode_png
+from gcgan_cli.data.prep_dir import strip_name
 from gcgan_cli.errors import DatasetError
 from faults import edited, one_error, packed, synthetic_prep
 
@@ -95,6 +97,7 @@ for path in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_a_cut_short_db_is_refused_before_any_read(db, tmp_path):
     """LMDB maps data.mdb: reading past a cut end would kill the reader with SIGBUS (exit 135)."""
     full = (db / gaze_db.DATA_FILE).stat().st_size
@@ -445,6 +448,7 @@ sys.exit(cli.run(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_pack_killed_with_sigkill_resumes_to_the_clean_db(prep, tmp_path, run_cli):
     out, clean = tmp_path / "db", tmp_path / "clean"
     command = ["pack", "--data", str(prep), "--outdir", str(out), "--size", str(SIZE), "-j", "1"]

@@ -21,7 +21,8 @@ from gcgan_cli.data import gaze_db
 from faults import edited, files_of, one_error, packed, synthetic_prep
 from test_gaze import write_mpii, write_unityeyes
 
-pytestmark = pytest.mark.faults
+# Slow: every test but the gaze readers' reads `world`, a trained checkpoint and a fitted estimator.
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 CPU = ("--device", "cpu")
 

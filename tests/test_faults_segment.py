@@ -24,7 +24,8 @@ import pytest
 
 from gcgan_cli.core.pool import map_in_order
 from gcgan_cli.data import celeba
-from gcgan_cli.data.prep_dir import REPORT, read_manifest
+from gcgan_cli.data.manifest import read_manifest
+from gcgan_cli.data.prep_dir import REPORT
 from gcgan_cli.errors import WorkerDied
 from faults import one_error
 
@@ -138,6 +139,7 @@ def test_a_worker_killed_on_an_item_ends_the_map_naming_that_item():
     assert results == [2 * i for i in range(len(results))] and len(results) <= 13  # in order, up to the loss
 
 
+@pytest.mark.slow
 def test_a_worker_killed_from_outside_stops_segment_with_one_line_and_a_rerun_completes(
     clean, tmp_path, run_cli, start_segment
 ):
@@ -155,6 +157,7 @@ def test_a_worker_killed_from_outside_stops_segment_with_one_line_and_a_rerun_co
     assert code == 0 and contents(out) == contents(clean)
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_worker_behind_and_a_rerun_is_byte_identical(clean, tmp_path, run_cli, start_segment):
     out = tmp_path / "prep"
     proc = start_segment(out, "-j", "2")
@@ -174,6 +177,7 @@ def test_kill_9_leaves_no_worker_behind_and_a_rerun_is_byte_identical(clean, tmp
 # --- one writer, one folder ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_runs(clean, tmp_path, run_cli, start_segment):
     out = tmp_path / "prep"
     proc = start_segment(out, "-j", "1")

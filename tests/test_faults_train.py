@@ -23,7 +23,8 @@ from gcgan_cli.data import gaze_db
 from gcgan_cli.errors import DiskFullError, UsageError
 from faults import files_of, one_error, packed, synthetic_prep
 
-pytestmark = pytest.mark.faults
+# Slow: every test but the last reads `data`, which trains a stage-1 run.
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 TINY = ["--preset", "tiny", "--workers", "0", "--batch", "4", "--viz-every", "0"]
 

@@ -161,6 +161,7 @@ def test_stats_file_round_trip_without_pickle(tmp_path):
         Stats.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.slow
 def test_network_gives_2048_features_for_any_input_size(weights_file):
     network = load_fid_inception(weights_file)
     with torch.no_grad():
@@ -267,6 +268,7 @@ def test_features_match_pytorch_fids_network(weights_file, monkeypatch):
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_inception_command_writes_stats(db, weights_file, tmp_path, capsys):
     out = tmp_path / "stats.npz"
     code = cli.run(["inception", "--data", str(db), "--out", str(out), "--inception-weights", str(weights_file), "--n", "6",

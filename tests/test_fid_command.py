@@ -25,6 +25,8 @@ from gcgan_cli.core.metrics.fid import (ImageSet, Stats, frechet_distance, gener
 from gcgan_cli.core.synthesis import load_generator, parse_seeds
 from gcgan_cli.errors import UsageError
 
+# Slow: every test but the seed parser's reads `world`, which trains a run that logs FID.
+pytestmark = pytest.mark.slow
 
 DIMS = 64  # the stand-in's features: a 2048-d distance would take seconds per test on 2 cores
 
@@ -100,7 +102,6 @@ def test_training_fid_is_the_commands_for_the_checkpoint(world, fid, cheap, weig
                    "ref": str(world["ref"])}
 
 
-@pytest.mark.slow
 def test_a_network_scores_exactly_what_its_saved_samples_score(world, fid, run_cli, weights_file, tmp_path):
     # The real FID network (random weights): image s is `gcgan sample --n 1 --seed s --truncation 1`.
     folder = tmp_path / "images"
@@ -227,7 +228,6 @@ def _sharded(rank: int, size: int, init: str, ckpt: str, db: str, out: str) -> N
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_sharded_statistics_and_kid_equal_one_process(world, tmp_path):
     out = tmp_path / "sharded.npz"
     mp.spawn(_sharded, args=(2, f"file://{tmp_path / 'store'}", str(world["ckpt"]), str(world["db"]), str(out)),

@@ -107,6 +107,7 @@ def write_unityeyes(folder, n=3):
     return folder
 
 
+@pytest.mark.slow
 def test_every_source_kind_reads_its_format(dbs, tmp_path):
     db = open_source(dbs / "train", 32)
     assert db.kind == "db" and len(db) == 600 and db.subjects[0] == "0000" and len(set(db.subjects)) == 30
@@ -136,6 +137,7 @@ def test_every_source_kind_reads_its_format(dbs, tmp_path):
     assert folder.kind == "samples" and np.allclose(folder.gazes, [[0.1, -0.2]]) and folder[0]["image"].shape == (3, 32, 32)
 
 
+@pytest.mark.slow
 def test_validation_splits_by_subject_when_known(dbs):
     source = open_source(dbs / "train", 32)
     train, val, how = split(source, 0.1, 0)
@@ -144,6 +146,7 @@ def test_validation_splits_by_subject_when_known(dbs):
     assert len(train) + len(val) == len(source)
 
 
+@pytest.mark.slow
 def test_bad_sources_are_clear_errors(tmp_path, dbs, run_cli):
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli("gaze", "fit", "--data", tmp_path / "empty", "--out", tmp_path / "e.pt")
@@ -162,6 +165,7 @@ def test_bad_sources_are_clear_errors(tmp_path, dbs, run_cli):
 # --- fit, eval, predict, consistency ---
 
 
+@pytest.mark.slow
 def test_a_fit_beats_the_mean_gaze_baseline_on_held_out_identities(estimator, dbs, run_cli):
     code, out, _ = run_cli("gaze", "eval", "--model", estimator, "--data", dbs / "test", "--json", "--device", "cpu")
     assert code == 0
@@ -179,6 +183,7 @@ def test_a_fit_beats_the_mean_gaze_baseline_on_held_out_identities(estimator, db
     assert cv2.imread(result["plot"]).shape[1] > 600
 
 
+@pytest.mark.slow
 def test_predict_writes_pitch_and_yaw_per_image(estimator, dbs, tmp_path, run_cli):
     images = sorted((dbs / "test_prep" / "rgb").glob("*.png"))[:3]
     code, out, _ = run_cli("gaze", "predict", "--model", estimator, *images, "--device", "cpu")
@@ -189,6 +194,7 @@ def test_predict_writes_pitch_and_yaw_per_image(estimator, dbs, tmp_path, run_cl
     assert [r["image"] for r in rows] == [str(p) for p in images] and all(np.isfinite([r["pitch"], r["yaw"]]).all() for r in rows)
 
 
+@pytest.mark.slow
 def test_mixed_sources_and_consistency_of_a_generator(estimator, generator, dbs, tmp_path, run_cli):
     ckpt = generator
     assert run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "samples", "--n", "40", "--device", "cpu")[0] == 0
@@ -237,6 +243,7 @@ def test_consistency_stats_against_numpy():
     assert flat["ratio_to_estimator_error"] is None and json.dumps(flat)
 
 
+@pytest.mark.slow
 def test_consistency_refuses_the_estimator_of_the_gaze_loss(estimator, generator, tmp_path, run_cli):
     record = load_checkpoint(generator)
     for name, sha in (("own", file_sha256(estimator)), ("other", "0" * 64)):
@@ -249,6 +256,7 @@ def test_consistency_refuses_the_estimator_of_the_gaze_loss(estimator, generator
     assert "recorded" not in json.loads(out)  # outside a run folder: printed only
 
 
+@pytest.mark.slow
 def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_cli):
     plot_path = tmp_path / "grid.png"
     code, out, _ = run_cli("gaze", "consistency", "--network", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2",
@@ -266,6 +274,7 @@ def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_c
     assert code == 0 and len([line for line in table if line.count(".") == 3]) == 2  # a pitch and two errors per row
 
 
+@pytest.mark.slow
 def test_consistency_option_errors(estimator, generator, tmp_path, run_cli):
     for args, message in ((("--grid", "1"), "--grid 1"), (("--grid-plot", tmp_path / "g.png"), "needs --grid"),
                           (("--sweep", tmp_path / "no" / "s"), "does not exist")):
@@ -354,6 +363,7 @@ def test_without_matplotlib_the_plots_are_drawn_by_hand_with_axes(monkeypatch):
     assert grid.shape[0] == report.HEAT_TOP + 3 * report.HEAT_CELL + 12 + report.SCALE_BAR + 24
 
 
+@pytest.mark.slow
 def test_eval_writes_its_plot_png_with_and_without_matplotlib(estimator, dbs, tmp_path, run_cli, monkeypatch):
     args = ("gaze", "eval", "--model", estimator, "--data", dbs / "test", "--json", "--device", "cpu", "--out")
     if importlib.util.find_spec("matplotlib") is not None:

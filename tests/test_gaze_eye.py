@@ -121,6 +121,7 @@ def test_eye_patches_are_never_flipped_and_keep_one_channel():
     assert jittered.shape == eyes.shape and not torch.equal(jittered, eyes)
 
 
+@pytest.mark.slow
 def test_a_fit_on_procedural_eyes_beats_the_mean_gaze_baseline(tmp_path):
     config = FitConfig(epochs=6, batch=32, seed=0)
     result = fit([ProceduralEyes(480)], [1.0], None, config, tmp_path / "eye.pt", CPU, {"sources": ["procedural"]})
@@ -205,6 +206,7 @@ def test_eye_and_face_options_do_not_mix(eye_estimator, mpii_eyes, tmp_path, run
     assert code == 2 and "face estimator" in err
 
 
+@pytest.mark.slow
 def test_gaze_fit_with_crop_jitter_runs(mpii_eyes, tmp_path, run_cli):
     code, out, _ = run_cli("gaze", "fit", "--data", mpii_eyes, "--input", "eye", "--jitter", "--epochs", "1", "--batch", "16",
                            "--out", tmp_path / "j.pt", "--device", "cpu")

@@ -64,6 +64,7 @@ def test_the_default_augmentation_stays_in_range_and_repeats_for_a_seed():
     assert not torch.equal(first[0], images) and first[0].min() >= -1 and first[0].max() <= 1
 
 
+@pytest.mark.slow
 def test_a_seeded_fit_repeats_exactly_and_evaluates_unaugmented_images(db, tmp_path, monkeypatch):
     paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
     for path in paths:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gcgan_cli.data.image_files import cut_short
-from gcgan_cli.data.prep_dir import encode_png
+from gcgan_cli.data.png import encode_png
 
 
 def _noise(seed=0):

@@ -114,6 +114,7 @@ class Blobs(torch.utils.data.Dataset):
         return {"image": self.images[i], "landmarks": self.centres[i] + self.offsets}
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_error_and_round_trips(tmp_path):
     config = LandmarkFitConfig(model=SMALL, epochs=8, batch=16, lr=5e-3, shift=2, noise=0.02)
     rows = []

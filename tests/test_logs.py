@@ -125,6 +125,7 @@ def test_quiet_progress_prints_nothing_but_still_feeds_the_log(monkeypatch, caps
     assert "an event" in logged
 
 
+@pytest.mark.slow
 def test_a_piped_train_prints_one_line_status_lines_and_log_txt_keeps_the_same(db, tmp_path):
     run = tmp_path / "run"
     done = subprocess.run(train_command(db, run, "--iters", "3", "--log-every", "2"), capture_output=True, text=True,
@@ -148,6 +149,7 @@ def test_a_piped_train_prints_one_line_status_lines_and_log_txt_keeps_the_same(d
     assert (run / "log.txt").read_text(encoding="utf-8") == out
 
 
+@pytest.mark.slow
 def test_on_a_terminal_the_bar_is_drawn_and_log_txt_stays_plain(db, tmp_path):
     run = tmp_path / "run"
     leader, follower = pty.openpty()

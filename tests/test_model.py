@@ -239,3 +239,20 @@ def test_detach_texture_stops_feature_gradients_at_the_depth_layer():
         features.sum().backward()
         first = g.local_nets[1].linears[0].conv.weight.grad
         assert (first is None or not first.abs().sum() > 0) == detach
+
+
+def test_printed_modules_show_their_sizes():
+    """print(G) and print(D) name every layer's widths, kernel, resampling and style width."""
+    g, d = repr(Generator(TINY)), repr(Discriminator(TINY, gaze=True))
+    width, style = TINY.local_channels, TINY.style_dim
+    assert f"StyledConv1x1(\n          in={width}, out={width}, style={style}, noise=False" in g
+    assert f"ModulatedConv1x1(\n            in={width}, out={width}, kernel=1, style={style + TINY.gaze_dim}" in g
+    assert f"EqualLinear(in={style}, out={style}, lr_mul={TINY.lr_mlp:g}, activate=True)" in g
+    assert "kernel=3, up=2, demodulate=True, noise=True, activate=True" in g
+    assert "Blur(kernel=(1, 3, 3, 1), pad=(1, 1), down=1)" in g
+    assert f"ToRGB(\n        in={width}, out={TINY.coarse_channels}, upsample_skip=False" in g
+    assert f"FullyConnectedLayer(in=2, out={TINY.gaze_dim})" in g
+    assert "ResBlock(\n      in=8, out=16, down=2" in d
+    assert "Blur(kernel=(1, 3, 3, 1), pad=(1, 1), down=2)" in d  # the strided 1x1 skip's
+    assert "EqualConv2d(in=8, out=16, kernel=3, stride=2, padding=0)" in d
+    assert "()" not in g + d  # no layer prints without its sizes

@@ -14,9 +14,9 @@ from gcgan_cli import cli
 from gcgan_cli.core import pack as pack_core
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.data import gaze_db
+from gcgan_cli.data.manifest import read_manifest
 from gcgan_cli.data.masks import CLASS_NAMES
 from gcgan_cli.data.pack_inputs import find_inputs
-from gcgan_cli.data.prep_dir import read_manifest
 from gcgan_cli.errors import DatasetError
 from faults import edited
 

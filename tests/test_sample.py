@@ -16,6 +16,9 @@ from gcgan_cli.core.synthesis import component_path, component_rows, file_sha256
 from gcgan_cli.core.visualize import to_uint8
 from gcgan_cli.data import gaze_db
 
+# Slow: every test reads `ckpt`, a tiny run trained here.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):

@@ -20,7 +20,8 @@ from gcgan_cli.core import segment as segment_core
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.data import ethx, face_strip, masks
 from gcgan_cli.data.landmarks import LandmarkDetector
-from gcgan_cli.data.prep_dir import PrepDir, read_manifest, strip_name
+from gcgan_cli.data.manifest import read_manifest
+from gcgan_cli.data.prep_dir import PrepDir, strip_name
 from gcgan_cli.data.sources import EthxSource, SyntheticSource
 
 import face_fixtures
@@ -235,6 +236,7 @@ def test_nothing_usable_exits_non_zero_with_a_report(tmp_path, run_cli, ethx_dir
     assert json.loads((tmp_path / "o" / "segment_report.json").read_text())["failed"][0]["item"] == "subject0002.h5"
 
 
+@pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     out = tmp_path / "prep"
     args = [sys.executable, "-m", "gcgan_cli", "segment", "synthetic", "--n", "2000", "--size", "32", "--outdir", str(out)]
@@ -390,6 +392,7 @@ def pngs(prep) -> dict:
     return {p.relative_to(prep): p.read_bytes() for p in sorted(prep.glob("*/*.png"))}
 
 
+@pytest.mark.slow
 def test_tracking_gives_the_same_strips_with_any_workers_and_on_resume(runs_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert cli.run(["segment", "ethx", "--data", str(runs_dir), "--outdir", str(one), "-j", "1"]) == 0

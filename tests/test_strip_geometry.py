@@ -7,7 +7,8 @@ import pytest
 from gcgan_cli.data import landmarks as lm
 from gcgan_cli.data import masks
 from gcgan_cli.data.eye_crop import StripBox, band_rows, crop_strip, strip_box
-from gcgan_cli.data.prep_dir import decode_png, encode_png, strip_name
+from gcgan_cli.data.png import decode_png, encode_png
+from gcgan_cli.data.prep_dir import strip_name
 
 
 def test_band_rows_match_the_reference_layout():

@@ -104,6 +104,7 @@ def test_broken_masks_count_class_pixels_above_the_fraction():
 # --- stage 1 ---
 
 
+@pytest.mark.slow
 def test_stage1_writes_checkpoints_samples_and_metrics(stage1):
     rows = read_metrics(stage1 / "metrics.jsonl")
     assert [r["step"] for r in rows] == [4, 8, 12, 16, 20, 24]
@@ -127,6 +128,7 @@ def test_stage1_writes_checkpoints_samples_and_metrics(stage1):
     assert not torch.equal(first["g"]["render_net.to_rgbs.0.conv.weight"], ckpt["g"]["render_net.to_rgbs.0.conv.weight"])
 
 
+@pytest.mark.slow
 def test_resume_repeats_an_unbroken_run_step_for_step(data, tmp_path):
     common = ["--data", data / "db", *TINY, "--log-every", "1", "--viz-every", "0", "--save-every", "0",
               "--deterministic", "--d-reg-every", "3", "--g-reg-every", "2", "--mixing", "0.5"]
@@ -142,6 +144,7 @@ def test_resume_repeats_an_unbroken_run_step_for_step(data, tmp_path):
     assert all(torch.equal(a["g_ema"][k], b["g_ema"][k]) for k in a["g_ema"])
 
 
+@pytest.mark.slow
 def test_d_gaze_mismatch_adds_its_term(data, tmp_path):
     assert train("--data", data / "db", "--outdir", tmp_path / "run", *TINY, "--iters", "2",
                  "--log-every", "1", "--viz-every", "0", "--d-gaze-mismatch", "0.5") == 0
@@ -149,6 +152,7 @@ def test_d_gaze_mismatch_adds_its_term(data, tmp_path):
     assert all("d_mismatch" in r and r["d_mismatch"] > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_fid_runs_with_stats_and_weights_and_is_skipped_with_one_warning_without(data, tmp_path, weights_file, run_cli, monkeypatch):
     stats = tmp_path / "stats.npz"
     Stats(np.zeros(2048), np.eye(2048), 10, {}).save(stats)
@@ -168,6 +172,7 @@ def test_fid_runs_with_stats_and_weights_and_is_skipped_with_one_warning_without
 # --- stage 2 ---
 
 
+@pytest.mark.slow
 def test_stage2_trains_the_spec_set_and_keeps_the_frozen_layers_bit_identical(data, stage1, tmp_path):
     source = stage1 / "checkpoints" / "0000024.pt"
     run = tmp_path / "stage2"
@@ -208,6 +213,7 @@ def test_stage2_mask_pairing_swaps_only_broken_samples():
 # --- distributed, divergence, interruption ---
 
 
+@pytest.mark.slow
 def test_ddp_on_two_gloo_processes_writes_one_checkpoint(data, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -223,6 +229,7 @@ def test_ddp_on_two_gloo_processes_writes_one_checkpoint(data, tmp_path):
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [2, 4]
 
 
+@pytest.mark.slow
 def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(data, tmp_path, run_cli, monkeypatch):
     original = GazeMaskDataset.__getitem__
     calls = {"n": 0}
@@ -246,6 +253,7 @@ def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(data
     assert read_metrics(run / "metrics.jsonl")[-1]["event"] == "diverged"
 
 
+@pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_exits_130(data, tmp_path):
     run = tmp_path / "sigint"
     process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--data", str(data / "db"),
@@ -263,6 +271,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(data, tmp_path):
     assert step >= 1 and files[0].name == f"{step:07d}.pt"
 
 
+@pytest.mark.slow
 def test_kill_9_never_leaves_a_broken_checkpoint_and_the_run_resumes(data, tmp_path):
     """Saving every step, a SIGKILL lands mid-save sooner or later: only whole files may remain."""
     run = tmp_path / "killed"
@@ -284,6 +293,7 @@ def test_kill_9_never_leaves_a_broken_checkpoint_and_the_run_resumes(data, tmp_p
     assert not list((run / "checkpoints").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_trainer_stops_when_asked_and_resumes(data, tmp_path):
     config = resolve({"dataset": str(data / "db"), "checkpoint_dir": str(tmp_path / "run"), "preset": "tiny", "workers": 0,
                       "iters": 10, "log_every": 1, "viz_every": 0})
@@ -315,6 +325,7 @@ def test_options_resolve_defaults_toml_then_flags(data, tmp_path, run_cli):
     assert code == 2 and "unknown option(s) bach" in err
 
 
+@pytest.mark.slow
 def test_user_mistakes_are_one_line_errors(data, stage1, tmp_path, run_cli):
     cases = [
         (["--data", data / "dbu", "--outdir", tmp_path / "a", *TINY], "no gaze labels"),
@@ -341,6 +352,7 @@ def test_the_stage2_freeze_set_at_ref256_leaves_the_reference_count_trainable():
     assert frozen_render == {f"render_net.convs.{i}" for i in range(4)}
 
 
+@pytest.mark.slow
 def test_dry_run_shows_the_db_and_the_model_the_run_builds_and_writes_nothing(data, stage1, tmp_path, run_cli):
     run = tmp_path / "run"
     code, out, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--dry-run")

@@ -77,6 +77,7 @@ def test_feature_losses_vanish_for_the_identity(feature_nets):
     assert float(losses.gaze_consistency(gaze, x, x, target)) == pytest.approx(float((gaze(x) - target).square().mean()))
 
 
+@pytest.mark.slow
 def test_frozen_networks_pass_gradients_but_do_not_change(domains, feature_nets, tmp_path):
     trainer = TransferTrainer(_config(domains, tmp_path / "run", lambda_gaze=30.0, lambda_landmarks=15.0, gaze_model=str(feature_nets[0]),
                                       landmark_model=str(feature_nets[1])), Hooks(), resume=False)
@@ -97,6 +98,7 @@ def test_landmark_normalisers():
     assert losses.landmark_scale("legacy-max", 36, 60).tolist() == [60, 60]
 
 
+@pytest.mark.slow
 def test_learning_rate_is_constant_then_falls_to_zero(domains, tmp_path):
     factor = linear_decay(100)
     assert (factor(0), factor(49), factor(50), factor(75), factor(100)) == (1.0, 1.0, 1.0, 0.5, 0.0)
@@ -143,6 +145,7 @@ def _weights(trainer) -> list[torch.Tensor]:
     return [p.detach().clone() for net in (trainer.g, trainer.f, trainer.d_r, trainer.d_s) for p in net.parameters()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jitter", [False, True])
 def test_resume_repeats_an_unbroken_run_exactly(domains, tmp_path, jitter):
     straight = TransferTrainer(_config(domains, tmp_path / "a", crop_jitter=jitter), Hooks(), resume=False)
@@ -161,6 +164,7 @@ def test_resume_repeats_an_unbroken_run_exactly(domains, tmp_path, jitter):
         assert all(torch.equal(a, b) for a, b in zip(straight.pools[name].images, resumed.pools[name].images))
 
 
+@pytest.mark.slow
 def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_cli):
     run = tmp_path / "run"
     code, out, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", run, "--preset", "tiny",
@@ -217,6 +221,7 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert code == 2 and "--r-test" in err
 
 
+@pytest.mark.slow
 def test_a_nonfinite_loss_stops_the_run_without_saving(domains, tmp_path):
     trainer = TransferTrainer(_config(domains, tmp_path / "run", steps=4, log_every=2), Hooks(), resume=False)
     real_step = trainer.train_step
@@ -243,6 +248,7 @@ def test_a_typed_config_file_is_checked(domains, tmp_path, run_cli):
     assert code == 2 and "batch = '8' must be an int" in err
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_learning_rate(domains, tmp_path, run_cli):
     base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "run", "--preset", "tiny",
             "--batch", "4", "--device", "cpu", "--sample-every", "0")

@@ -45,6 +45,7 @@ def test_reference_parameter_counts_match_the_original():
     assert count(build_discriminator(REFERENCE)) == 2_763_521
 
 
+@pytest.mark.slow
 def test_reference_shapes_at_36x60():
     x = patches()
     g, d = build_generator(REFERENCE), build_discriminator(REFERENCE)

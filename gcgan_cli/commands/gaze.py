@@ -22,7 +22,8 @@ from gcgan_cli.console import console
 from gcgan_cli.core.gaze.angles import angular_error
 from gcgan_cli.core.gaze.kinds import ARCH_INPUTS, INPUTS, KINDS
 from gcgan_cli.data import eye_patch
-from gcgan_cli.data.prep_dir import encode_png, write_atomic
+from gcgan_cli.data.atomic import write_atomic
+from gcgan_cli.data.png import encode_png
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import output_file
 

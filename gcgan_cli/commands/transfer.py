@@ -21,7 +21,7 @@ from gcgan_cli.console import console
 from gcgan_cli.core.training.config import read_options
 from gcgan_cli.core.transfer.config import NET_PRESETS, TransferConfig, resolve
 from gcgan_cli.core.transfer.ini import import_ini
-from gcgan_cli.data.prep_dir import write_json_atomic
+from gcgan_cli.data.atomic import write_json_atomic
 from gcgan_cli.data.synthetic_eye import write_set
 from gcgan_cli.errors import UsageError
 

@@ -11,7 +11,7 @@ import typer
 from gcgan_cli.commands.display import progress_bar, stop_on_sigterm, summary_table
 from gcgan_cli.console import console
 from gcgan_cli.core.unpack import unpack
-from gcgan_cli.data.prep_dir import MANIFEST
+from gcgan_cli.data.manifest import MANIFEST
 
 
 def unpack_command(

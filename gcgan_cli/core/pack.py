@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -26,9 +25,10 @@ import numpy as np
 import gcgan_cli
 from gcgan_cli.core.pool import map_in_order, useful_workers
 from gcgan_cli.data import gaze_db
+from gcgan_cli.data.atomic import replace_path, write_atomic
 from gcgan_cli.data.contact_sheet import contact_sheet
 from gcgan_cli.data.pack_inputs import PackInputs, listing, make_record, sha256_of
-from gcgan_cli.data.prep_dir import decode_png, encode_png, write_atomic
+from gcgan_cli.data.png import decode_png, encode_png
 from gcgan_cli.errors import DatasetError, UsageError, WorkerDied
 from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 
@@ -249,10 +249,4 @@ def _write_preview(env: lmdb.Environment, db: Path, count: int) -> None:
 
 def _move_into_place(building: Path, out: Path) -> None:
     gaze_db.release(out)
-    if out.exists():
-        retired = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        os.rename(out, retired)
-        os.rename(building, out)
-        shutil.rmtree(retired)
-    else:
-        os.rename(building, out)
+    replace_path(building, out)

@@ -21,15 +21,11 @@ from functools import partial
 import numpy as np
 
 from gcgan_cli.core.pool import map_in_order, useful_workers
+from gcgan_cli.data.atomic import write_atomic, write_json_atomic
 from gcgan_cli.data.contact_sheet import contact_sheet
-from gcgan_cli.data.prep_dir import (
-    PrepDir,
-    encode_png,
-    read_manifest,
-    rewrite_manifest,
-    write_atomic,
-    write_json_atomic,
-)
+from gcgan_cli.data.manifest import read_manifest, rewrite_manifest
+from gcgan_cli.data.png import encode_png
+from gcgan_cli.data.prep_dir import PrepDir
 from gcgan_cli.data.sources import ItemError, Skipped, Task
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import reporting_disk_full, writer_lock

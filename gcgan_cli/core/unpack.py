@@ -13,8 +13,9 @@ from pathlib import Path
 
 from gcgan_cli.data import gaze_db
 from gcgan_cli.data.image_files import PNG_SIGNATURE
+from gcgan_cli.data.manifest import MANIFEST, rewrite_manifest
 from gcgan_cli.data.pack_inputs import listing
-from gcgan_cli.data.prep_dir import MANIFEST, PrepDir, built_in_place, rewrite_manifest
+from gcgan_cli.data.prep_dir import PrepDir, built_in_place
 from gcgan_cli.errors import DatasetError, UsageError
 from gcgan_cli.outputs import folder_place, reporting_disk_full, writer_lock
 

@@ -1,11 +1,13 @@
-"""Files written whole or not at all, for every layer: a file is built under a hidden temp name in
-its own folder and renamed over the target, so a crash or a kill leaves the old file or the new
-one, never a part. A leaf module: it imports nothing of gcgan, nor torch."""
+"""Files and folders written whole or not at all, for every layer: each is built under a hidden temp
+name in its own folder and renamed over the target, so a crash or a kill leaves the old one or the
+new one, never a part. A leaf module: it imports nothing of gcgan, nor torch."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -55,3 +57,31 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json_atomic(path: Path, value) -> None:
+    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def temp_path(path: Path, tag: str = "tmp") -> Path:
+    """A hidden sibling of `path` to build a file or folder under before it is renamed into place."""
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def replace_path(temp: Path, path: Path) -> None:
+    """Put the finished `temp` at `path`; an old folder there is moved aside first, then deleted,
+    so `path` is never half old and half new."""
+    if path.is_dir():
+        old = temp_path(path, "old")
+        os.replace(path, old)
+        os.replace(temp, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(temp, path)

@@ -14,24 +14,23 @@ gaze, is what gcgan reads.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import shutil
-import struct
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from gcgan_cli.data.atomic import TMP_SUFFIX, write_atomic
-from gcgan_cli.data.image_files import PNG_SIGNATURE
-from gcgan_cli.errors import DatasetError, UsageError
+from gcgan_cli.data.atomic import TMP_SUFFIX, remove_path, replace_path, temp_path, write_atomic
+from gcgan_cli.data.manifest import MANIFEST
+from gcgan_cli.errors import UsageError
 from gcgan_cli.outputs import output_folder, reporting_disk_full
 
-MANIFEST = "manifest.jsonl"
+# Re-exported until trainer, train, sample and synthesis import from data.atomic and data.png: encode_png,
+# write_json_atomic, and write_atomic (imported above for PrepDir too); benchmarks/segment.py takes encode_png.
+from gcgan_cli.data.atomic import write_json_atomic  # noqa: F401
+from gcgan_cli.data.png import encode_png  # noqa: F401
+
 REPORT = "segment_report.json"
 PREVIEW = "preview.png"
 
@@ -105,11 +104,6 @@ class PrepDir:
                 write_atomic(folder / f"{name}.png", data)
 
 
-def temp_path(path: Path, tag: str = "tmp") -> Path:
-    """A hidden sibling of `path` to build a file or folder under before it is renamed into place."""
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
-
-
 @contextlib.contextmanager
 def built_in_place(outdir: Path) -> Iterator[Path]:
     """A fresh hidden sibling of `outdir` to build a folder in; renamed to `outdir` when the block
@@ -124,81 +118,3 @@ def built_in_place(outdir: Path) -> Iterator[Path]:
         replace_path(building, outdir)
     finally:
         remove_path(building)
-
-
-def remove_path(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def replace_path(temp: Path, path: Path) -> None:
-    """Put the finished `temp` at `path`; an old folder there is moved aside first, then deleted,
-    so `path` is never half old and half new."""
-    if path.is_dir():
-        old = temp_path(path, "old")
-        os.replace(path, old)
-        os.replace(temp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(temp, path)
-
-
-def write_json_atomic(path: Path, value) -> None:
-    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
-
-
-def read_manifest(path: Path) -> dict[str, dict]:
-    """Rows by name, last one winning; a line cut short by a killed run is ignored (gcgan writes
-    ASCII, so bytes that are not UTF-8 mean another file is in its place)."""
-    rows: dict[str, dict] = {}
-    if not path.exists():
-        return rows
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                row = json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                message = f"{path}: not a text manifest (line {number}); move it away and re-run segment"
-                raise DatasetError(message) from None
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("name"), str):
-                rows.pop(row["name"], None)
-                rows[row["name"]] = row
-    return rows
-
-
-def rewrite_manifest(path: Path, rows: Iterable[dict]) -> None:
-    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
-
-
-def encode_png(image: np.ndarray, level: int = 1) -> bytes:
-    """PNG bytes of an RGB [H, W, 3] or single-channel [H, W] uint8 image.
-
-    Our own writer: the "Sub" row filter in numpy and zlib at `level`. OpenCV's encoder picks a
-    filter per row and takes about twice as long for files of the same size.
-    """
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ValueError(f"encode_png: expected uint8 [H, W] or [H, W, 3], got {image.dtype} {image.shape}")
-    height, width = image.shape[:2]
-    channels = 1 if image.ndim == 2 else 3
-    rows = np.ascontiguousarray(image).reshape(height, width * channels)
-    filtered = np.empty((height, width * channels + 1), np.uint8)
-    filtered[:, 0] = 1  # filter type Sub: each byte minus the same channel of the pixel to its left
-    filtered[:, 1 : channels + 1] = rows[:, :channels]
-    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1 :])
-    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
-    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")
-
-
-
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """RGB [H, W, 3] or [H, W] uint8 from PNG bytes."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return image[:, :, ::-1] if image.ndim == 3 else image

@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 
 from gcgan_cli.data import eye_patch
-from gcgan_cli.data.prep_dir import remove_path, replace_path, temp_path
+from gcgan_cli.data.atomic import remove_path, replace_path, temp_path
 from gcgan_cli.data.synthetic import GazePrior, sample_gaze
 from gcgan_cli.errors import UsageError
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from gcgan_cli.data import eye_patch
-from gcgan_cli.data.prep_dir import write_atomic, write_json_atomic
+from gcgan_cli.data.atomic import write_atomic, write_json_atomic
 from gcgan_cli.errors import DatasetError, UsageError
 
 MANIFEST = "manifest.jsonl"

@@ -35,9 +35,9 @@ from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.metrics.inception import FEATURE_DIM, INPUT_SIZE, to_input_size
 from gcgan_cli.core.model import Generator
 from gcgan_cli.core.visualize import to_uint8
+from gcgan_cli.data.atomic import write_atomic
 from gcgan_cli.data.image_files import cut_short
 from gcgan_cli.data.pack_inputs import IMAGE_SUFFIXES, SAMPLES, find_inputs
-from gcgan_cli.data.prep_dir import write_atomic
 from gcgan_cli.errors import DatasetError, GcganError, UsageError
 
 STATS_FORMAT = "gcgan-fid-stats"

@@ -65,6 +65,9 @@ class LocalGenerator(nn.Module):
         self.config, self.gaze = config, gaze
         style_dim = config.style_dim + (config.gaze_dim if gaze else 0)
         width = config.local_channels
+        # The attribute names are the reference's state-dict keys, kept for parity (spec §4.12), and
+        # mislead: `linears` holds modulated 1x1 convolutions, not linear layers, and `to_depth` /
+        # `to_feat` are ToRGB modules, the 1x1 heads that output the depth logit and the features.
         self.linears = nn.ModuleList(StyledConv1x1(width, width, style_dim) for _ in range(config.local_layers))
         self.to_depth = ToRGB(width, 1, upsample=False) if depth_head else None
         self.to_feat = ToRGB(width, config.coarse_channels, upsample=False)
@@ -115,6 +118,7 @@ class RenderNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        # `to_segs`, like `to_rgbs`, holds ToRGB modules: the reference's name for any 1x1 output head.
         self.convs, self.to_rgbs, self.to_segs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i, res in enumerate(config.resolution_levels()):
             # The first level takes the pooled fused features; the coarse_size level also the unpooled ones.

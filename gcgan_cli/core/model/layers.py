@@ -24,6 +24,10 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
 
 
+    def extra_repr(self) -> str:
+        return "over channels (dim 1)"
+
+
 class EqualLinear(nn.Module):
     """y = x (W * lr_mul / sqrt(in))^T + b * lr_mul, optionally through the fused leaky ReLU."""
 
@@ -39,6 +43,11 @@ class EqualLinear(nn.Module):
         return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
 
 
+    def extra_repr(self) -> str:
+        out_dim, in_dim = self.weight.shape
+        return f"in={in_dim}, out={out_dim}, lr_mul={self.lr_mul:g}, activate={self.activate}"
+
+
 class FullyConnectedLayer(nn.Module):
     """The gaze embedding (StyleGAN2-ADA style): linear, weight N(0, 1) scaled by 1/sqrt(in), bias 0."""
 
@@ -50,6 +59,11 @@ class FullyConnectedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.to(self.weight.dtype), self.weight * self.gain, self.bias)
+
+
+    def extra_repr(self) -> str:
+        out_dim, in_dim = self.weight.shape
+        return f"in={in_dim}, out={out_dim}"
 
 
 class ModulatedConv1x1(nn.Module):
@@ -81,6 +95,11 @@ class ModulatedConv1x1(nn.Module):
         return out * demod[:, :, None, None]
 
 
+    def extra_repr(self) -> str:
+        out_ch, in_ch = self.weight.shape
+        return f"in={in_ch}, out={out_ch}, kernel=1, style={self.modulation.weight.shape[1]}, demodulate=True"
+
+
 class StyledConv1x1(nn.Module):
     """ModulatedConv1x1 then FusedLeakyReLU (the local generators inject no noise)."""
 
@@ -91,6 +110,11 @@ class StyledConv1x1(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.activate(self.conv(x, style))
+
+
+    def extra_repr(self) -> str:
+        out_ch, in_ch = self.conv.weight.shape
+        return f"in={in_ch}, out={out_ch}, style={self.conv.modulation.weight.shape[1]}, noise=False"
 
 
 class Blur(nn.Module):
@@ -106,6 +130,10 @@ class Blur(nn.Module):
         return upfirdn2d(x, self.kernel, down=self.down, pad=self.pad)
 
 
+    def extra_repr(self) -> str:
+        return f"kernel={BLUR_KERNEL}, pad={self.pad}, down={self.down}"
+
+
 class Upsample(nn.Module):
     """x2 with the [1,3,3,1] filter: the skip path of the rgb / seg outputs."""
 
@@ -115,6 +143,10 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upfirdn2d(x, self.kernel, up=2, pad=(2, 1))
+
+
+    def extra_repr(self) -> str:
+        return f"kernel={BLUR_KERNEL}, up=2, pad=(2, 1)"
 
 
 class NoiseInjection(nn.Module):
@@ -128,6 +160,10 @@ class NoiseInjection(nn.Module):
     def draw(x: torch.Tensor) -> torch.Tensor:
         """Fresh noise [B, 1, H, W] for the output x."""
         return x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
+
+
+    def extra_repr(self) -> str:
+        return "per-pixel noise [B, 1, H, W] times one learned weight"
 
 
 def activation_gain(act: FusedLeakyReLU | None) -> float:
@@ -178,6 +214,12 @@ class FixedStyledConv(nn.Module):
         return F.leaky_relu_(out, self.activate.negative_slope) if self.activate is not None else out
 
 
+    def extra_repr(self) -> str:
+        out_ch, in_ch, kernel, _ = self.weight.shape
+        return (f"in={in_ch}, out={out_ch}, kernel={kernel}, up={2 if self.upsample else 1}, "
+                f"demodulate={self.demodulate}, noise={self.noise is not None}, activate={self.activate is not None}")
+
+
 class ToRGB(nn.Module):
     """1x1 output head (rgb, segmentation, depth or features): no demodulation, noise or
     activation, plus a bias; with `skip`, adds the x2-upsampled previous output."""
@@ -191,6 +233,11 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, bias=self.bias.view(-1))
         return out.add_(self.upsample(skip)) if skip is not None else out
+
+
+    def extra_repr(self) -> str:
+        out_ch, in_ch = self.conv.weight.shape[:2]
+        return f"in={in_ch}, out={out_ch}, upsample_skip={self.upsample is not None}"
 
 
 class PositionEmbedding(nn.Module):
@@ -212,6 +259,11 @@ class PositionEmbedding(nn.Module):
         return F.conv2d(features, self.weights * self.scale)
 
 
+    def extra_repr(self) -> str:
+        out_ch, in_ch = self.weights.shape[:2]
+        return f"in={in_ch}, out={out_ch}, n_freqs={self.freqs.shape[0]}"
+
+
 class EqualConv2d(nn.Module):
     """Bias-free: in the discriminator the bias lives in the following FusedLeakyReLU."""
 
@@ -226,6 +278,11 @@ class EqualConv2d(nn.Module):
         bias = act.bias * gain if act is not None else None
         out = F.conv2d(x, self.weight * (self.scale * gain), bias, stride=self.stride, padding=self.padding)
         return F.leaky_relu_(out, act.negative_slope) if act is not None else out
+
+
+    def extra_repr(self) -> str:
+        out_ch, in_ch, kernel, _ = self.weight.shape
+        return f"in={in_ch}, out={out_ch}, kernel={kernel}, stride={self.stride}, padding={self.padding}"
 
 
 class ConvLayer(nn.Sequential):
@@ -254,6 +311,11 @@ class ConvLayer(nn.Sequential):
         return self[int(self.blurs)](x, self[-1] if self.activates else None, gain)
 
 
+    def extra_repr(self) -> str:
+        out_ch, in_ch, kernel, _ = self[int(self.blurs)].weight.shape
+        return f"in={in_ch}, out={out_ch}, kernel={kernel}, down={2 if self.blurs else 1}, activate={self.activates}"
+
+
 class ResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
@@ -264,3 +326,6 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(conv2(conv1(x)) + skip(x)) / sqrt(2), the division folded into both branches' weights."""
         return self.conv2(self.conv1(x), gain=RESIDUAL_GAIN) + self.skip(x, gain=RESIDUAL_GAIN)
+
+    def extra_repr(self) -> str:
+        return f"in={self.conv1[0].weight.shape[1]}, out={self.conv2[1].weight.shape[0]}, down=2"

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from gcgan_cli.checkpoint import load_checkpoint
-from gcgan_cli.data.prep_dir import write_atomic, write_json_atomic
+from gcgan_cli.data.atomic import write_atomic, write_json_atomic
 from gcgan_cli.errors import CheckpointError, GcganError, UsageError
 from gcgan_cli.outputs import reporting_disk_full
 

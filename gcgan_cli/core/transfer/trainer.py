@@ -36,8 +36,9 @@ from gcgan_cli.core.transfer.config import TransferConfig
 from gcgan_cli.core.transfer.networks import NetConfig, build_discriminator, build_generator
 from gcgan_cli.core.transfer.pool import ImagePool
 from gcgan_cli.core.transfer.sheets import translation_sheet
+from gcgan_cli.data.atomic import write_atomic
 from gcgan_cli.data.eye_patch import EYE_SHAPE
-from gcgan_cli.data.prep_dir import encode_png, write_atomic
+from gcgan_cli.data.png import encode_png
 from gcgan_cli.device import resolve_device
 from gcgan_cli.errors import CheckpointError, TrainingDiverged, UsageError
 

@@ -17,8 +17,8 @@ import torch
 
 from gcgan_cli.core.gaze.sources import GazeSource
 from gcgan_cli.core.transfer.trainer import load_translator
+from gcgan_cli.data.atomic import remove_path, replace_path, temp_path
 from gcgan_cli.data.eye_patch import from_unit
-from gcgan_cli.data.prep_dir import remove_path, replace_path, temp_path
 from gcgan_cli.data.translated_set import TranslatedWriter
 from gcgan_cli.errors import UsageError
 
