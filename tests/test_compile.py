@@ -231,6 +231,34 @@ def test_ddp_train_compile_on_two_gloo_processes(data, tmp_path):
         torch.testing.assert_close(b[part], a[part])
 
 
+# --- benchmarks/gpu_check.sh and benchmarks/bf16_check.py ---
+
+
+def test_gpu_check_dry_run_prints_every_step_with_a_timeout(tmp_path):
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    result = subprocess.run(["bash", str(script), "--dry-run", "--baseline", "abc123"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    commands = [line for line in lines if line.startswith("+ ")]
+    assert all(" timeout " in f" {line} " for line in commands), commands
+    text = "\n".join(commands)
+    for expected in ("nvidia-smi", "gcgan_cli doctor", "-m cuda tests/",
+                     "benchmarks/train.py --device cuda --configs ref256 --batch 4 --baseline abc123",
+                     "--compile", "benchmarks/sample.py --device cuda --configs ref256"):
+        assert expected in text, expected
+    assert not [line for line in lines if line.startswith("--- ") or line.startswith("skipped")]  # nothing ran
+
+
+@pytest.mark.slow
+def test_bf16_check_runs_on_the_cpu_and_gives_a_verdict():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bf16_check.py"), "--device", "cpu",
+                             "--config", "tiny64", "--steps", "2", "--window", "1"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "fp32 seed 1" in result.stdout and "\nverdict: bf16 " in result.stdout, result.stdout
+
+
 # --- GPU ---
 
 

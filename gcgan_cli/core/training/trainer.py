@@ -69,8 +69,9 @@ class Hooks:
 class MainPasses:
     """The modules the D and G steps call: compiled with --compile, else the eager ones. R1 and the
     path-length penalty take a double backward, which torch.compile does not support, so they call
-    the eager modules, which hold the same parameters. Under DDP, g_train and d_train wrap the DDP
-    modules, as PyTorch's DDP notes recommend (its optimizer splits the graph at the buckets)."""
+    the eager modules, which hold the same parameters. Under DDP the DDP modules themselves are
+    compiled: torch.compile then splits the graphs at DDP's gradient buckets (its DDPOptimizer), so
+    the all-reduces still overlap the backward."""
 
     g: torch.nn.Module  # D step, no grad
     d: torch.nn.Module  # G step, D frozen
