@@ -4,12 +4,12 @@ and, as the yardstick, fp32 from another seed; the loss curves compared as means
     python benchmarks/bf16_check.py [--config tiny64|small64|ref256] [--steps N] [--batch 4] [--window W]
                                     [--device cpu|cuda] [--seed 0] [--factor 1.5]
 
-Defaults: on a GPU ref256, 300 steps, windows of 50; on the CPU tiny64, 100 steps, windows of 20 (minutes
-on 2 cores: 6.6 while other jobs shared them). Each run is the full iteration of `gcgan train` (D step, R1, G step, path length, EMA)
-on a synthetic DB. On CUDA the bf16 run is `--precision bf16` as users run it (autocast of the main
-passes, TF32 elsewhere) against `--precision fp32`. The trainer refuses --precision bf16 on the CPU, so
-on the CPU the fp32 trainer's main passes run under CPU bf16 autocast: the same passes in the same
-precision, for a check of the method without a GPU.
+Defaults: on a GPU ref256, 300 steps, windows of 50; on the CPU tiny64, 100 steps, windows of 20 (minutes on
+2 cores: 6.6 while other jobs shared them). Each run is the full iteration of `gcgan train` (D step, R1, G
+step, path length, EMA) on a synthetic DB. On CUDA the bf16 run is `--precision bf16` as users run it
+(autocast of the main passes, TF32 elsewhere) against `--precision fp32`. The trainer refuses --precision
+bf16 on the CPU, so on the CPU the fp32 trainer's main passes run under CPU bf16 autocast: the same passes
+in the same precision, for a check of the method without a GPU.
 
 Two runs of a GAN drift apart whatever their precision (every difference feeds back through G and D), so
 the question is whether bf16 moves the losses further from fp32 than another seed does. Per loss term:
