@@ -3,6 +3,7 @@ a reference-style loop, each in alternating fresh processes (benchmarks/harness.
 
     python benchmarks/train.py [--configs tiny64,small64,ref256] [--batch 8] [--device cpu|cuda]
                                [--baseline REV] [--processes 3] [--threads N] [--steps 10] [--warmup 3]
+                               [--compile]
 
 Rows per configuration:
 - with --baseline REV: gcgan at REV against gcgan in the working tree (the code being replaced);
@@ -15,7 +16,10 @@ Rows per configuration:
   autocast for the main passes (`--precision bf16`).
 One process trains `--warmup` iterations (D step, G step and the lazy regularisers at their
 intervals), then times `--steps`; img/s = batch / mean step time. Peak memory: CUDA
-max_memory_allocated, or the process's max RSS on CPU.
+max_memory_allocated, or the process's max RSS on CPU. With --compile the working tree trains with
+`--compile` (the backend from GCGAN_COMPILE_BACKEND): every graph compiles in the warm-up, which
+the first iteration covers, so the timed steps exclude compilation; the base revision and the
+reference-style loop stay uncompiled, and the rows are named "... --compile".
 Configurations: tiny64 (the tiny preset at 64 px), small64 (the `small` preset), ref256 (the reference's model).
 """
 
@@ -78,7 +82,8 @@ def measure(args) -> dict:
     options = {**CONFIGS[args.config], "dataset": args.db, "checkpoint_dir": str(run),
                "batch": args.batch, "iters": 10**9, "log_every": 10**6, "viz_every": 0, "save_every": 0, "fid_every": 0,
                "device": str(device), "workers": 0 if reference else None,
-               "precision": "fp32" if device.type != "cuda" else "tf32" if reference else "bf16"}
+               "precision": "fp32" if device.type != "cuda" else "tf32" if reference else "bf16",
+               **({"compile": True} if args.compile else {})}  # a base revision may predate the option
     trainer = (ReferenceStyle if reference else Trainer)(resolve(options))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(args.warmup):
@@ -103,6 +108,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="the working tree trains with --compile")
     harness.add_arguments(parser)
     parser.add_argument("--variant", choices=("reference", "gcgan"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -118,22 +124,25 @@ def main() -> None:
         for name in args.configs.split(","):
             db = make_db(Path(tmp), CONFIGS[name]["size"])
 
-            def child(variant: str) -> list[str]:
+            def child(variant: str, compiled: bool = False) -> list[str]:
                 return [sys.executable, __file__, "--variant", variant, "--config", name, "--db", str(db),
                         "--device", args.device, "--batch", str(args.batch), "--steps", str(args.steps),
-                        "--warmup", str(args.warmup), "--threads", str(args.threads)]
+                        "--warmup", str(args.warmup), "--threads", str(args.threads),
+                        *(["--compile"] if compiled else [])]
 
-            runs = {label: (child("gcgan"), tree) for label, tree in trees.items()}
+            runs = {label: (child("gcgan", args.compile and label == harness.CURRENT), tree)
+                    for label, tree in trees.items()}
             runs["reference-style loop"] = (child("reference"), harness.ROOT)
+            bench = f"train {name}" + (" --compile" if args.compile else "")
             results = harness.alternate(runs, args.processes)
             ours = results[harness.CURRENT]
             for label in runs:
                 if label == harness.CURRENT:
                     continue
                 base = results[label]
-                rows.append(harness.row(f"train {name}", "img/s", label, [r["img_s"] for r in base],
+                rows.append(harness.row(bench, "img/s", label, [r["img_s"] for r in base],
                                         [r["img_s"] for r in ours]))
-                rows.append(harness.row(f"train {name} peak", "MiB", label, [r["peak_mib"] for r in base],
+                rows.append(harness.row(f"{bench} peak", "MiB", label, [r["peak_mib"] for r in base],
                                         [r["peak_mib"] for r in ours], higher_is_better=False))
     harness.report(rows, args.json_out)
 

@@ -2,7 +2,8 @@
 
 Public API: ``upfirdn2d``, ``make_kernel``, ``fused_leaky_relu``, ``FusedLeakyReLU``,
 ``status()``, ``OpsBuildError``. Importing this package compiles nothing; the
-kernels are built on the first call with a CUDA tensor (see ``cuda_ops.build``).
+kernels are built on the first call with a CUDA tensor (see ``cuda_ops.build``) and run as
+the operators ``torch.ops.gcgan.*`` (``cuda_ops.library``), which torch.compile traces.
 This package imports nothing from ``gcgan_cli``.
 """
 

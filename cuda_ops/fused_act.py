@@ -5,45 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import library
 from .dispatch import kernels_for
 from .reference import fused_leaky_relu_ref
-
-
-class _FusedLeakyReLUGrad(torch.autograd.Function):
-    """grad_in = grad * scale * (1 if out > 0 else slope); linear in grad, so its own
-    derivative is the same masked product (the mask's derivative is zero a.e.)."""
-
-    @staticmethod
-    def forward(ctx, grad, out, negative_slope, scale, backend):
-        ctx.save_for_backward(out)
-        ctx.meta = (negative_slope, scale, backend)
-        return backend.fused_bias_act_grad(grad, out, negative_slope, scale)
-
-    @staticmethod
-    def backward(ctx, grad_grad):
-        (out,) = ctx.saved_tensors
-        negative_slope, scale, backend = ctx.meta
-        result = _FusedLeakyReLUGrad.apply(grad_grad, out, negative_slope, scale, backend)
-        return result, None, None, None, None
-
-
-class _FusedLeakyReLUKernel(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, bias, negative_slope, scale, backend):
-        out = backend.fused_bias_act(x, bias, negative_slope, scale)
-        ctx.save_for_backward(out)
-        ctx.meta = (negative_slope, scale, backend, bias is not None)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        negative_slope, scale, backend, has_bias = ctx.meta
-        grad_x = _FusedLeakyReLUGrad.apply(grad, out, negative_slope, scale, backend)
-        grad_bias = None
-        if has_bias and ctx.needs_input_grad[1]:
-            grad_bias = grad_x.sum([0, *range(2, grad_x.ndim)])
-        return grad_x, grad_bias, None, None, None
 
 
 def fused_leaky_relu(
@@ -78,12 +42,11 @@ def fused_leaky_relu(
             f"fused_leaky_relu needs negative_slope >= 0 and scale > 0, "
             f"got {negative_slope} and {scale}"
         )
-    backend = kernels_for(x, impl)
-    if backend is None:
+    if kernels_for(x, impl) is None:
         return fused_leaky_relu_ref(x, bias, negative_slope, scale)
     if bias is not None:
         bias = bias.to(x.dtype)
-    return _FusedLeakyReLUKernel.apply(x, bias, float(negative_slope), float(scale), backend)
+    return library.fused_bias_act(x, bias, float(negative_slope), float(scale))
 
 
 class FusedLeakyReLU(nn.Module):

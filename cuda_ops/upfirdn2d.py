@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
+from . import library
 from .dispatch import kernels_for
-from .reference import upfirdn2d_ref
+from .library import output_size
 from .native import upfirdn2d_native
+from .reference import upfirdn2d_ref
 
 IntPair = int | Sequence[int]
 
@@ -37,48 +39,6 @@ def _pad4(pad: Sequence[int]) -> tuple[int, int, int, int]:
     if len(pad) == 4:
         return pad  # type: ignore[return-value]
     raise ValueError(f"pad must be (p0, p1) or (x0, x1, y0, y1), got {pad!r}")
-
-
-def output_size(
-    in_size: int, up: int, down: int, pad0: int, pad1: int, taps: int
-) -> int:
-    """Length of one output axis: (in * up + pad0 + pad1 - taps) // down + 1."""
-    return (in_size * up + pad0 + pad1 - taps) // down + 1
-
-
-class _UpFirDn2dKernel(torch.autograd.Function):
-    """upfirdn2d through a kernel backend, differentiable to any order.
-
-    The gradient of upfirdn2d is upfirdn2d again (flipped kernel, up and down
-    swapped, adjoint pads), so backward re-enters this Function.
-    """
-
-    @staticmethod
-    def forward(ctx, x, kernel, up, down, pad, backend):
-        ctx.save_for_backward(kernel)
-        ctx.meta = (x.shape[2], x.shape[3], up, down, pad, backend)
-        return backend.upfirdn2d(x, kernel, *up, *down, *pad)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (kernel,) = ctx.saved_tensors
-        in_h, in_w, up, down, pad, backend = ctx.meta
-        if not ctx.needs_input_grad[0]:
-            return (None,) * 6
-        (up_x, up_y), (down_x, down_y) = up, down
-        pad_x0, _, pad_y0, _ = pad
-        kh, kw = kernel.shape
-        out_h, out_w = grad.shape[2], grad.shape[3]
-        grad_pad = (
-            kw - pad_x0 - 1,
-            in_w * up_x - out_w * down_x + pad_x0 - up_x + 1,
-            kh - pad_y0 - 1,
-            in_h * up_y - out_h * down_y + pad_y0 - up_y + 1,
-        )
-        grad_x = _UpFirDn2dKernel.apply(
-            grad, kernel.flip([0, 1]), down, up, grad_pad, backend
-        )
-        return grad_x, None, None, None, None, None
 
 
 def upfirdn2d(
@@ -119,9 +79,8 @@ def upfirdn2d(
             f"kernel {kh}x{kw}, up {up2}, down {down2}, pad {pad4}"
         )
     kernel = kernel.detach()
-    backend = kernels_for(x, impl)
-    if backend is None:
+    if kernels_for(x, impl) is None:
         return (upfirdn2d_ref if impl == "ref" else upfirdn2d_native)(x, kernel, up2, down2, pad4)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     kernel = kernel.to(device=x.device, dtype=acc).contiguous()
-    return _UpFirDn2dKernel.apply(x, kernel, up2, down2, pad4, backend)
+    return library.upfirdn2d(x, kernel, up2, down2, pad4)

@@ -52,6 +52,10 @@ def sample_command(
         "--overwrite",
         help="Replace --outdir (an earlier run's folder) as a whole, once the new samples are complete.")] = False,
     allow_extrapolation: AllowExtrapolationOpt = False,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="Render through torch.compile. For GPUs: the first batch (and a smaller last one) is slow "
+                          "while its graph compiles. It works on the CPU too (inductor builds C++ with gcc). "
+                          "GCGAN_COMPILE_BACKEND picks the backend (default inductor).")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample gaze-conditioned images with their part masks from a training checkpoint.
@@ -60,6 +64,7 @@ def sample_command(
     """
     import torch
 
+    from cuda_ops import compiler
     from gcgan_cli.core.synthesis import check_label_range, drawn_inputs, load_generator, parse_seeds, write_samples
 
     chosen = [name for name, value in (("--gaze", gaze), ("--gaze-grid", gaze_grid_rows), ("--gaze-labels", gaze_labels)) if value is not None]
@@ -72,6 +77,8 @@ def sample_command(
     if chosen_seeds is not None and n is not None and n != len(chosen_seeds):
         raise UsageError(f"--n {n} and --seeds {seeds} ({len(chosen_seeds)} seeds) disagree; give one of them")
     n = len(chosen_seeds) if chosen_seeds is not None else n or 8
+    if compile:
+        compiler.backend(UsageError)
     seed = seed or 0  # with --seeds: the seed of the truncation centre alone, fixed so it is the same in every run
     loaded = load_generator(ckpt, device, ema)
     labels = torch.from_numpy(read_labels(gaze_labels)) if gaze_labels is not None else loaded.gaze_labels
@@ -90,13 +97,14 @@ def sample_command(
             bar = progress.add_task("", total=n)
             write_samples(loaded, building, z, gazes, image_seeds, seed, truncation, batch, save_latent, sheet,
                           {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
-                          on_advance=lambda k: progress.advance(bar, k))
+                          on_advance=lambda k: progress.advance(bar, k), compile=compile)
     elapsed = time.perf_counter() - start
     table = summary_table("gcgan sample")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step}, {'G_ema' if ema else 'G'}, sha256 {loaded.sha256[:12]})")
     table.add_row("samples", f"{n} at {loaded.config.size}x{loaded.config.size}, {loaded.config.seg_dim} classes, truncation {truncation}")
     table.add_row("gazes", chosen[0] if chosen else "drawn from the checkpoint's training label set")
-    table.add_row("time", f"{elapsed:.1f} s, {n / elapsed:.1f} img/s on {device}, batch {batch}")
+    table.add_row("time", f"{elapsed:.1f} s, {n / elapsed:.1f} img/s on {device}, batch {batch}"
+                  + (", compiled (the compilation included)" if compile else ""))
     table.add_row("manifest", str(manifest))
     if sheet:
         table.add_row("contact sheet", str(outdir / SHEET))

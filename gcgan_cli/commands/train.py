@@ -108,6 +108,12 @@ def train_command(
     precision: Annotated[str | None, typer.Option(help=helped('precision', f"{'|'.join(PRECISIONS)}: bf16 autocasts the main passes on CUDA (the regularisers stay fp32); tf32 allows TF32 matmuls."), rich_help_panel=DEVICE)] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", help=helped('workers', "DataLoader workers per process (on the CPU 0 leaves the cores to the math)."), rich_help_panel=DATA)] = None,
     deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help=helped('deterministic', "Deterministic algorithms (a resumed run repeats an unbroken one exactly)."), rich_help_panel=DEVICE)] = None,
+    compile: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", rich_help_panel=DEVICE, help=helped("compile", (
+            "torch.compile the G and D passes of the D and G steps (R1 and path length take a double backward "
+            "and stay eager). For GPUs: the first steps are slow while each graph compiles. It works on the CPU "
+            "too (inductor builds C++ with gcc). GCGAN_COMPILE_BACKEND picks the backend: inductor (default), "
+            "or eager / aot_eager, which trace without generating code.")))] = None,
     device: Annotated[str | None, typer.Option(help=helped('device', f"{DEVICE_CHOICES} (under torchrun: cuda:LOCAL_RANK)."), rich_help_panel=DEVICE)] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Options from a TOML file (flat keys named like the fields of the run's config.json: dataset, checkpoint_dir, ckpt, and the other options' flag names); flags given here win.", rich_help_panel=DATA)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --outdir, with its config.json (flags given here win).", rich_help_panel=DATA)] = False,

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.interpolate
 import torch
 
+from cuda_ops import compiler
 from gcgan_cli.checkpoint import contents_of, file_sha256
 from gcgan_cli.core.export import is_export, read_export, train_checkpoint
 from gcgan_cli.core.folders import SHEET, SHEET_MAX
@@ -117,10 +118,13 @@ def truncated_latents(generator: Generator, z: torch.Tensor, truncation: float, 
 
 
 @torch.no_grad()
-def render(generator: Generator, latents: torch.Tensor, gazes: torch.Tensor, batch: int) -> Iterator[GeneratorOutput]:
-    """Outputs for latents [N, rows, D] at gazes [N, 2], `batch` at a time, fixed noise."""
+def render(generator: Generator, latents: torch.Tensor, gazes: torch.Tensor, batch: int,
+           compile: bool = False) -> Iterator[GeneratorOutput]:
+    """Outputs for latents [N, rows, D] at gazes [N, 2], `batch` at a time, fixed noise. With `compile`,
+    through torch.compile: the first batch compiles a graph, and a smaller last batch another."""
+    synthesize = compiler.compiled(generator.synthesize) if compile else generator.synthesize
     for start in range(0, len(latents), batch):
-        yield generator.synthesize(latents[start : start + batch], gazes[start : start + batch], randomize_noise=False)
+        yield synthesize(latents[start : start + batch], gazes[start : start + batch], randomize_noise=False)
 
 
 def gaze_grid(labels: torch.Tensor, rows: int) -> torch.Tensor:
@@ -182,17 +186,17 @@ def component_path(base: torch.Tensor, rows: list[int], others: torch.Tensor, fr
 
 def write_samples(loaded: LoadedGenerator, outdir: Path, z: torch.Tensor, gazes: torch.Tensor, seeds: list[int],
                   centre_seed: int, truncation: float, batch: int, save_latent: bool, sheet: bool, provenance: dict,
-                  on_advance: Callable[[int], None] = lambda k: None) -> list[dict]:
+                  on_advance: Callable[[int], None] = lambda k: None, compile: bool = False) -> list[dict]:
     """Render one sample per z [n, D] and gaze [n, 2] into `outdir` (images, masks, latents, contact sheet,
     metadata.jsonl; `seeds[i]` recorded as image i's seed) and write samples.jsonl last, so a folder with
-    a manifest is complete. Returns the manifest rows."""
+    a manifest is complete; `compile` renders through torch.compile. Returns the manifest rows."""
     generator, device = loaded.generator, loaded.generator.grid.device
     n, z = len(gazes), z.to(device)
     centre = truncation_centre(generator, centre_seed)
     latents = torch.cat([truncated_latents(generator, z[i : i + batch], truncation, centre) for i in range(0, n, batch)])
     gazes = gazes.to(device)
     rows, shown = [], []
-    for first, out in zip(range(0, n, batch), render(generator, latents, gazes, batch)):
+    for first, out in zip(range(0, n, batch), render(generator, latents, gazes, batch, compile)):
         for j, (image, mask) in enumerate(zip(to_uint8(out.image), class_ids(out.seg))):
             i = first + j
             pitch, yaw = (float(v) for v in gazes[i].cpu())

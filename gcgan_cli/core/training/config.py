@@ -94,6 +94,7 @@ class TrainConfig:
     precision: str = "fp32"
     workers: int | None = None  # DataLoader workers per process (default: cores / processes - 1)
     deterministic: bool = False
+    compile: bool = False  # torch.compile the main passes (the lazy regularisers stay eager)
     device: str = "auto"
 
     def validate(self) -> TrainConfig:

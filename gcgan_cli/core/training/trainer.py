@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 import gcgan_cli
+from cuda_ops import compiler
 from gcgan_cli.checkpoint import capture_rng_state, contents_of, load_checkpoint, restore_rng_state, save_checkpoint
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.frozen import set_requires_grad
@@ -62,6 +63,20 @@ class Hooks:
     on_log: Callable[[dict], None] = lambda row: None
     on_event: Callable[[str], None] = lambda message: None
     should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class MainPasses:
+    """The modules the D and G steps call: compiled with --compile, else the eager ones. R1 and the
+    path-length penalty take a double backward, which torch.compile does not support, so they call
+    the eager modules, which hold the same parameters. Under DDP the DDP modules themselves are
+    compiled: torch.compile then splits the graphs at DDP's gradient buckets (its DDPOptimizer), so
+    the all-reduces still overlap the backward."""
+
+    g: torch.nn.Module  # D step, no grad
+    d: torch.nn.Module  # G step, D frozen
+    g_train: torch.nn.Module  # G step
+    d_train: torch.nn.Module  # D step
 
 
 @dataclass
@@ -227,6 +242,7 @@ class Trainer:
                 self._load_state(resumed)
 
         self.g_train, self.d_train = (self._ddp(self.g), self._ddp(self.d)) if self.world.distributed else (self.g, self.d)
+        self.main = self._main_passes()
 
         self.fid_stats, self.fid_network = self._fid_setup()
         viz = torch.Generator().manual_seed(config.seed + 12_345)  # fixed z and gazes for every grid of the run
@@ -279,6 +295,18 @@ class Trainer:
         else:
             options["broadcast_buffers"] = False
         return DistributedDataParallel(module, **options)
+
+    def _main_passes(self) -> MainPasses:
+        modules = {"g": self.g, "d": self.d, "g_train": self.g_train, "d_train": self.d_train}
+        if not self.config.compile:
+            return MainPasses(**modules)
+        compiler.backend(UsageError)  # a misspelt GCGAN_COMPILE_BACKEND fails here, not at the first step
+        done: dict[int, torch.nn.Module] = {}  # one wrapper per module (without DDP, g_train is g)
+        for name, module in modules.items():
+            if id(module) not in done:
+                done[id(module)] = compiler.compiled(module)
+            modules[name] = done[id(module)]
+        return MainPasses(**modules)
 
     def _gaze_estimator(self, resumed: dict | None) -> conditioning.FrozenEstimator | None:
         """The frozen estimator of --gaze-model; a resumed run must use the same file."""
@@ -399,26 +427,26 @@ class Trainer:
         set_requires_grad([self.d], True)
         with torch.no_grad(), self.autocast():
             z, fake_gaze = self._z(batch), self._fake_gaze(batch)
-            fake = self.g(z, fake_gaze)
+            fake = self.main.g(z, fake_gaze)
             fake_seg = fake.seg
             if self.g_pre is not None:
                 fake_seg, broken = self._paired_masks(fake.seg, self.g_pre(z, fake_gaze).seg)
                 self._record(swapped=broken.float().mean())
         with self.autocast():
             cond = fake_gaze if config.stage == 1 else None
-            fake_pred = self.d_train(*self._augment(fake.image, fake_seg), cond)
+            fake_pred = self.main.d_train(*self._augment(fake.image, fake_seg), cond)
             real, mask = self._augment(real, mask)
             if self._head_weight() > 0:
-                real_pred, estimate = self.d_train(real, mask, gaze, estimate_gaze=True)
+                real_pred, estimate = self.main.d_train(real, mask, gaze, estimate_gaze=True)
                 head = torch.nn.functional.mse_loss(estimate, self.d.normalise(gaze))
                 loss = losses.d_logistic(real_pred, fake_pred) + self._head_weight() * head
                 self._record(d_gaze_head=head)
             else:
-                real_pred = self.d_train(real, mask, gaze)
+                real_pred = self.main.d_train(real, mask, gaze)
                 loss = losses.d_logistic(real_pred, fake_pred)
             if config.stage == 1 and config.d_gaze_mismatch > 0:
                 wrong = conditioning.wrong_gazes(self.gaze_labels, gaze, config.mismatch_min_deg)
-                mismatch = torch.nn.functional.softplus(self.d_train(real, mask, wrong)).mean()
+                mismatch = torch.nn.functional.softplus(self.main.d_train(real, mask, wrong)).mean()
                 loss = loss + config.d_gaze_mismatch * mismatch
                 self._record(d_mismatch=mismatch)
         _update(self.d_optim, loss)
@@ -443,18 +471,18 @@ class Trainer:
         set_requires_grad([self.d], False)
         with self.autocast():
             z, fake_gaze = self._z(batch), self._fake_gaze(batch)
-            fake = self.g_train(z, fake_gaze)
+            fake = self.main.g_train(z, fake_gaze)
             mask_loss = losses.mask_consistency(fake.seg_coarse, fake.seg)
             gaze_terms = 0.0
             if self.g_pre is None:
                 seen = self._augment(fake.image, fake.seg)
                 if self._head_weight() > 0:  # G is pulled to make D's head read the conditioning gaze
-                    pred, estimate = self.d(*seen, fake_gaze, estimate_gaze=True)
+                    pred, estimate = self.main.d(*seen, fake_gaze, estimate_gaze=True)
                     head = torch.nn.functional.mse_loss(estimate, self.d.normalise(fake_gaze))
                     gaze_terms = self._head_weight() * head
                     self._record(g_gaze_head=head)
                 else:
-                    pred = self.d(*seen, fake_gaze)
+                    pred = self.main.d(*seen, fake_gaze)
                 weight = self._estimator_weight()
                 if weight > 0:
                     est = self.gaze_estimator.loss(fake.image, fake_gaze, self.d.gaze_std)
@@ -462,7 +490,7 @@ class Trainer:
                     self._record(g_gaze_est=est)
             else:  # stage 2: G_pre renders the current W+ (gradients reach the mapping through it, spec §6.2)
                 paired, _ = self._paired_masks(fake.seg, self.g_pre.synthesize(fake.latent, fake_gaze).seg)
-                pred = self.d(fake.image, paired)
+                pred = self.main.d(fake.image, paired)
                 pmask = torch.nn.functional.mse_loss(fake.seg, paired)
                 mask_loss = mask_loss + pmask
                 self._record(pmask=pmask)
