@@ -43,7 +43,8 @@ from gcgan_cli.core.pool import default_workers  # noqa: E402
 from gcgan_cli.core.segment import segment  # noqa: E402
 from gcgan_cli.data import ethx, face_strip, synthetic  # noqa: E402
 from gcgan_cli.data.landmarks import LandmarkDetector  # noqa: E402
-from gcgan_cli.data.prep_dir import PrepDir, encode_png, strip_name  # noqa: E402
+from gcgan_cli.data.png import encode_png  # noqa: E402
+from gcgan_cli.data.prep_dir import PrepDir, strip_name  # noqa: E402
 from gcgan_cli.data.sources import EthxSource, SyntheticSource  # noqa: E402
 
 VARIANTS = [((dy, dx), flip) for dy in (-6, 0, 6) for dx in (-6, 0, 6) for flip in (False, True)]

@@ -97,7 +97,8 @@ def labels(db, mode):
 
 def noise_prep(root, count, size):
     """Incompressible strips: the DB is as big as its pixels."""
-    from gcgan_cli.data.prep_dir import encode_png, strip_name
+    from gcgan_cli.data.png import encode_png
+    from gcgan_cli.data.prep_dir import strip_name
     root = Path(root)
     (root / "rgb").mkdir(parents=True)
     (root / "mask").mkdir()

@@ -24,7 +24,7 @@ from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.core.model.config import PRESETS
 from gcgan_cli.core.training.config import (PRECISIONS, REFERENCE_R1, REFERENCE_R1_SIZE, SWAP_CHECKS, TrainConfig,
                                             checked_options, read_options, resolve, with_paths_absolute)
-from gcgan_cli.data.prep_dir import write_json_atomic
+from gcgan_cli.data.atomic import write_json_atomic
 from gcgan_cli.errors import GcganError, UsageError
 from gcgan_cli.outputs import folder_place, writer_lock
 

@@ -31,7 +31,8 @@ from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
 from gcgan_cli.data.contact_sheet import tile
 from gcgan_cli.data.masks import colorize
 from gcgan_cli.data.pack_inputs import SAMPLES
-from gcgan_cli.data.prep_dir import encode_png, write_atomic
+from gcgan_cli.data.atomic import replace_path, write_atomic
+from gcgan_cli.data.png import encode_png
 from gcgan_cli.device import place
 from gcgan_cli.errors import UsageError
 
@@ -268,7 +269,7 @@ def _write_animation(stem: Path, pictures: list[np.ndarray], fps: float) -> list
     gif = stem.with_suffix(".gif")
     tmp = gif.with_name(f".{gif.name}.tmp")
     imageio.mimsave(tmp, pictures, format="GIF", duration=1000 / fps, loop=0)
-    tmp.replace(gif)
+    replace_path(tmp, gif)
     try:
         import imageio_ffmpeg  # noqa: F401  (optional)
     except ImportError:
@@ -276,5 +277,5 @@ def _write_animation(stem: Path, pictures: list[np.ndarray], fps: float) -> list
     mp4 = stem.with_suffix(".mp4")
     tmp = mp4.with_name(f".{mp4.stem}.tmp.mp4")
     imageio.mimsave(tmp, pictures, fps=fps, macro_block_size=1)
-    tmp.replace(mp4)
+    replace_path(tmp, mp4)
     return [gif, mp4]

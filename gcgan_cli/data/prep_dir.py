@@ -26,10 +26,6 @@ from gcgan_cli.data.manifest import MANIFEST
 from gcgan_cli.errors import UsageError
 from gcgan_cli.outputs import output_folder, reporting_disk_full
 
-# Re-exported until trainer, train, sample and synthesis import from data.atomic and data.png: encode_png,
-# write_json_atomic, and write_atomic (imported above for PrepDir too); benchmarks/segment.py takes encode_png.
-from gcgan_cli.data.atomic import write_json_atomic  # noqa: F401
-from gcgan_cli.data.png import encode_png  # noqa: F401
 
 REPORT = "segment_report.json"
 PREVIEW = "preview.png"

@@ -43,7 +43,8 @@ from gcgan_cli.core.training.run_dir import CHECKPOINT_KEYS, RunDir
 from gcgan_cli.core.training.window import LossWindow, nonfinite
 from gcgan_cli.core.visualize import sample_grid
 from gcgan_cli.data import gaze_db
-from gcgan_cli.data.prep_dir import encode_png, write_atomic
+from gcgan_cli.data.atomic import write_atomic
+from gcgan_cli.data.png import encode_png
 from gcgan_cli.device import place, resolve_device
 from gcgan_cli.errors import CheckpointError, DatasetError, TrainingDiverged, UsageError
 from gcgan_cli.outputs import reporting_disk_full
