@@ -19,13 +19,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# The whole pipeline in a 12-minute time box, ending in runs/quickstart/index.html; run again to continue it.
 run: setup
 	$(BIN)/gcgan doctor
-	$(BIN)/gcgan segment synthetic --n 2000 --outdir runs/quickstart/prep
-	$(BIN)/gcgan pack --data runs/quickstart/prep --outdir runs/quickstart/db --overwrite
-	rm -rf runs/quickstart/train
-	$(BIN)/gcgan train --data runs/quickstart/db --outdir runs/quickstart/train --preset small --batch 8 \
-		--mirror --iters 200 --log-every 50 --viz-every 100 --save-every 100
+	$(BIN)/gcgan quickstart --outdir runs/quickstart
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -18,6 +18,7 @@ from gcgan_cli.commands.export import export_command
 from gcgan_cli.commands.fid import fid_command
 from gcgan_cli.commands.inception import inception_command
 from gcgan_cli.commands.pack import pack_command
+from gcgan_cli.commands.quickstart import quickstart_command
 from gcgan_cli.commands.interpolate import interpolate_command
 from gcgan_cli.commands.sample import sample_command
 from gcgan_cli.commands.train import train_command
@@ -36,6 +37,8 @@ and FP-GAN (feature-preserving eye translation) in one tool.
   3. [cyan]inception[/cyan]   FID statistics of a packed dataset; [cyan]fid[/cyan] scores a network, folder or DB against them
   4. [cyan]train[/cyan]       --stage 1 on labelled data, then --stage 2 on an unlabelled domain (torchrun/DDP)
   5. [cyan]sample[/cyan] / [cyan]interpolate[/cyan]   gaze-annotated images with masks; part-wise and gaze animations
+
+  [cyan]quickstart[/cyan]  all of it on synthetic data in a time box (12 minutes on 2 CPU cores) -> index.html
 
   [cyan]export[/cyan] a checkpoint's G_ema as a shareable model folder; [cyan]unpack[/cyan] a DB back to folders.
   Beside it: [cyan]transfer[/cyan] (FP-GAN synthetic <-> real eye translation) and [cyan]gaze[/cyan]
@@ -80,6 +83,7 @@ app.command("interpolate", epilog=epilog("interpolate"))(interpolate_command)
 app.command("export", epilog=epilog("export"))(export_command)
 app.add_typer(gaze.app, name="gaze")
 app.add_typer(transfer.app, name="transfer")
+app.command("quickstart", epilog=epilog("quickstart"))(quickstart_command)
 app.command("doctor", epilog=epilog("doctor"))(doctor)
 
 

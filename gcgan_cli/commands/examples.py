@@ -36,6 +36,8 @@ EXAMPLES = {
     "transfer run": ["gcgan transfer run --network runs/fp --data s_test --direction s2r --outdir s_test_in_r"],
     "transfer eval": ["gcgan transfer eval --network runs/fp --s-test s_test --r-test r_test.h5 --s-train s_train "
                       "--r-train r_train.h5 --gaze-r e_r.pt"],
+    "quickstart": ["gcgan quickstart --outdir runs/quickstart",
+                   "gcgan quickstart --outdir runs/quickstart_gpu --minutes 12 --device cuda"],
     "doctor": ["gcgan doctor", "gcgan doctor --device cuda"],
 }
 
