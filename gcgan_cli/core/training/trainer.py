@@ -12,6 +12,7 @@ no host synchronisation. The UI reaches in only through `Hooks` (rank 0).
 from __future__ import annotations
 
 import copy
+import gc
 import inspect
 import os
 import random
@@ -678,6 +679,13 @@ class Trainer:
                                  "fid": self.fid_stats is not None})
 
     def close(self) -> None:
-        """Leave the process as it was: the process group, the deterministic-algorithms switch."""
+        """Leave the process as it was: the process group, the deterministic-algorithms switch.
+
+        The DDP wrappers go first: their reducers hold the process group, and when the last of them
+        is freed at interpreter exit, after the peers have left, gloo's destructor can wait forever
+        for its threads (seen once in a 2-process test run)."""
+        if self.world.distributed:
+            self.g_train = self.d_train = self.main = None
+            gc.collect()
         dist_utils.shutdown(self.world)
         torch.use_deterministic_algorithms(self._was_deterministic)
