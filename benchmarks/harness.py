@@ -117,6 +117,17 @@ def row(bench: str, unit: str, base_label: str, base: list[float], ours: list[fl
                (min(ours), max(ours)), higher_is_better)
 
 
+def speed_rows(bench: str, results: dict[str, list[dict]]) -> list[Row]:
+    """img/s and peak MiB of the working tree against each other label's runs."""
+    ours, rows = results[CURRENT], []
+    for label, base in results.items():
+        if label != CURRENT:
+            rows.append(row(bench, "img/s", label, [r["img_s"] for r in base], [r["img_s"] for r in ours]))
+            rows.append(row(f"{bench} peak", "MiB", label, [r["peak_mib"] for r in base],
+                            [r["peak_mib"] for r in ours], higher_is_better=False))
+    return rows
+
+
 def header() -> str:
     return (f"{'benchmark':<28} {'unit':<8} {'baseline':<26} {'baseline median [min-max]':>24}  "
             f"{'ours median [min-max]':>24}  {'ratio':>7}")

@@ -87,15 +87,8 @@ def main() -> None:
                     for label, tree in trees.items()}
             runs["one image per pass"] = (child(1), harness.ROOT)
             results = harness.alternate(runs, args.processes)
-            ours = results[harness.CURRENT]
             bench = f"sample {name} batch {args.batch}" + (" --compile" if args.compile else "")
-            for label in runs:
-                if label != harness.CURRENT:
-                    base = results[label]
-                    rows.append(harness.row(bench, "img/s", label, [r["img_s"] for r in base],
-                                            [r["img_s"] for r in ours]))
-                    rows.append(harness.row(f"{bench} peak", "MiB", label, [r["peak_mib"] for r in base],
-                                            [r["peak_mib"] for r in ours], higher_is_better=False))
+            rows += harness.speed_rows(bench, results)
     harness.report(rows, args.json_out)
 
 

@@ -135,15 +135,7 @@ def main() -> None:
             runs["reference-style loop"] = (child("reference"), harness.ROOT)
             bench = f"train {name}" + (" --compile" if args.compile else "")
             results = harness.alternate(runs, args.processes)
-            ours = results[harness.CURRENT]
-            for label in runs:
-                if label == harness.CURRENT:
-                    continue
-                base = results[label]
-                rows.append(harness.row(bench, "img/s", label, [r["img_s"] for r in base],
-                                        [r["img_s"] for r in ours]))
-                rows.append(harness.row(f"{bench} peak", "MiB", label, [r["peak_mib"] for r in base],
-                                        [r["peak_mib"] for r in ours], higher_is_better=False))
+            rows += harness.speed_rows(bench, results)
     harness.report(rows, args.json_out)
 
 
