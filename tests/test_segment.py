@@ -369,7 +369,7 @@ def runs_dir(tmp_path_factory):
 
 
 def test_each_subject_and_camera_starts_its_own_spans(runs_dir, calls):
-    source = EthxSource(runs_dir)
+    source = EthxSource(runs_dir, detect="track")
     tasks, _ = source.tasks()
     by_row = {task.item[:2]: task for task in tasks}
     seen: dict[tuple, int] = {}
@@ -385,7 +385,7 @@ def test_each_subject_and_camera_starts_its_own_spans(runs_dir, calls):
         source.make(task.item)
     anchors = {(t.item[0], t.item[2]) for t in tasks}
     assert len(anchors) == 6 and calls == {"find": 6, "follow": len(tasks)}  # one detection per span
-    assert {t.item[2] for t in EthxSource(runs_dir, detect="every").tasks()[0]} == {None}
+    assert {t.item[2] for t in EthxSource(runs_dir).tasks()[0]} == {None}  # the default: the detector every frame
 
 
 def pngs(prep) -> dict:
@@ -395,14 +395,15 @@ def pngs(prep) -> dict:
 @pytest.mark.slow
 def test_tracking_gives_the_same_strips_with_any_workers_and_on_resume(runs_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert cli.run(["segment", "ethx", "--data", str(runs_dir), "--outdir", str(one), "-j", "1"]) == 0
-    assert cli.run(["segment", "ethx", "--data", str(runs_dir), "--outdir", str(two), "-j", "2"]) == 0
+    track = ["segment", "ethx", "--data", str(runs_dir), "--detect", "track"]
+    assert cli.run([*track, "--outdir", str(one), "-j", "1"]) == 0
+    assert cli.run([*track, "--outdir", str(two), "-j", "2"]) == 0
     names = list(read_manifest(one / "manifest.jsonl"))
     assert len(names) == 92 and list(read_manifest(two / "manifest.jsonl")) == names
     assert pngs(two) == pngs(one)
     for name in names[5::3]:  # strips lost: redone alone, each from its own frame and its span's first
         (two / "rgb" / f"{name}.png").unlink()
-    assert cli.run(["segment", "ethx", "--data", str(runs_dir), "--outdir", str(two), "-j", "2"]) == 0
+    assert cli.run([*track, "--outdir", str(two), "-j", "2"]) == 0
     assert json.loads((two / "segment_report.json").read_text())["counts"]["written"] == len(names[5::3])
     assert pngs(two) == pngs(one)
 
@@ -410,11 +411,11 @@ def test_tracking_gives_the_same_strips_with_any_workers_and_on_resume(runs_dir,
 def test_the_detect_mode_is_a_strip_option(runs_dir, tmp_path, run_cli):
     out = tmp_path / "prep"
     args = ("segment", "ethx", "--data", runs_dir, "--outdir", out, "--subjects", "0001", "-j", "1")
-    code, _, _ = run_cli(*args, "--detect", "every")
-    assert code == 0 and json.loads((out / "segment_report.json").read_text())["options"]["detect"] == "every"
+    code, _, _ = run_cli(*args, "--detect", "track")
+    assert code == 0 and json.loads((out / "segment_report.json").read_text())["options"]["detect"] == "track"
     code, _, err = run_cli(*args)
     assert code == 2 and "detect every" in err and "detect track" in err and len(err.strip().splitlines()) == 1
     code, _, _ = run_cli(*args, "--overwrite")
-    assert code == 0 and json.loads((out / "segment_report.json").read_text())["options"]["detect"] == "track"
+    assert code == 0 and json.loads((out / "segment_report.json").read_text())["options"]["detect"] == "every"
     code, _, err = run_cli(*args, "--detect", "sometimes")
     assert code == 2 and "--detect" in err and len(err.strip().splitlines()) == 1

@@ -82,9 +82,9 @@ def ethx_command(
     max_frame: Annotated[str, typer.Option(help="Keep frame_index <= this ('all' keeps the dim-light frames too).")] = str(ethx.DEFAULT_MAX_FRAME),
     subjects: Annotated[str, typer.Option(help="Subject ids to process, e.g. 0000,0003, or 'all'.")] = "all",
     detect: Annotated[str, typer.Option(help=(
-        "track: the face detector finds the face at the start of each (subject, camera) run and the landmark model "
-        "follows it through the run (the detector again where it loses the face); every: the detector on every "
-        "frame, as the reference."))] = "track",
+        "every: the face detector on every frame, as the reference; track: the detector at the start of each "
+        "32-frame span of a (subject, camera) run and the landmark model following the face through it (the "
+        "detector again where it loses the face), faster in one process, slower with several workers."))] = "every",
     limit: LimitOpt = None,
     size: SizeOpt = 256,
     workers: WorkersOpt = None,
