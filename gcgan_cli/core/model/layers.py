@@ -23,7 +23,6 @@ class PixelNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
 
-
     def extra_repr(self) -> str:
         return "over channels (dim 1)"
 
@@ -42,7 +41,6 @@ class EqualLinear(nn.Module):
             return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
         return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
 
-
     def extra_repr(self) -> str:
         out_dim, in_dim = self.weight.shape
         return f"in={in_dim}, out={out_dim}, lr_mul={self.lr_mul:g}, activate={self.activate}"
@@ -59,7 +57,6 @@ class FullyConnectedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.to(self.weight.dtype), self.weight * self.gain, self.bias)
-
 
     def extra_repr(self) -> str:
         out_dim, in_dim = self.weight.shape
@@ -94,7 +91,6 @@ class ModulatedConv1x1(nn.Module):
         out = torch.einsum("oi,bihw->bohw", w, x * s[:, :, None, None])
         return out * demod[:, :, None, None]
 
-
     def extra_repr(self) -> str:
         out_ch, in_ch = self.weight.shape
         return f"in={in_ch}, out={out_ch}, kernel=1, style={self.modulation.weight.shape[1]}, demodulate=True"
@@ -110,7 +106,6 @@ class StyledConv1x1(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.activate(self.conv(x, style))
-
 
     def extra_repr(self) -> str:
         out_ch, in_ch = self.conv.weight.shape
@@ -129,7 +124,6 @@ class Blur(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upfirdn2d(x, self.kernel, down=self.down, pad=self.pad)
 
-
     def extra_repr(self) -> str:
         return f"kernel={BLUR_KERNEL}, pad={self.pad}, down={self.down}"
 
@@ -143,7 +137,6 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upfirdn2d(x, self.kernel, up=2, pad=(2, 1))
-
 
     def extra_repr(self) -> str:
         return f"kernel={BLUR_KERNEL}, up=2, pad=(2, 1)"
@@ -160,7 +153,6 @@ class NoiseInjection(nn.Module):
     def draw(x: torch.Tensor) -> torch.Tensor:
         """Fresh noise [B, 1, H, W] for the output x."""
         return x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
-
 
     def extra_repr(self) -> str:
         return "per-pixel noise [B, 1, H, W] times one learned weight"
@@ -213,7 +205,6 @@ class FixedStyledConv(nn.Module):
             out = out.addcmul_(noise, self.noise.weight * gain)
         return F.leaky_relu_(out, self.activate.negative_slope) if self.activate is not None else out
 
-
     def extra_repr(self) -> str:
         out_ch, in_ch, kernel, _ = self.weight.shape
         return (f"in={in_ch}, out={out_ch}, kernel={kernel}, up={2 if self.upsample else 1}, "
@@ -233,7 +224,6 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, bias=self.bias.view(-1))
         return out.add_(self.upsample(skip)) if skip is not None else out
-
 
     def extra_repr(self) -> str:
         out_ch, in_ch = self.conv.weight.shape[:2]
@@ -258,7 +248,6 @@ class PositionEmbedding(nn.Module):
         features = torch.cat([grid, waves], dim=1)
         return F.conv2d(features, self.weights * self.scale)
 
-
     def extra_repr(self) -> str:
         out_ch, in_ch = self.weights.shape[:2]
         return f"in={in_ch}, out={out_ch}, n_freqs={self.freqs.shape[0]}"
@@ -278,7 +267,6 @@ class EqualConv2d(nn.Module):
         bias = act.bias * gain if act is not None else None
         out = F.conv2d(x, self.weight * (self.scale * gain), bias, stride=self.stride, padding=self.padding)
         return F.leaky_relu_(out, act.negative_slope) if act is not None else out
-
 
     def extra_repr(self) -> str:
         out_ch, in_ch, kernel, _ = self.weight.shape
@@ -309,7 +297,6 @@ class ConvLayer(nn.Sequential):
         if self.blurs:
             x = self[0](x)
         return self[int(self.blurs)](x, self[-1] if self.activates else None, gain)
-
 
     def extra_repr(self) -> str:
         out_ch, in_ch, kernel, _ = self[int(self.blurs)].weight.shape
