@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from gcgan_cli.core.training.config import resolve  # noqa: E402
 from gcgan_cli.core.training.trainer import Trainer  # noqa: E402
-from train import CONFIGS, make_db  # noqa: E402  (benchmarks/train.py: the configurations and the synthetic DB)
+from train import make_db  # noqa: E402  (benchmarks/train.py: the synthetic DB)
 
 COMPARED = ("d", "g", "mask", "real_score", "fake_score", "r1_img", "r1_seg", "path_length")
 SHOWN = ("d", "g", "mask", "path_length")  # the curves printed window by window
@@ -45,7 +45,8 @@ def run(args, db: Path, seed: int, bf16: bool) -> list[dict[str, float]]:
     """Window means of every recorded loss term, one dict per window."""
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    options = {**CONFIGS[args.config], "dataset": str(db), "checkpoint_dir": tempfile.mkdtemp(dir=db.parent) + "/run",
+    preset, size = harness.MODEL_CONFIGS[args.config]
+    options = {"preset": preset, "size": size, "dataset": str(db), "checkpoint_dir": tempfile.mkdtemp(dir=db.parent) + "/run",
                "batch": args.batch, "iters": args.steps, "seed": seed, "log_every": 10**6, "viz_every": 0,
                "save_every": 0, "fid_every": 0, "device": str(device), "workers": 0,
                "precision": "bf16" if bf16 and cuda else "fp32"}
@@ -73,7 +74,7 @@ def distance(a: list[dict], b: list[dict], key: str) -> float:
 def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="ref256" if cuda else "tiny64")
+    parser.add_argument("--config", choices=sorted(harness.MODEL_CONFIGS), default="ref256" if cuda else "tiny64")
     parser.add_argument("--steps", type=int, help="iterations per run (default: 300 on CUDA, 100 on the CPU)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--window", type=int, help="steps per window (default: 50 on CUDA, 20 on the CPU)")
@@ -90,7 +91,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.device}, {args.config}, batch {args.batch}, {args.steps} steps, "
           f"windows of {args.window}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        db = make_db(Path(tmp), CONFIGS[args.config]["size"])
+        db = make_db(Path(tmp), harness.MODEL_CONFIGS[args.config][1])
         curves = {}
         for label, seed, bf16 in (("fp32", args.seed, False), ("bf16", args.seed, True),
                                   (f"fp32 seed {args.seed + 1}", args.seed + 1, False)):

@@ -48,6 +48,22 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+# The model configurations the benchmarks time: preset name and image size.
+MODEL_CONFIGS = {"tiny": ("tiny", 32), "tiny64": ("tiny", 64), "small64": ("small", 64), "ref256": ("ref256", 256)}
+
+
+def child_setup(args):
+    """A child's threads, device and model config for `args.config`, with torch seeded (import after use_tree)."""
+    import torch
+
+    from gcgan_cli.core.model import preset
+
+    set_threads(args.threads)
+    name, size = MODEL_CONFIGS[args.config]
+    torch.manual_seed(0)
+    return torch.device(args.device), preset(name, size=size)
+
+
 @contextlib.contextmanager
 def trees(baseline: str | None) -> Iterator[dict[str, Path]]:
     """{label: source root}: the working tree, and with `baseline` a temporary worktree of it."""

@@ -24,17 +24,11 @@ harness.use_tree()
 
 import torch  # noqa: E402
 
-from gcgan_cli.core.model import Discriminator, Generator, preset  # noqa: E402
-
-CONFIGS = {"tiny": ("tiny", 32), "tiny64": ("tiny", 64), "small64": ("small", 64), "ref256": ("ref256", 256)}
+from gcgan_cli.core.model import Discriminator, Generator  # noqa: E402
 
 
 def measure(args) -> dict:
-    harness.set_threads(args.threads)
-    device = torch.device(args.device)
-    name, size = CONFIGS[args.config]
-    config = preset(name, size=size)
-    torch.manual_seed(0)
+    device, config = harness.child_setup(args)
     g, d = Generator(config), Discriminator(config, gaze=True)
     try:
         from gcgan_cli.device import place

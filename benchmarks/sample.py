@@ -28,18 +28,12 @@ harness.use_tree()
 
 import torch  # noqa: E402
 
-from gcgan_cli.core.model import Generator, preset  # noqa: E402
+from gcgan_cli.core.model import Generator  # noqa: E402
 from gcgan_cli.core.synthesis import render, truncated_latents  # noqa: E402
-
-CONFIGS = {"tiny64": ("tiny", 64), "small64": ("small", 64), "ref256": ("ref256", 256)}
 
 
 def measure(args) -> dict:
-    harness.set_threads(args.threads)
-    device = torch.device(args.device)
-    name, size = CONFIGS[args.config]
-    config = preset(name, size=size)
-    torch.manual_seed(0)
+    device, config = harness.child_setup(args)
     generator = Generator(config).to(device).eval().requires_grad_(False)
     z = torch.randn(args.n, config.style_dim, device=device)
     latents = truncated_latents(generator, z, 0.7, generator.mean_latent(1000))

@@ -45,8 +45,6 @@ from gcgan_cli import cli  # noqa: E402
 from gcgan_cli.core.training.config import resolve  # noqa: E402
 from gcgan_cli.core.training.trainer import Trainer  # noqa: E402
 
-CONFIGS = {"tiny64": {"preset": "tiny", "size": 64}, "small64": {"preset": "small", "size": 64},
-           "ref256": {"preset": "ref256", "size": 256}}
 
 
 class ReferenceStyle(Trainer):
@@ -79,7 +77,8 @@ def measure(args) -> dict:
     device = torch.device(args.device)
     reference = args.variant == "reference"
     run = Path(tempfile.mkdtemp(prefix="run-", dir=Path(args.db).parent))
-    options = {**CONFIGS[args.config], "dataset": args.db, "checkpoint_dir": str(run),
+    preset, size = harness.MODEL_CONFIGS[args.config]
+    options = {"preset": preset, "size": size, "dataset": args.db, "checkpoint_dir": str(run),
                "batch": args.batch, "iters": 10**9, "log_every": 10**6, "viz_every": 0, "save_every": 0, "fid_every": 0,
                "device": str(device), "workers": 0 if reference else None,
                "precision": "fp32" if device.type != "cuda" else "tf32" if reference else "bf16",
@@ -122,7 +121,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, harness.trees(args.baseline) as trees:
         for name in args.configs.split(","):
-            db = make_db(Path(tmp), CONFIGS[name]["size"])
+            db = make_db(Path(tmp), harness.MODEL_CONFIGS[name][1])
 
             def child(variant: str, compiled: bool = False) -> list[str]:
                 return [sys.executable, __file__, "--variant", variant, "--config", name, "--db", str(db),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .library import output_size
 from .reference import upfirdn2d_ref
 
 
@@ -43,8 +44,7 @@ def _upsampled(x, kernel, up, down, pad) -> torch.Tensor:
     pad_x0, pad_x1, pad_y0, pad_y1 = pad
     kh, kw = kernel.shape
     weight = kernel.to(device=x.device, dtype=x.dtype)[None, None].expand(c, 1, kh, kw)
-    out_h = h * up_y + pad_y0 + pad_y1 - kh + 1
-    out_w = w * up_x + pad_x0 + pad_x1 - kw + 1
+    out_h, out_w = output_size(h, up_y, 1, pad_y0, pad_y1, kh), output_size(w, up_x, 1, pad_x0, pad_x1, kw)
     start_y, start_x = kh - 1 - pad_y0, kw - 1 - pad_x0
     full_h, full_w = (h - 1) * up_y + kh, (w - 1) * up_x + kw
     if full_h - out_h == 2 * start_y >= 0 and full_w - out_w == 2 * start_x >= 0:  # the same crop on both sides

@@ -29,7 +29,7 @@ import gcgan_cli
 from gcgan_cli.checkpoint import contents_of, file_sha256, load_checkpoint, require_entries
 from gcgan_cli.core.folders import CARD, CONFIG, WEIGHTS
 from gcgan_cli.core.model import Generator, ModelConfig
-from gcgan_cli.core.training.run_dir import read_metrics
+from gcgan_cli.core.training.run_dir import read_metrics, run_of
 from gcgan_cli.data.atomic import write_atomic
 from gcgan_cli.data.prep_dir import built_in_place
 from gcgan_cli.errors import CheckpointError, UsageError
@@ -203,9 +203,9 @@ def measured(network: Path, step: int) -> dict[str, float]:
     """The MEASURE values the run folder's metrics.jsonl holds for this step, by name (the last row
     wins); a checkpoint outside a run folder has none."""
     values = {}
-    metrics = network.parent.parent / "metrics.jsonl"
-    if network.parent.name == "checkpoints" and metrics.is_file():
-        for row in read_metrics(metrics):
+    run = run_of(network)
+    if run is not None and run.metrics.is_file():
+        for row in read_metrics(run.metrics):
             if row.get("step") == step:
                 values.update({name: value for name, value in row.items()
                                if MEASURE.fullmatch(name) and isinstance(value, (int, float))})

@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from gcgan_cli.data.atomic import write_atomic
+from gcgan_cli.core.training.run_dir import RunDir, read_metrics
+from gcgan_cli.data.atomic import write_atomic, write_json_atomic
 from gcgan_cli.errors import GcganError, UsageError
 
 MARKER = "quickstart.json"
@@ -187,7 +188,7 @@ def run_quickstart(options: Options, runner: Runner, events: Events) -> list[Ste
     outdir = options.outdir
     outdir.mkdir(parents=True, exist_ok=True)
     if not (outdir / MARKER).is_file():
-        _write_json(outdir / MARKER, {"format": FORMAT, "scale": options.scale.name, "created": _now()})
+        write_json_atomic(outdir / MARKER, {"format": FORMAT, "scale": options.scale.name, "created": _now()})
     (outdir / STEPS_DIR).mkdir(exist_ok=True)
     if options.threads:
         import torch  # here: the help of the command must not wait for torch
@@ -212,7 +213,7 @@ def run_quickstart(options: Options, runner: Runner, events: Events) -> list[Ste
         begun = time.monotonic()
         result = STEP_FUNCTIONS[name](context, deadline, results)
         result.name, result.title, result.seconds = name, title, time.monotonic() - begun
-        _write_json(marker, asdict(result))
+        write_json_atomic(marker, asdict(result))
         events.step_done(index, result, False)
         results.append(result)
     return results
@@ -392,7 +393,7 @@ def _gaze(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
                 "--sweep", c.path(f"gaze/{run}_sweep"), "--json", *c.device()]
         commands.append(argv)
         result = json.loads(c.call(argv, capture=True))
-        _write_json(c.options.outdir / f"gaze/consistency_{run}.json", result)
+        write_json_atomic(c.options.outdir / f"gaze/consistency_{run}.json", result)
         results[run] = result
         numbers[f"{run} consistency"] = (f"{result['error_deg']['mean']:.2f} deg mean, "
                                          f"{result['error_deg']['median']:.2f} median over {result['n']} samples; "
@@ -510,21 +511,19 @@ STEP_FUNCTIONS = {"data": _data, "stage1": _stage1, "stage2": _stage2, "samples"
 
 def checkpoint_steps(run: Path) -> list[int]:
     """The steps of a run's checkpoints (NNNNNNN.pt), ascending."""
-    return sorted(int(p.stem) for p in (run / "checkpoints").glob("*.pt") if p.stem.isdigit())
+    return [int(path.stem) for path in RunDir(run).checkpoint_files()]
 
 
 def newest_checkpoint(run: Path) -> Path:
-    steps = checkpoint_steps(run)
-    if not steps:
+    files = RunDir(run).checkpoint_files()
+    if not files:
         raise UsageError(f"{run}: no checkpoint; its training step did not finish (run quickstart again)")
-    return run / "checkpoints" / f"{steps[-1]:07d}.pt"
+    return files[-1]
 
 
 def metrics_rows(path: Path) -> list[dict]:
     """The training rows of a metrics.jsonl (rows with a step and a speed; FID and consistency rows are others)."""
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(path) if path.is_file() else []
     return [row for row in rows if "step" in row and "sec_per_step" in row]
 
 
@@ -553,10 +552,6 @@ def _timed(work: Callable[[], object]) -> float:
 def _r(result: dict, axis: str) -> str:
     value = result["correlation"][axis]
     return "n/a" if value is None else f"{value:.2f}"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _now() -> str:

@@ -20,7 +20,6 @@ import os
 import re
 from pathlib import Path
 
-from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.data.atomic import write_atomic, write_json_atomic
 from gcgan_cli.errors import CheckpointError, GcganError, UsageError
 from gcgan_cli.outputs import reporting_disk_full
@@ -66,6 +65,8 @@ class RunDir:
         files = self.checkpoint_files()
         if not files:
             raise UsageError(f"--resume: {self.checkpoints} has no checkpoint to resume from; start without --resume")
+        from gcgan_cli.checkpoint import load_checkpoint  # torch: here, so reading a run's files needs none
+
         try:
             record = load_checkpoint(files[-1], required=self.required)
         except CheckpointError as exc:
@@ -141,13 +142,20 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
+def run_of(checkpoint: Path) -> RunDir | None:
+    """The run folder a `gcgan train` checkpoint lies in (RUN/checkpoints/NAME.pt beside RUN/config.json),
+    or None for a checkpoint kept anywhere else."""
+    checkpoint = Path(checkpoint).resolve()
+    run = RunDir(checkpoint.parent.parent)
+    return run if checkpoint.parent.name == "checkpoints" and run.config.is_file() else None
+
+
 def record_measure(network: Path, step: int, values: dict) -> Path | None:
     """Append a measure of a run's checkpoint (FID, gaze consistency) to that run's metrics.jsonl as a
     row of the checkpoint's step, where export's model card finds it. Returns the file, or None when
     the checkpoint lies outside a run folder or the folder is read-only (the measure is printed anyway)."""
-    network = Path(network).resolve()
-    run = RunDir(network.parent.parent)
-    if network.parent.name != "checkpoints" or not run.config.is_file() or not os.access(run.root, os.W_OK):
+    run = run_of(network)
+    if run is None or not os.access(run.root, os.W_OK):
         return None
     run.append_metrics({"step": step, **values})
     return run.metrics
