@@ -46,10 +46,22 @@ def run(args, db: Path, seed: int, bf16: bool) -> list[dict[str, float]]:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     preset, size = harness.MODEL_CONFIGS[args.config]
-    options = {"preset": preset, "size": size, "dataset": str(db), "checkpoint_dir": tempfile.mkdtemp(dir=db.parent) + "/run",
-               "batch": args.batch, "iters": args.steps, "seed": seed, "log_every": 10**6, "viz_every": 0,
-               "save_every": 0, "fid_every": 0, "device": str(device), "workers": 0,
-               "precision": "bf16" if bf16 and cuda else "fp32"}
+    options = {
+        "preset": preset,
+        "size": size,
+        "dataset": str(db),
+        "checkpoint_dir": tempfile.mkdtemp(dir=db.parent) + "/run",
+        "batch": args.batch,
+        "iters": args.steps,
+        "seed": seed,
+        "log_every": 10**6,
+        "viz_every": 0,
+        "save_every": 0,
+        "fid_every": 0,
+        "device": str(device),
+        "workers": 0,
+        "precision": "bf16" if bf16 and cuda else "fp32",
+    }
     trainer = Trainer(resolve(options))
     if bf16 and not cuda:
         trainer.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
@@ -80,21 +92,28 @@ def main() -> None:
     parser.add_argument("--window", type=int, help="steps per window (default: 50 on CUDA, 20 on the CPU)")
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--factor", type=float, default=1.5,
-                        help="bf16 may be this many times further from fp32 than another seed is")
+    parser.add_argument(
+        "--factor", type=float, default=1.5, help="bf16 may be this many times further from fp32 than another seed is"
+    )
     args = parser.parse_args()
     on_cuda = args.device.startswith("cuda")
     args.steps = args.steps or (300 if on_cuda else 100)
     args.window = args.window or (50 if on_cuda else 20)
     if args.steps < args.window:
         parser.error(f"--steps {args.steps} is shorter than one --window {args.window}")
-    print(f"torch {torch.__version__}, {args.device}, {args.config}, batch {args.batch}, {args.steps} steps, "
-          f"windows of {args.window}", flush=True)
+    print(
+        f"torch {torch.__version__}, {args.device}, {args.config}, batch {args.batch}, {args.steps} steps, "
+        f"windows of {args.window}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         db = make_db(Path(tmp), harness.MODEL_CONFIGS[args.config][1])
         curves = {}
-        for label, seed, bf16 in (("fp32", args.seed, False), ("bf16", args.seed, True),
-                                  (f"fp32 seed {args.seed + 1}", args.seed + 1, False)):
+        for label, seed, bf16 in (
+            ("fp32", args.seed, False),
+            ("bf16", args.seed, True),
+            (f"fp32 seed {args.seed + 1}", args.seed + 1, False),
+        ):
             start = time.perf_counter()
             curves[label] = run(args, db, seed, bf16)
             print(f"{label}: {time.perf_counter() - start:.1f} s", flush=True)

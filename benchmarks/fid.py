@@ -48,8 +48,10 @@ def main() -> None:
         s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
         eigen, eigen_value = timed(trace_sqrt_product, s1, s2, repeat=args.repeat)
         sqrtm, sqrtm_value = timed(trace_sqrt_product_sqrtm, s1, s2, repeat=args.repeat)
-        print(f"{samples:>8} {args.dims:>5} {eigen:>8.2f} {sqrtm:>8.2f} {sqrtm / eigen:>6.1f} "
-              f"{abs(eigen_value - sqrtm_value) / abs(sqrtm_value):>9.1e}")
+        print(
+            f"{samples:>8} {args.dims:>5} {eigen:>8.2f} {sqrtm:>8.2f} {sqrtm / eigen:>6.1f} "
+            f"{abs(eigen_value - sqrtm_value) / abs(sqrtm_value):>9.1e}"
+        )
 
 
 if __name__ == "__main__":

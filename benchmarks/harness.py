@@ -33,10 +33,14 @@ def use_tree() -> Path:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--baseline", metavar="REV",
-                        help="also time this git revision (a worktree of it), alternating with the working tree")
-    parser.add_argument("--processes", type=int, default=3,
-                        help="fresh processes per tree; medians and min-max are over them")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also time this git revision (a worktree of it), alternating with the working tree",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=3, help="fresh processes per tree; medians and min-max are over them"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each child (0: torch's default)")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the rows to this JSON file")
 
@@ -75,8 +79,9 @@ def trees(baseline: str | None) -> Iterator[dict[str, Path]]:
         raise SystemExit(f"--baseline {baseline}: not a revision of {ROOT} ({sha.stderr.strip()})")
     with tempfile.TemporaryDirectory(prefix="gcgan-baseline-") as tmp:
         worktree = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(worktree), baseline],
-                       check=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(worktree), baseline], check=True
+        )
         try:
             yield {f"{baseline} ({sha.stdout.strip()})": worktree, CURRENT: ROOT}
         finally:
@@ -123,14 +128,25 @@ class Row:
         return self.ours / self.base if self.higher_is_better else self.base / self.ours
 
     def text(self) -> str:
-        return (f"{self.bench:<28} {self.unit:<8} {self.base_label:<26} {_span(self.base, self.base_range):>24}  "
-                f"{_span(self.ours, self.ours_range):>24}  {self.ratio:6.2f}x")
+        return (
+            f"{self.bench:<28} {self.unit:<8} {self.base_label:<26} {_span(self.base, self.base_range):>24}  "
+            f"{_span(self.ours, self.ours_range):>24}  {self.ratio:6.2f}x"
+        )
 
 
-def row(bench: str, unit: str, base_label: str, base: list[float], ours: list[float],
-        higher_is_better: bool = True) -> Row:
-    return Row(bench, unit, base_label, statistics.median(base), (min(base), max(base)), statistics.median(ours),
-               (min(ours), max(ours)), higher_is_better)
+def row(
+    bench: str, unit: str, base_label: str, base: list[float], ours: list[float], higher_is_better: bool = True
+) -> Row:
+    return Row(
+        bench,
+        unit,
+        base_label,
+        statistics.median(base),
+        (min(base), max(base)),
+        statistics.median(ours),
+        (min(ours), max(ours)),
+        higher_is_better,
+    )
 
 
 def speed_rows(bench: str, results: dict[str, list[dict]]) -> list[Row]:
@@ -139,14 +155,24 @@ def speed_rows(bench: str, results: dict[str, list[dict]]) -> list[Row]:
     for label, base in results.items():
         if label != CURRENT:
             rows.append(row(bench, "img/s", label, [r["img_s"] for r in base], [r["img_s"] for r in ours]))
-            rows.append(row(f"{bench} peak", "MiB", label, [r["peak_mib"] for r in base],
-                            [r["peak_mib"] for r in ours], higher_is_better=False))
+            rows.append(
+                row(
+                    f"{bench} peak",
+                    "MiB",
+                    label,
+                    [r["peak_mib"] for r in base],
+                    [r["peak_mib"] for r in ours],
+                    higher_is_better=False,
+                )
+            )
     return rows
 
 
 def header() -> str:
-    return (f"{'benchmark':<28} {'unit':<8} {'baseline':<26} {'baseline median [min-max]':>24}  "
-            f"{'ours median [min-max]':>24}  {'ratio':>7}")
+    return (
+        f"{'benchmark':<28} {'unit':<8} {'baseline':<26} {'baseline median [min-max]':>24}  "
+        f"{'ours median [min-max]':>24}  {'ratio':>7}"
+    )
 
 
 def _span(median: float, span: tuple[float, float]) -> str:

@@ -54,7 +54,9 @@ def measure(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="tiny,tiny64,small64,ref256" if torch.cuda.is_available() else "tiny,tiny64,small64")
+    parser.add_argument(
+        "--configs", default="tiny,tiny64,small64,ref256" if torch.cuda.is_available() else "tiny,tiny64,small64"
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=10)
@@ -65,13 +67,29 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args)))
         return
-    print(f"torch {torch.__version__}, {args.device}, batch {args.batch}, {args.processes} processes per variant", flush=True)
+    print(
+        f"torch {torch.__version__}, {args.device}, batch {args.batch}, {args.processes} processes per variant",
+        flush=True,
+    )
     rows = []
     on_gpu = torch.device(args.device).type == "cuda"
     with harness.trees(args.baseline) as trees:
         for name in args.configs.split(","):
-            child = [sys.executable, __file__, "--child", "--config", name, "--batch", str(args.batch),
-                     "--device", args.device, "--steps", str(args.steps), "--threads", str(args.threads)]
+            child = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--config",
+                name,
+                "--batch",
+                str(args.batch),
+                "--device",
+                args.device,
+                "--steps",
+                str(args.steps),
+                "--threads",
+                str(args.threads),
+            ]
             runs = {label: (child, tree) for label, tree in trees.items()}
             if on_gpu:
                 runs["PyTorch twins (GCGAN_CUDA_OPS=off)"] = (["env", "GCGAN_CUDA_OPS=off", *child], harness.ROOT)
@@ -79,8 +97,16 @@ def main() -> None:
             ours = [r["ms"] for r in results[harness.CURRENT]]
             for label in runs:
                 if label != harness.CURRENT:
-                    rows.append(harness.row(f"G+D fwd+bwd {name}", "ms", label, [r["ms"] for r in results[label]], ours,
-                                            higher_is_better=False))
+                    rows.append(
+                        harness.row(
+                            f"G+D fwd+bwd {name}",
+                            "ms",
+                            label,
+                            [r["ms"] for r in results[label]],
+                            ours,
+                            higher_is_better=False,
+                        )
+                    )
     if not rows:
         print("nothing to compare: give --baseline REV (or run on a GPU for the ops rows)")
     harness.report(rows, args.json_out)

@@ -86,7 +86,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--max-size", type=int, default=None, help="largest resolution (default: all on GPU, 32 on CPU)")
+    parser.add_argument(
+        "--max-size", type=int, default=None, help="largest resolution (default: all on GPU, 32 on CPU)"
+    )
     parser.add_argument("--csv", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the comparisons as rows (run_all.py)")
     args = parser.parse_args()
@@ -116,8 +118,16 @@ def main() -> None:
             times = {impl: time_ms(fn, device, args.repeat) for impl, fn in fns.items()}
             ref_ms, our_ms = statistics.median(times["ref"]), statistics.median(times[impls[1]])
             rows.append((op, f"{n}x{c}x{size}x{size}", ref_ms, our_ms, ref_ms / our_ms))
-            comparisons.append(harness.row(f"{op} {n}x{c}x{size}", "ms", "reference twin", times["ref"], times[impls[1]],
-                                           higher_is_better=False))
+            comparisons.append(
+                harness.row(
+                    f"{op} {n}x{c}x{size}",
+                    "ms",
+                    "reference twin",
+                    times["ref"],
+                    times[impls[1]],
+                    higher_is_better=False,
+                )
+            )
 
     ours = "cuda" if on_gpu else "native"
     header = ("op", "shape [N,C,H,W]", "ref ms", f"{ours} ms", f"ref/{ours}")

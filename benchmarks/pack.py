@@ -49,9 +49,16 @@ def child(mode: str, prep: Path, out: Path, size: int, workers: int) -> None:
 
         count = pack(inputs, out, size, CLASS_NAMES, workers).count
     elapsed = time.perf_counter() - start
-    print(json.dumps({"count": count, "elapsed": elapsed,
-                      "main_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "count": count,
+                "elapsed": elapsed,
+                "main_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def reference_pack(inputs, out: Path, size: int) -> int:
@@ -63,7 +70,9 @@ def reference_pack(inputs, out: Path, size: int) -> int:
     txn = env.begin(write=True)
     for i, pair in enumerate(inputs.pairs):
         image = cv2.resize(cv2.imread(str(pair.image)), (size, size), interpolation=cv2.INTER_LANCZOS4)
-        mask = cv2.resize(cv2.imread(str(pair.mask), cv2.IMREAD_GRAYSCALE), (size, size), interpolation=cv2.INTER_NEAREST)
+        mask = cv2.resize(
+            cv2.imread(str(pair.mask), cv2.IMREAD_GRAYSCALE), (size, size), interpolation=cv2.INTER_NEAREST
+        )
         label = f"{pair.gaze[0]:.4f}_{pair.gaze[1]:.4f}"
         txn.put(f"image-{i:07d}-{label}".encode(), cv2.imencode(".png", image)[1].tobytes())
         txn.put(f"label-{i:07d}-{label}".encode(), cv2.imencode(".png", mask)[1].tobytes())
@@ -79,8 +88,16 @@ def reference_pack(inputs, out: Path, size: int) -> int:
 def measure(mode: str, prep: Path, scratch: Path, size: int, workers: int) -> dict:
     out = scratch / f"db-{mode}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
-    line = subprocess.run([sys.executable, __file__, "--child", mode, str(prep), str(out), str(size), str(workers)],
-                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    line = (
+        subprocess.run(
+            [sys.executable, __file__, "--child", mode, str(prep), str(out), str(size), str(workers)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     shutil.rmtree(out, ignore_errors=True)
     return json.loads(line)
 
@@ -116,22 +133,46 @@ def main() -> None:
             make_prep(prep, n, strip, args.workers)
             repeat = 1 if n == max(counts) and len(counts) > 1 else args.repeat
             results, rates = {}, {}
-            for label, mode, workers in (("reference-style, 1 process", "reference", 1), ("gcgan, 1 process", "gcgan", 1),
-                                         (f"gcgan, {args.workers} processes", "gcgan", args.workers)):
+            for label, mode, workers in (
+                ("reference-style, 1 process", "reference", 1),
+                ("gcgan, 1 process", "gcgan", 1),
+                (f"gcgan, {args.workers} processes", "gcgan", args.workers),
+            ):
                 runs = [measure(mode, prep, scratch, size, workers) for _ in range(repeat)]
                 rates[label] = [r["count"] / r["elapsed"] for r in runs]
                 rate = statistics.median(rates[label])
                 results[label] = rate
-                rows.append({"records": n, "strip": strip, "packed": size, "variant": label, "img_s": round(rate, 1),
-                             "ratio": round(rate / results["reference-style, 1 process"], 2),
-                             "main_mib": round(max(r["main_mib"] for r in runs)),
-                             "worker_mib": round(max(r["worker_mib"] for r in runs)), "runs": repeat})
+                rows.append(
+                    {
+                        "records": n,
+                        "strip": strip,
+                        "packed": size,
+                        "variant": label,
+                        "img_s": round(rate, 1),
+                        "ratio": round(rate / results["reference-style, 1 process"], 2),
+                        "main_mib": round(max(r["main_mib"] for r in runs)),
+                        "worker_mib": round(max(r["worker_mib"] for r in runs)),
+                        "runs": repeat,
+                    }
+                )
                 row = rows[-1]
-                print(f"{n:>6} {strip}->{size}  {label:<28} {row['img_s']:>7.1f} img/s  x{row['ratio']:<5} "
-                      f"main {row['main_mib']:>4} MiB  worker {row['worker_mib']:>4} MiB  ({repeat} run(s))", flush=True)
+                print(
+                    f"{n:>6} {strip}->{size}  {label:<28} {row['img_s']:>7.1f} img/s  x{row['ratio']:<5} "
+                    f"main {row['main_mib']:>4} MiB  worker {row['worker_mib']:>4} MiB  ({repeat} run(s))",
+                    flush=True,
+                )
             base = "reference-style, 1 process"
-            comparisons += [harness.row(f"pack {n} {strip}->{size}, {label.removeprefix('gcgan, ')}", "img/s", base,
-                                        rates[base], rates[label]) for label in rates if label != base]
+            comparisons += [
+                harness.row(
+                    f"pack {n} {strip}->{size}, {label.removeprefix('gcgan, ')}",
+                    "img/s",
+                    base,
+                    rates[base],
+                    rates[label],
+                )
+                for label in rates
+                if label != base
+            ]
             shutil.rmtree(prep)
     if args.csv:
         with open(args.csv, "w", newline="") as handle:

@@ -72,13 +72,29 @@ def main() -> None:
     rows = []
     with harness.trees(args.baseline) as trees:
         for name in args.configs.split(","):
-            def child(batch: int, compiled: bool = False) -> list[str]:
-                return [sys.executable, __file__, "--child", "--config", name, "--batch", str(batch),
-                        "--n", str(args.n), "--device", args.device, "--threads", str(args.threads),
-                        *(["--compile"] if compiled else [])]
 
-            runs = {label: (child(args.batch, args.compile and label == harness.CURRENT), tree)
-                    for label, tree in trees.items()}
+            def child(batch: int, compiled: bool = False) -> list[str]:
+                return [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--config",
+                    name,
+                    "--batch",
+                    str(batch),
+                    "--n",
+                    str(args.n),
+                    "--device",
+                    args.device,
+                    "--threads",
+                    str(args.threads),
+                    *(["--compile"] if compiled else []),
+                ]
+
+            runs = {
+                label: (child(args.batch, args.compile and label == harness.CURRENT), tree)
+                for label, tree in trees.items()
+            }
             runs["one image per pass"] = (child(1), harness.ROOT)
             results = harness.alternate(runs, args.processes)
             bench = f"sample {name} batch {args.batch}" + (" --compile" if args.compile else "")

@@ -56,8 +56,10 @@ def write_fixture(path: Path, images: int, motion: str = "jitter") -> None:
     if motion == "drift":
         rows = face_fixtures.camera_runs(-(-images // len(CAMERAS)), CAMERAS)[:images]
     else:
-        rows = [(VARIANTS[i % len(VARIANTS)], CAMERAS[i % 4], i % 500, 0.01 * (i % 40) - 0.2, 0.02 * (i % 60) - 0.6)
-                for i in range(images)]
+        rows = [
+            (VARIANTS[i % len(VARIANTS)], CAMERAS[i % 4], i % 500, 0.01 * (i % 40) - 0.2, 0.02 * (i % 60) - 0.6)
+            for i in range(images)
+        ]
     face_fixtures.write_ethx_subject(path, rows)
 
 
@@ -76,7 +78,9 @@ def baseline(h5_dir: Path, out: Path, size: int) -> int:
                     except face_strip.NoFace:
                         continue
                 strip, mask = face_strip.strip_from_landmarks(rgb, points, box, size)
-                prep.write_pair(strip_name(row.camera, row.subject, row.k, row.pitch, row.yaw), encode_png(strip), encode_png(mask))
+                prep.write_pair(
+                    strip_name(row.camera, row.subject, row.k, row.pitch, row.yaw), encode_png(strip), encode_png(mask)
+                )
                 done += 1
     return done
 
@@ -131,16 +135,35 @@ def main() -> None:
                 rate = statistics.median(rates[detect, workers])
                 where = "1 process" if workers == 1 else f"{workers} workers, one FaceMesh each"
                 rows.append((f"ethx {motion}", f"gcgan --detect {detect}, {where}", count, rate, rate / base))
-                comparisons.append(harness.row(f"segment ethx {motion} {detect} x{workers}", "img/s",
-                                               "FaceMesh per image", rates["baseline"], rates[detect, workers]))
+                comparisons.append(
+                    harness.row(
+                        f"segment ethx {motion} {detect} x{workers}",
+                        "img/s",
+                        "FaceMesh per image",
+                        rates["baseline"],
+                        rates[detect, workers],
+                    )
+                )
 
         render = statistics.median(render_rate(args.size, min(args.synthetic, 1000)) for _ in range(args.repeat))
         rows.append(("synthetic", "renderer only, 1 core", min(args.synthetic, 1000), render, float("nan")))
         rates = []
         for r in range(args.repeat):
-            seconds, _ = timed(lambda: segment(SyntheticSource(args.synthetic, size=args.size), PrepDir.at(tmp / f"syn{r}"), args.workers))
+            seconds, _ = timed(
+                lambda: segment(
+                    SyntheticSource(args.synthetic, size=args.size), PrepDir.at(tmp / f"syn{r}"), args.workers
+                )
+            )
             rates.append(args.synthetic / seconds)
-        rows.append(("synthetic", f"segment synthetic (render + PNG + write), {args.workers} workers", args.synthetic, statistics.median(rates), float("nan")))
+        rows.append(
+            (
+                "synthetic",
+                f"segment synthetic (render + PNG + write), {args.workers} workers",
+                args.synthetic,
+                statistics.median(rates),
+                float("nan"),
+            )
+        )
 
     print(f"{os.cpu_count()} CPUs, {args.size} px strips, median of {args.repeat}")
     print(f"{'data':12s} {'method':64s} {'n':>6s} {'img/s':>8s} {'ratio':>6s}")

@@ -46,7 +46,6 @@ from gcgan_cli.core.training.config import resolve  # noqa: E402
 from gcgan_cli.core.training.trainer import Trainer  # noqa: E402
 
 
-
 class ReferenceStyle(Trainer):
     """The reference loop's per-step extras, on top of the same algorithm."""
 
@@ -66,7 +65,10 @@ def make_db(root: Path, size: int) -> Path:
     if db.is_dir():  # configurations of one size share it
         return db
     with contextlib.redirect_stdout(io.StringIO()):
-        assert cli.run(["segment", "synthetic", "--n", "64", "--size", str(size), "--outdir", str(root / f"prep{size}")]) == 0
+        assert (
+            cli.run(["segment", "synthetic", "--n", "64", "--size", str(size), "--outdir", str(root / f"prep{size}")])
+            == 0
+        )
         assert cli.run(["pack", "--data", str(root / f"prep{size}"), "--outdir", str(db), "--size", str(size)]) == 0
     return db
 
@@ -78,11 +80,22 @@ def measure(args) -> dict:
     reference = args.variant == "reference"
     run = Path(tempfile.mkdtemp(prefix="run-", dir=Path(args.db).parent))
     preset, size = harness.MODEL_CONFIGS[args.config]
-    options = {"preset": preset, "size": size, "dataset": args.db, "checkpoint_dir": str(run),
-               "batch": args.batch, "iters": 10**9, "log_every": 10**6, "viz_every": 0, "save_every": 0, "fid_every": 0,
-               "device": str(device), "workers": 0 if reference else None,
-               "precision": "fp32" if device.type != "cuda" else "tf32" if reference else "bf16",
-               **({"compile": True} if args.compile else {})}  # a base revision may predate the option
+    options = {
+        "preset": preset,
+        "size": size,
+        "dataset": args.db,
+        "checkpoint_dir": str(run),
+        "batch": args.batch,
+        "iters": 10**9,
+        "log_every": 10**6,
+        "viz_every": 0,
+        "save_every": 0,
+        "fid_every": 0,
+        "device": str(device),
+        "workers": 0 if reference else None,
+        "precision": "fp32" if device.type != "cuda" else "tf32" if reference else "bf16",
+        **({"compile": True} if args.compile else {}),
+    }  # a base revision may predate the option
     trainer = (ReferenceStyle if reference else Trainer)(resolve(options))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(args.warmup):
@@ -95,9 +108,18 @@ def measure(args) -> dict:
         trainer.iteration()
     sync()
     step = (time.perf_counter() - start) / args.steps
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"step_s": step, "img_s": args.batch / step, "peak_mib": peak / 2**20, "precision": options["precision"],
-            "threads": torch.get_num_threads()}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "step_s": step,
+        "img_s": args.batch / step,
+        "peak_mib": peak / 2**20,
+        "precision": options["precision"],
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -116,21 +138,43 @@ def main() -> None:
     if args.variant:
         print(json.dumps(measure(args)))
         return
-    print(f"torch {torch.__version__}, {args.device}, batch {args.batch}, {args.processes} processes per variant "
-          f"of {args.warmup} + {args.steps} iterations", flush=True)
+    print(
+        f"torch {torch.__version__}, {args.device}, batch {args.batch}, {args.processes} processes per variant "
+        f"of {args.warmup} + {args.steps} iterations",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp, harness.trees(args.baseline) as trees:
         for name in args.configs.split(","):
             db = make_db(Path(tmp), harness.MODEL_CONFIGS[name][1])
 
             def child(variant: str, compiled: bool = False) -> list[str]:
-                return [sys.executable, __file__, "--variant", variant, "--config", name, "--db", str(db),
-                        "--device", args.device, "--batch", str(args.batch), "--steps", str(args.steps),
-                        "--warmup", str(args.warmup), "--threads", str(args.threads),
-                        *(["--compile"] if compiled else [])]
+                return [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    variant,
+                    "--config",
+                    name,
+                    "--db",
+                    str(db),
+                    "--device",
+                    args.device,
+                    "--batch",
+                    str(args.batch),
+                    "--steps",
+                    str(args.steps),
+                    "--warmup",
+                    str(args.warmup),
+                    "--threads",
+                    str(args.threads),
+                    *(["--compile"] if compiled else []),
+                ]
 
-            runs = {label: (child("gcgan", args.compile and label == harness.CURRENT), tree)
-                    for label, tree in trees.items()}
+            runs = {
+                label: (child("gcgan", args.compile and label == harness.CURRENT), tree)
+                for label, tree in trees.items()
+            }
             runs["reference-style loop"] = (child("reference"), harness.ROOT)
             bench = f"train {name}" + (" --compile" if args.compile else "")
             results = harness.alternate(runs, args.processes)

@@ -57,17 +57,48 @@ class ReferenceStyle(TransferTrainer):
 def make_data(root: Path) -> tuple[Path, Path, Path, Path]:
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.run(["transfer", "synth", "--outdir", str(root / "s"), "--n", "400", "--seed", "0"]) == 0
-        assert cli.run(["transfer", "synth", "--outdir", str(root / "r.h5"), "--style", "r", "--format", "mpii", "--n", "400", "--seed", "1"]) == 0
+        assert (
+            cli.run(
+                [
+                    "transfer",
+                    "synth",
+                    "--outdir",
+                    str(root / "r.h5"),
+                    "--style",
+                    "r",
+                    "--format",
+                    "mpii",
+                    "--n",
+                    "400",
+                    "--seed",
+                    "1",
+                ]
+            )
+            == 0
+        )
     gaze, landmarks = root / "gaze.pt", root / "lm.pt"
-    save_estimator(gaze, build("small", 0, shape=EYE_SHAPE), {**network_config("small", EYE_SHAPE), "mean_gaze": [0.0, 0.0]}, {})
+    save_estimator(
+        gaze, build("small", 0, shape=EYE_SHAPE), {**network_config("small", EYE_SHAPE), "mean_gaze": [0.0, 0.0]}, {}
+    )
     elg = ElgConfig(stride=2, maps=16, modules=1)
-    save_checkpoint(landmarks, {"kind": "gcgan-landmark-model", "config": {**elg.__dict__, "input": list(EYE_SHAPE)},
-                                "model": build_elg(elg).state_dict(), "report": {}})
+    save_checkpoint(
+        landmarks,
+        {
+            "kind": "gcgan-landmark-model",
+            "config": {**elg.__dict__, "input": list(EYE_SHAPE)},
+            "model": build_elg(elg).state_dict(),
+            "report": {},
+        },
+    )
     return root / "s", root / "r.h5", gaze, landmarks
 
 
 def _peak(device: torch.device) -> float:
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     return peak / 2**20
 
 
@@ -86,11 +117,29 @@ def measure(args) -> dict:
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     root = Path(args.data)
-    features = {"lambda_gaze": 30.0, "gaze_model": str(root / "gaze.pt"), "lambda_landmarks": 15.0,
-                "landmark_model": str(root / "lm.pt")} if args.features else {}
-    config = TransferConfig(s=str(root / "s"), r=str(root / "r.h5"), out=str(root / f"run-{args.variant}-{time.time_ns()}"),
-                            preset=args.preset, batch=args.batch, steps=10**9, log_every=10**6, sample_every=0, save_every=0,
-                            device=str(device), **features).validate()
+    features = (
+        {
+            "lambda_gaze": 30.0,
+            "gaze_model": str(root / "gaze.pt"),
+            "lambda_landmarks": 15.0,
+            "landmark_model": str(root / "lm.pt"),
+        }
+        if args.features
+        else {}
+    )
+    config = TransferConfig(
+        s=str(root / "s"),
+        r=str(root / "r.h5"),
+        out=str(root / f"run-{args.variant}-{time.time_ns()}"),
+        preset=args.preset,
+        batch=args.batch,
+        steps=10**9,
+        log_every=10**6,
+        sample_every=0,
+        save_every=0,
+        device=str(device),
+        **features,
+    ).validate()
     if args.variant in ("reference", "gcgan"):
         trainer = (ReferenceStyle if args.variant == "reference" else TransferTrainer)(config, Hooks(), resume=False)
 
@@ -134,23 +183,47 @@ def main() -> None:
     if args.variant:
         print(json.dumps(measure(args)))
         return
-    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"median of {args.repeat} x {args.steps} steps" + (", with the feature losses" if args.features else ""))
+    print(
+        f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"median of {args.repeat} x {args.steps} steps" + (", with the feature losses" if args.features else "")
+    )
     with tempfile.TemporaryDirectory() as tmp:
         make_data(Path(tmp))
         for preset in args.presets.split(","):
             results = {}
             for variant in ("reference", "gcgan", "translate-1", "translate-100"):
-                command = [sys.executable, __file__, "--variant", variant, "--preset", preset, "--data", tmp, "--device", args.device,
-                           "--batch", str(args.batch), "--steps", str(args.steps), "--repeat", str(args.repeat)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    variant,
+                    "--preset",
+                    preset,
+                    "--data",
+                    tmp,
+                    "--device",
+                    args.device,
+                    "--batch",
+                    str(args.batch),
+                    "--steps",
+                    str(args.steps),
+                    "--repeat",
+                    str(args.repeat),
+                ]
                 command += ["--features"] if args.features else []
                 output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 results[variant] = json.loads(output.strip().splitlines()[-1])
             ref, ours, one, many = (results[v] for v in ("reference", "gcgan", "translate-1", "translate-100"))
-            print(f"{preset:<9} train: reference-style {ref['img_s']:7.1f} img/s ({ref['peak_mib']:6.0f} MiB)  gcgan {ours['img_s']:7.1f} img/s "
-                  f"({ours['peak_mib']:6.0f} MiB)  ratio {ours['img_s'] / ref['img_s']:.2f}x", flush=True)
-            print(f"{preset:<9} translate: 1 per pass {one['img_s']:7.0f} img/s  batch {TRANSLATE_BATCH} {many['img_s']:7.0f} img/s "
-                  f"({many['peak_mib']:6.0f} MiB)  ratio {many['img_s'] / one['img_s']:.2f}x", flush=True)
+            print(
+                f"{preset:<9} train: reference-style {ref['img_s']:7.1f} img/s ({ref['peak_mib']:6.0f} MiB)  gcgan {ours['img_s']:7.1f} img/s "
+                f"({ours['peak_mib']:6.0f} MiB)  ratio {ours['img_s'] / ref['img_s']:.2f}x",
+                flush=True,
+            )
+            print(
+                f"{preset:<9} translate: 1 per pass {one['img_s']:7.0f} img/s  batch {TRANSLATE_BATCH} {many['img_s']:7.0f} img/s "
+                f"({many['peak_mib']:6.0f} MiB)  ratio {many['img_s'] / one['img_s']:.2f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -79,9 +79,7 @@ def target_arch_list() -> str:
     env = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
     if env:
         return env
-    caps = sorted(
-        {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
-    )
+    caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
     return ";".join(f"{major}.{minor}" for major, minor in caps)
 
 
@@ -107,9 +105,7 @@ def gencode_flags(arch_list: str) -> list[str]:
         if minor[-1:].isalpha():
             minor, suffix = minor[:-1], minor[-1]
         if not (major.isdigit() and minor.isdigit()):
-            raise OpsBuildError(
-                f"TORCH_CUDA_ARCH_LIST entry {item!r} is not like 8.6, 9.0a or 9.0+PTX"
-            )
+            raise OpsBuildError(f"TORCH_CUDA_ARCH_LIST entry {item!r} is not like 8.6, 9.0a or 9.0+PTX")
         num = f"{major}{minor}{suffix}"
         flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
         if ptx:
@@ -211,4 +207,3 @@ def status() -> dict:
         "seconds": _state.seconds,
         "arch_list": _state.arch_list,
     }
-

@@ -34,14 +34,10 @@ def fused_leaky_relu(
         raise ValueError(f"fused_leaky_relu expects x of shape [N, C, ...], got {tuple(x.shape)}")
     if bias is not None and (bias.ndim != 1 or bias.shape[0] != x.shape[1]):
         raise ValueError(
-            f"bias must have shape [{x.shape[1]}] for x of shape {tuple(x.shape)}, "
-            f"got {tuple(bias.shape)}"
+            f"bias must have shape [{x.shape[1]}] for x of shape {tuple(x.shape)}, got {tuple(bias.shape)}"
         )
     if not negative_slope >= 0 or not scale > 0:
-        raise ValueError(
-            f"fused_leaky_relu needs negative_slope >= 0 and scale > 0, "
-            f"got {negative_slope} and {scale}"
-        )
+        raise ValueError(f"fused_leaky_relu needs negative_slope >= 0 and scale > 0, got {negative_slope} and {scale}")
     if kernels_for(x, impl) is None:
         return fused_leaky_relu_ref(x, bias, negative_slope, scale)
     if bias is not None:

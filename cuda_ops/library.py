@@ -36,8 +36,9 @@ UPFIRDN2D_SCHEMA = "(Tensor x, Tensor kernel, int[2] up, int[2] down, SymInt[4] 
 
 
 @torch.library.custom_op("gcgan::upfirdn2d", mutates_args=(), device_types="cpu", schema=UPFIRDN2D_SCHEMA)
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: Sequence[int], down: Sequence[int],
-              pad: Sequence[int]) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: Sequence[int], down: Sequence[int], pad: Sequence[int]
+) -> torch.Tensor:
     """[N, C, H, W] -> [N, C, H_out, W_out]: upsample, pad, FIR-filter, downsample."""
     return upfirdn2d_ref(x, kernel, tuple(up), tuple(down), tuple(pad)).contiguous()
 

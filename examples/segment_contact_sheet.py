@@ -53,10 +53,17 @@ def main() -> None:
         for name, source in runs.items():
             preps[name] = PrepDir.at(tmp / name)
             segment(source, preps[name], workers=1)
-        tiles = [*pairs(preps["ethx"], 2), *pairs(preps["celeba"], 2), *pairs(preps["studio"], 2, 20), *pairs(preps["wild"], 2, 20)]
+        tiles = [
+            *pairs(preps["ethx"], 2),
+            *pairs(preps["celeba"], 2),
+            *pairs(preps["studio"], 2, 20),
+            *pairs(preps["wild"], 2, 20),
+        ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, encode_png(contact_sheet(tiles), level=9))
-    print(f"wrote {args.out}: rows = ETH-XGaze format (real photo), CelebAMask-HQ (annotations), synthetic studio, synthetic wild")
+    print(
+        f"wrote {args.out}: rows = ETH-XGaze format (real photo), CelebAMask-HQ (annotations), synthetic studio, synthetic wild"
+    )
 
 
 if __name__ == "__main__":

@@ -102,8 +102,9 @@ def contents_of(path: str | os.PathLike) -> Iterator[None]:
         yield
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise CheckpointError(f"checkpoint {path}: its contents do not fit its model config ({detail}); "
-                              f"{NEXT_STEP}") from exc
+        raise CheckpointError(
+            f"checkpoint {path}: its contents do not fit its model config ({detail}); {NEXT_STEP}"
+        ) from exc
 
 
 # How torch's weights-only unpickler words a refusal to build an object (other errors of it mean
@@ -146,14 +147,15 @@ def load_checkpoint(
             f"data ({reason}). gcgan never unpickles code; re-save it as plain tensors"
         ) from exc
     except Exception as exc:  # what a damaged file makes torch.load raise: EOFError, RuntimeError, OSError...
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({load_error_reason(exc)}); {NEXT_STEP}") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({load_error_reason(exc)}); {NEXT_STEP}"
+        ) from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not a gcgan checkpoint (no '{FORMAT_NAME}' marker)")
     version = record.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {version}; this gcgan reads version "
-            f"{FORMAT_VERSION}"
+            f"checkpoint {path} has format version {version}; this gcgan reads version {FORMAT_VERSION}"
         )
     require_entries(record, required, path)
     return record

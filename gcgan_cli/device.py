@@ -34,13 +34,14 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cpu")
     if kind == "mps":
         if not torch.backends.mps.is_available():
-            raise UsageError(f"--device mps: torch {torch.__version__} sees no Apple MPS GPU on this machine; "
-                             "use --device cpu (or auto)")
+            raise UsageError(
+                f"--device mps: torch {torch.__version__} sees no Apple MPS GPU on this machine; "
+                "use --device cpu (or auto)"
+            )
         return torch.device("mps")
     if not torch.cuda.is_available():
         raise UsageError(
-            f"--device {spec}: torch {torch.__version__} sees no CUDA GPU on this machine; "
-            "use --device cpu (or auto)"
+            f"--device {spec}: torch {torch.__version__} sees no CUDA GPU on this machine; use --device cpu (or auto)"
         )
     count = torch.cuda.device_count()
     number = int(index) if index is not None else 0

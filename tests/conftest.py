@@ -67,8 +67,9 @@ def tmpfs(tmp_path):
     def mount(options: str, name: str | None = None) -> Path:
         folder = tmp_path / (name or f"mnt{len(mounted)}")
         folder.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
         mounted.append(folder)
@@ -96,8 +97,12 @@ def lock_holder():
     holders = []
 
     def hold(folder, command: str = "test") -> subprocess.Popen:
-        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), command], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(folder), command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         holders.append(holder)
         assert holder.stdout.readline().strip() == "held", f"the lock holder ended (exit {holder.wait()})"
         return holder

@@ -58,8 +58,11 @@ def camera_runs(frames: int, cameras=(1, 2), seed: int = 0) -> list:
     """ETHX rows of `frames` frames seen by each of `cameras`, frame by frame (each frame's cameras
     in turn); each camera's face drifts on its own, mirrored in the even cameras."""
     walks = {cam: drift(frames, seed + cam) for cam in cameras}
-    return [((walks[cam][f], cam % 2 == 0), cam, f, 0.01 * (f % 30) - 0.15, 0.02 * (f % 20) - 0.2)
-            for f in range(frames) for cam in cameras]
+    return [
+        ((walks[cam][f], cam % 2 == 0), cam, f, 0.01 * (f % 30) - 0.15, 0.02 * (f % 20) - 0.2)
+        for f in range(frames)
+        for cam in cameras
+    ]
 
 
 def write_ethx_subject(path: Path, rows=ETHX_ROWS, labelled: bool = True) -> None:
@@ -110,8 +113,15 @@ def annotation_layers(photo: np.ndarray) -> dict[str, np.ndarray]:
     with LandmarkDetector() as detector:
         points = detector.detect(small)
     layers = {}
-    groups = {"skin": range(lm.N_LANDMARKS), "l_brow": lm.LEFT_BROW, "r_brow": lm.RIGHT_BROW, "nose": lm.NOSE,
-              "l_eye": lm.LEFT_EYE, "r_eye": lm.RIGHT_EYE, "u_lip": lm.MOUTH}
+    groups = {
+        "skin": range(lm.N_LANDMARKS),
+        "l_brow": lm.LEFT_BROW,
+        "r_brow": lm.RIGHT_BROW,
+        "nose": lm.NOSE,
+        "l_eye": lm.LEFT_EYE,
+        "r_eye": lm.RIGHT_EYE,
+        "u_lip": lm.MOUTH,
+    }
     for part, ids in groups.items():
         layer = np.zeros((512, 512), np.uint8)
         hull = cv2.convexHull(points[list(ids)].astype(np.float32)).astype(np.int32)

@@ -33,8 +33,9 @@ def test_version(capsys):
 
 
 def test_the_version_answers_without_importing_torch():
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "gcgan_cli", "--version"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gcgan_cli", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout.strip() == f"gcgan {gcgan_cli.__version__}"
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "gcgan_cli" in imported and not imported & {"torch", "cv2", "typer", "numpy"}
@@ -80,9 +81,7 @@ def test_doctor_reports_and_exits_zero(capsys):
 
 
 def test_doctor_fails_when_the_core_is_broken(capsys, monkeypatch):
-    monkeypatch.setattr(
-        "gcgan_cli.core.ops_check.reference_vectors", lambda: ["upfirdn2d blur[0,0]=9.0≠0.3125"]
-    )
+    monkeypatch.setattr("gcgan_cli.core.ops_check.reference_vectors", lambda: ["upfirdn2d blur[0,0]=9.0≠0.3125"])
     code, out, _ = run_cli(capsys, "doctor", "--device", "cpu")
     assert code == 1 and "core broken" in out
 
@@ -136,7 +135,9 @@ def test_installed_entry_point_runs():
         [sys.executable, "-m", "gcgan_cli", "doctor", "--device", "tpu"], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: --device 'tpu' is not valid: use auto, cpu, cuda, cuda:N or mps"]
+    assert result.stderr.strip().splitlines() == [
+        "error: --device 'tpu' is not valid: use auto, cpu, cuda, cuda:N or mps"
+    ]
     from importlib.metadata import entry_points
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "gcgan"]
@@ -145,8 +146,13 @@ def test_installed_entry_point_runs():
 
 def _help(*command: str) -> str:
     """A command's --help as a terminal 200 columns wide shows it (rich wraps to the width)."""
-    result = subprocess.run([sys.executable, "-m", "gcgan_cli", *command, "--help"], capture_output=True, text=True,
-                            env={**__import__("os").environ, "COLUMNS": "200"}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "gcgan_cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return " ".join(result.stdout.replace("│", " ").split())
 
@@ -156,9 +162,15 @@ def test_train_help_shows_the_train_config_defaults():
 
     text = _help("train")
     defaults = TrainConfig()
-    for flag, value in (("--batch", defaults.batch), ("--iters", defaults.iters), ("--keep", defaults.keep),
-                        ("--lr", defaults.lr), ("--preset", defaults.preset), ("--swap-check", defaults.swap_check)):
-        after = text[text.index(f"{flag} "):]
+    for flag, value in (
+        ("--batch", defaults.batch),
+        ("--iters", defaults.iters),
+        ("--keep", defaults.keep),
+        ("--lr", defaults.lr),
+        ("--preset", defaults.preset),
+        ("--swap-check", defaults.swap_check),
+    ):
+        after = text[text.index(f"{flag} ") :]
         assert f"[default: {value}]" in after[:400], (flag, after[:400])
     assert "[default: the preset's (ref256: 256)]" in text and "[default: 10 x (size / 256)^2]" in text
     for panel in ("Data and run", "Model", "Schedule", "Regularisation", "Gaze conditioning", "Distributed and device"):

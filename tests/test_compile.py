@@ -125,8 +125,9 @@ def test_the_operators_trace_in_a_compiled_function():
     got, want = compiled(x, b), reference(x, b)
     torch.testing.assert_close(got, want)
     w = torch.randn(want.shape, generator=gen)
-    torch.testing.assert_close(torch.autograd.grad((got * w).sum(), (x, b)),
-                               torch.autograd.grad((want * w).sum(), (x, b)))
+    torch.testing.assert_close(
+        torch.autograd.grad((got * w).sum(), (x, b)), torch.autograd.grad((want * w).sum(), (x, b))
+    )
     bigger = torch.randn(3, 3, 12, 10, generator=gen)  # a dynamic-shape recompile: the fake kernels' sizes
     torch.testing.assert_close(compiled(bigger, b), reference(bigger, b))
 
@@ -161,8 +162,24 @@ def test_train_compile_resumes_and_matches_an_eager_run(data, tmp_path, monkeypa
     """Compiled main passes (eager backend) with eager R1 and path length: the same metrics and weights
     as an uncompiled run, step for step across a resume, and the same checkpoint contents."""
     monkeypatch.setenv(compiler.BACKEND_ENV, "eager")
-    common = ["--data", data / "db", *TINY, "--log-every", "1", "--viz-every", "0", "--save-every", "0",
-              "--deterministic", "--d-reg-every", "3", "--g-reg-every", "2", "--mixing", "0.5"]
+    common = [
+        "--data",
+        data / "db",
+        *TINY,
+        "--log-every",
+        "1",
+        "--viz-every",
+        "0",
+        "--save-every",
+        "0",
+        "--deterministic",
+        "--d-reg-every",
+        "3",
+        "--g-reg-every",
+        "2",
+        "--mixing",
+        "0.5",
+    ]
     assert train(*common, "--outdir", tmp_path / "eager", "--iters", "6") == 0
     assert train(*common, "--outdir", tmp_path / "compiled", "--iters", "3", "--compile") == 0
     assert train("--outdir", tmp_path / "compiled", "--resume", "--iters", "6") == 0
@@ -184,18 +201,25 @@ def test_train_compile_resumes_and_matches_an_eager_run(data, tmp_path, monkeypa
 
 def test_a_misspelt_backend_is_a_one_line_error(data, tmp_path, run_cli, monkeypatch):
     monkeypatch.setenv(compiler.BACKEND_ENV, "inductr")
-    code, _, err = run_cli("train", "--data", data / "db", "--outdir", tmp_path / "run", *TINY, "--iters", "1",
-                           "--compile")
+    code, _, err = run_cli(
+        "train", "--data", data / "db", "--outdir", tmp_path / "run", *TINY, "--iters", "1", "--compile"
+    )
     assert code == 2 and "GCGAN_COMPILE_BACKEND='inductr'" in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize("command", ["train", "sample"])
 def test_help_says_compile_is_for_gpus_and_slow_at_first(command):
-    result = subprocess.run([sys.executable, "-m", "gcgan_cli", command, "--help"], capture_output=True, text=True,
-                            env={**os.environ, "COLUMNS": "200"}, timeout=120, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "gcgan_cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+        cwd=ROOT,
+    )
     text = " ".join(result.stdout.replace("│", " ").split())
     assert result.returncode == 0 and "--compile" in text, result.stderr
-    help_text = text[text.index("--compile"):][:600]
+    help_text = text[text.index("--compile") :][:600]
     assert "For GPUs" in help_text and "slow" in help_text and "GCGAN_COMPILE_BACKEND" in help_text, help_text
 
 
@@ -206,8 +230,9 @@ def test_sample_compile_writes_the_eager_images(data, tmp_path, run_cli, monkeyp
     outs = {}
     for name, flags in (("eager", []), ("compiled", ["--compile"])):
         outs[name] = tmp_path / name
-        code, out, err = run_cli("sample", "--network", ckpt, "--outdir", outs[name], "--n", "5", "--batch", "2",
-                                 "--device", "cpu", *flags)
+        code, out, err = run_cli(
+            "sample", "--network", ckpt, "--outdir", outs[name], "--n", "5", "--batch", "2", "--device", "cpu", *flags
+        )
         assert code == 0, err
     assert "compiled" in out
     rows = [json.loads(line) for line in (outs["eager"] / "samples.jsonl").read_text().splitlines()]
@@ -222,9 +247,32 @@ def test_ddp_train_compile_on_two_gloo_processes(data, tmp_path):
     uncompiled DDP run."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", compiler.BACKEND_ENV: "eager"}
     for name, flags in (("eager", []), ("compiled", ["--compile"])):
-        result = subprocess.run([sys.executable, "-m", "gcgan_cli", "train", "--nproc", "2", "--data", str(data / "db"),
-                                 "--outdir", str(tmp_path / name), *TINY, "--iters", "4", "--viz-every", "0",
-                                 "--quiet", *flags], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gcgan_cli",
+                "train",
+                "--nproc",
+                "2",
+                "--data",
+                str(data / "db"),
+                "--outdir",
+                str(tmp_path / name),
+                *TINY,
+                "--iters",
+                "4",
+                "--viz-every",
+                "0",
+                "--quiet",
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=ROOT,
+        )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     a, b = (load_checkpoint(tmp_path / name / "checkpoints" / "0000004.pt") for name in ("eager", "compiled"))
     for part in ("g", "d"):
@@ -236,25 +284,50 @@ def test_ddp_train_compile_on_two_gloo_processes(data, tmp_path):
 
 def test_gpu_check_dry_run_prints_every_step_with_a_timeout(tmp_path):
     script = ROOT / "benchmarks" / "gpu_check.sh"
-    result = subprocess.run(["bash", str(script), "--dry-run", "--baseline", "abc123"], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        ["bash", str(script), "--dry-run", "--baseline", "abc123"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     commands = [line for line in lines if line.startswith("+ ")]
     assert all(" timeout " in f" {line} " for line in commands), commands
     text = "\n".join(commands)
-    for expected in ("nvidia-smi", "gcgan_cli doctor", "-m cuda tests/",
-                     "benchmarks/train.py --device cuda --configs ref256 --batch 4 --baseline abc123",
-                     "--compile", "benchmarks/sample.py --device cuda --configs ref256"):
+    for expected in (
+        "nvidia-smi",
+        "gcgan_cli doctor",
+        "-m cuda tests/",
+        "benchmarks/train.py --device cuda --configs ref256 --batch 4 --baseline abc123",
+        "--compile",
+        "benchmarks/sample.py --device cuda --configs ref256",
+    ):
         assert expected in text, expected
     assert not [line for line in lines if line.startswith("--- ") or line.startswith("skipped")]  # nothing ran
 
 
 @pytest.mark.slow
 def test_bf16_check_runs_on_the_cpu_and_gives_a_verdict():
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bf16_check.py"), "--device", "cpu",
-                             "--config", "tiny64", "--steps", "2", "--window", "1"],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bf16_check.py"),
+            "--device",
+            "cpu",
+            "--config",
+            "tiny64",
+            "--steps",
+            "2",
+            "--window",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "fp32 seed 1" in result.stdout and "\nverdict: bf16 " in result.stdout, result.stdout
 

@@ -33,6 +33,7 @@ def test_wrong_gazes_are_far_from_the_true_ones():
 
 def test_unit_vectors_match_the_numpy_convention():
     from gcgan_cli.core.gaze.angles import to_vector
+
     gaze = torch.tensor([[0.3, -0.7], [-0.5, 1.2]])
     np.testing.assert_allclose(conditioning.unit_vectors(gaze).numpy(), to_vector(gaze.numpy()), atol=1e-6)
 
@@ -48,7 +49,9 @@ def test_augment_moves_image_and_mask_together_and_is_differentiable():
     kept = out_seg.abs().sum(1) > 0  # outside the cutout
     assert (~kept).any() and kept.float().mean() > 0.85
     # Where pixels are kept, the image still shows the class its mask says.
-    np.testing.assert_allclose(out_image[:, 0][kept].detach().numpy(), (out_seg.argmax(1)[kept].float() / 3).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        out_image[:, 0][kept].detach().numpy(), (out_seg.argmax(1)[kept].float() / 3).numpy(), atol=1e-6
+    )
     assert not torch.equal(out_seg, seg)  # it moved
     out_image.sum().backward()
     assert image.grad is not None and image.grad.abs().sum() > 0
@@ -57,7 +60,9 @@ def test_augment_moves_image_and_mask_together_and_is_differentiable():
 def test_frozen_estimator_loss_reaches_the_image_not_the_estimator(tmp_path):
     torch.manual_seed(2)
     path = tmp_path / "est.pt"
-    save_estimator(path, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
+    save_estimator(
+        path, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {}
+    )
     estimator = conditioning.FrozenEstimator(path, torch.device("cpu"))
     assert estimator.record() == {"path": str(path), "sha256": file_sha256(path)}
     image = torch.randn(2, 3, 64, 64, requires_grad=True)  # resized to the estimator's 32 px
@@ -103,11 +108,13 @@ def test_model_config_validation_names_the_problem():
     config = preset("tiny", size=64, coarse_channels=32)
     out = Generator(config)(torch.randn(1, config.style_dim), torch.zeros(1, 2))
     assert out.image.shape == (1, 3, 64, 64)
-    for overrides, expected in [({"min_feat_size": 16}, "min_feat_size < coarse_size"),
-                                ({"local_channels": 0}, "local_channels 0"),
-                                ({"size": 64, "channel_base": 32}, "no channels at 64 px"),
-                                ({"gaze_std": (0.2, 0.0)}, "std > 0"),
-                                ({"d_conditioning": "film"}, "d_conditioning 'film'")]:
+    for overrides, expected in [
+        ({"min_feat_size": 16}, "min_feat_size < coarse_size"),
+        ({"local_channels": 0}, "local_channels 0"),
+        ({"size": 64, "channel_base": 32}, "no channels at 64 px"),
+        ({"gaze_std": (0.2, 0.0)}, "std > 0"),
+        ({"d_conditioning": "film"}, "d_conditioning 'film'"),
+    ]:
         with pytest.raises(UsageError, match=expected):
             preset("tiny", **overrides)
 
@@ -129,7 +136,9 @@ def test_r1_defaults_scale_with_the_image_size():
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     root = tmp_path_factory.mktemp("cond")
-    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "32", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert (
+        cli.run(["segment", "synthetic", "--n", "40", "--size", "32", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    )
     assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "-j", "1"]) == 0
     return root / "db"
 
@@ -137,12 +146,47 @@ def db(tmp_path_factory):
 def test_stage1_with_every_conditioning_option(db, tmp_path, run_cli):
     torch.manual_seed(5)
     estimator = tmp_path / "est.pt"
-    save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
+    save_estimator(
+        estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {}
+    )
     run = tmp_path / "run"
-    args = ["train", "--data", db, "--outdir", run, "--preset", "tiny", "--batch", "4", "--workers", "0",
-            "--iters", "6", "--log-every", "3", "--viz-every", "0", "--save-every", "3", "--d-conditioning", "projection",
-            "--gaze-model", estimator, "--lambda-gaze", "1", "--gaze-warmup", "2", "--gaze-ramp", "2", "--mirror", "--augment",
-            "--d-gaze-mismatch", "1", "--device", "cpu"]
+    args = [
+        "train",
+        "--data",
+        db,
+        "--outdir",
+        run,
+        "--preset",
+        "tiny",
+        "--batch",
+        "4",
+        "--workers",
+        "0",
+        "--iters",
+        "6",
+        "--log-every",
+        "3",
+        "--viz-every",
+        "0",
+        "--save-every",
+        "3",
+        "--d-conditioning",
+        "projection",
+        "--gaze-model",
+        estimator,
+        "--lambda-gaze",
+        "1",
+        "--gaze-warmup",
+        "2",
+        "--gaze-ramp",
+        "2",
+        "--mirror",
+        "--augment",
+        "--d-gaze-mismatch",
+        "1",
+        "--device",
+        "cpu",
+    ]
     code, _, err = run_cli(*args)
     assert code == 0, err
     record = load_checkpoint(run / "checkpoints" / "0000006.pt")
@@ -157,7 +201,9 @@ def test_stage1_with_every_conditioning_option(db, tmp_path, run_cli):
     assert "g_gaze_est" in rows[-1] and "d_gaze_head" in rows[-1] and "d_mismatch" in rows[-1]
     # A resumed run must keep its estimator.
     torch.manual_seed(6)
-    save_estimator(estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {})
+    save_estimator(
+        estimator, build("small", 32), {"arch": "small", "size": 32, "layout": LAYOUT, "mean_gaze": [0.0, 0.0]}, {}
+    )
     (run / "checkpoints" / "0000006.pt").unlink()
     code, _, err = run_cli("train", "--outdir", run, "--resume")
     assert code == 2 and "not the estimator this run was trained with" in err

@@ -40,7 +40,9 @@ def test_mps_where_torch_reports_it(monkeypatch):
 
 def test_mps_refused_in_one_line_where_torch_has_none(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with pytest.raises(UsageError, match=r"^--device mps: torch .* sees no Apple MPS GPU on this machine; use --device cpu"):
+    with pytest.raises(
+        UsageError, match=r"^--device mps: torch .* sees no Apple MPS GPU on this machine; use --device cpu"
+    ):
         resolve_device("mps")
 
 

@@ -86,10 +86,14 @@ def old_conv_bn(cin, cout, stride):
 class OldBlock(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
-        self.body = nn.Sequential(old_conv_bn(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(cout))
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
+        self.body = nn.Sequential(
+            old_conv_bn(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.skip = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
 
     def forward(self, x):
         return torch.relu(self.body(x) + self.skip(x))
@@ -98,8 +102,12 @@ class OldBlock(nn.Module):
 class OldResNet18(nn.Module):
     def __init__(self):
         super().__init__()
-        layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                  nn.MaxPool2d(3, 2, 1)]
+        layers = [
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        ]
         cin = 64
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             layers += [OldBlock(cin, cout, stride), OldBlock(cout, cout, 1)]
@@ -113,8 +121,14 @@ class OldResNet18(nn.Module):
 
 def old_name(key: str) -> str:
     """torchvision's name of a resnet18 key -> the old one, written out independently of the code."""
-    parts = {"conv1": "body.0.0", "bn1": "body.0.1", "conv2": "body.1", "bn2": "body.2", "downsample.0": "skip.0",
-             "downsample.1": "skip.1"}
+    parts = {
+        "conv1": "body.0.0",
+        "bn1": "body.0.1",
+        "conv2": "body.1",
+        "bn2": "body.2",
+        "downsample.0": "skip.0",
+        "downsample.1": "skip.1",
+    }
     match = re.fullmatch(r"layer(\d)\.(\d)\.(conv1|bn1|conv2|bn2|downsample\.[01])\.(\w+)", key)
     if match:
         return f"features.{4 + 2 * (int(match[1]) - 1) + int(match[2])}.{parts[match[3]]}.{match[4]}"
@@ -190,8 +204,26 @@ def test_read_init_takes_the_backbone_and_skips_the_classifier(imagenet_file, tm
 @pytest.mark.slow
 def test_fit_init_starts_from_the_file_and_normalises_as_imagenet(db, imagenet_file, tmp_path, run_cli):
     out = tmp_path / "est.pt"
-    code, _, err = run_cli("gaze", "fit", "--data", db, "--out", out, "--arch", "resnet18", "--init", imagenet_file,
-                           "--size", "32", "--epochs", "1", "--lr", "0", "--device", "cpu")
+    code, _, err = run_cli(
+        "gaze",
+        "fit",
+        "--data",
+        db,
+        "--out",
+        out,
+        "--arch",
+        "resnet18",
+        "--init",
+        imagenet_file,
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+        "--lr",
+        "0",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     record = load_checkpoint(out)
     state, file = record["model"], imagenet_state()
@@ -200,8 +232,12 @@ def test_fit_init_starts_from_the_file_and_normalises_as_imagenet(db, imagenet_f
     assert state["fc.weight"].shape == (2, 512)
     assert record["config"]["input_norm"] == IMAGENET
     sha256 = hashlib.sha256(imagenet_file.read_bytes()).hexdigest()
-    assert record["config"]["init"] == {"path": str(imagenet_file), "sha256": sha256, "loaded": 120,
-                                        "skipped": ["fc.weight", "fc.bias"]}
+    assert record["config"]["init"] == {
+        "path": str(imagenet_file),
+        "sha256": sha256,
+        "loaded": 120,
+        "skipped": ["fc.weight", "fc.bias"],
+    }
 
     network, config = load_estimator(out, CPU)
     plain = build("resnet18", 32).eval()
@@ -213,8 +249,9 @@ def test_fit_init_starts_from_the_file_and_normalises_as_imagenet(db, imagenet_f
     with torch.no_grad():
         expected = plain(normalised).numpy()
         torch.testing.assert_close(network(images), torch.from_numpy(expected), rtol=1e-4, atol=1e-5)
-    code, text, _ = run_cli("gaze", "eval", "--model", out, "--data", db, "--out", tmp_path / "eval.png", "--json",
-                            "--device", "cpu")
+    code, text, _ = run_cli(
+        "gaze", "eval", "--model", out, "--data", db, "--out", tmp_path / "eval.png", "--json", "--device", "cpu"
+    )
     assert code == 0  # eval reads the normalisation from the file, as the oracle applied it by hand
     mean_error = angular_error(expected, source.gazes).mean()
     assert json.loads(text)["error_deg"]["mean"] == pytest.approx(mean_error, rel=1e-4)
@@ -234,17 +271,26 @@ def test_a_wrong_init_file_is_one_line(db, imagenet_file, tmp_path, run_cli):
     torch.save({"state_dict": imagenet_state(), "gadget": Gadget()}, tmp_path / "pickled.pth")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     out = tmp_path / "est.pt"
-    cases = ((("--init", imagenet_file), ("--init", "--arch resnet18", "drop --init")),
-             (("--arch", "resnet18", "--init", tmp_path / "none.pth"), ("none.pth", "cannot read")),
-             (("--arch", "resnet18", "--init", tmp_path / "grey.pth"),
-              ("grey.pth", "1 missing: layer4.1.bn2.weight", "1 unexpected: module.extra.weight",
-               "conv1.weight 64x1x7x7 (the network's 64x3x7x7)")),
-             (("--arch", "resnet18", "--init", tmp_path / "cut.pth"), ("cut.pth", "not a plain state_dict")),
-             (("--arch", "resnet18", "--init", tmp_path / "pickled.pth"), ("pickled.pth", "without running code")),
-             (("--arch", "resnet18", "--init", tmp_path / "list.pth"), ("list.pth", "holds a list")))
+    cases = (
+        (("--init", imagenet_file), ("--init", "--arch resnet18", "drop --init")),
+        (("--arch", "resnet18", "--init", tmp_path / "none.pth"), ("none.pth", "cannot read")),
+        (
+            ("--arch", "resnet18", "--init", tmp_path / "grey.pth"),
+            (
+                "grey.pth",
+                "1 missing: layer4.1.bn2.weight",
+                "1 unexpected: module.extra.weight",
+                "conv1.weight 64x1x7x7 (the network's 64x3x7x7)",
+            ),
+        ),
+        (("--arch", "resnet18", "--init", tmp_path / "cut.pth"), ("cut.pth", "not a plain state_dict")),
+        (("--arch", "resnet18", "--init", tmp_path / "pickled.pth"), ("pickled.pth", "without running code")),
+        (("--arch", "resnet18", "--init", tmp_path / "list.pth"), ("list.pth", "holds a list")),
+    )
     for args, words in cases:
-        code, _, err = run_cli("gaze", "fit", "--data", db, "--out", out, "--size", "32", "--epochs", "1", *args,
-                               "--device", "cpu")
+        code, _, err = run_cli(
+            "gaze", "fit", "--data", db, "--out", out, "--size", "32", "--epochs", "1", *args, "--device", "cpu"
+        )
         assert code == 2, err
         one_error(err, *words)
         assert not out.exists()

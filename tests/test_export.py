@@ -28,15 +28,31 @@ from faults import edited, files_of, one_error, packed, synthetic_prep
 CPU = ("--device", "cpu")
 ROOT = Path(__file__).resolve().parents[1]
 
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tiny DB, a 4-step checkpoint, its export, and a 1-epoch face estimator."""
     root = tmp_path_factory.mktemp("export")
     packed(synthetic_prep(root / "prep"), root / "db")
-    for args in (["train", "--data", root / "db", "--outdir", root / "run", "--preset", "tiny",
-                  "--workers", "0", "--iters", "4", "--viz-every", "0", *CPU],
-                 ["gaze", "fit", "--data", root / "db", "--out", root / "est.pt", "--epochs", "1", "--size", "16",
-                  *CPU]):
+    for args in (
+        [
+            "train",
+            "--data",
+            root / "db",
+            "--outdir",
+            root / "run",
+            "--preset",
+            "tiny",
+            "--workers",
+            "0",
+            "--iters",
+            "4",
+            "--viz-every",
+            "0",
+            *CPU,
+        ],
+        ["gaze", "fit", "--data", root / "db", "--out", root / "est.pt", "--epochs", "1", "--size", "16", *CPU],
+    ):
         assert cli.run([str(a) for a in args]) == 0, args
     ckpt = root / "run" / "checkpoints" / "0000004.pt"
     assert cli.run(["export", "--network", str(ckpt), "--outdir", str(root / "model")]) == 0
@@ -64,8 +80,11 @@ def test_export_writes_the_weights_the_config_and_a_model_card(world):
     assert config["model"] == record["config"]["model"] and config["step"] == 4 and config["stage"] == 1
     assert config["kimg"] == 4 * 4 / 1000  # 4 steps x batch 4 on one process
     assert config["weights_sha256"] == hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
-    assert config["source"] == {"checkpoint": str(world["ckpt"].resolve()), "sha256": ckpt_sha,
-                                "gcgan_version": record["gcgan_version"]}
+    assert config["source"] == {
+        "checkpoint": str(world["ckpt"].resolve()),
+        "sha256": ckpt_sha,
+        "gcgan_version": record["gcgan_version"],
+    }
     assert config["training_data"]["path"] == str(world["db"].resolve())
     assert config["metrics"] == {}  # the run measured nothing
     assert config["gaze_labels"]["count"] == len(labels) == 16
@@ -74,9 +93,17 @@ def test_export_writes_the_weights_the_config_and_a_model_card(world):
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
         assert config["exported_by"]["git_revision"] == head.strip()
     card = (model / "README.md").read_text()
-    for text in ("| steps | 4 (stage 1) |", "| kimg | 0.016 ", "| FID | not measured |", "| KID | not measured |",
-                 "| gaze consistency (deg) | not measured |", ckpt_sha, config["exported_by"]["git_revision"],
-                 "kind, count and inputs_sha256 not recorded", str(world["db"].resolve())):
+    for text in (
+        "| steps | 4 (stage 1) |",
+        "| kimg | 0.016 ",
+        "| FID | not measured |",
+        "| KID | not measured |",
+        "| gaze consistency (deg) | not measured |",
+        ckpt_sha,
+        config["exported_by"]["git_revision"],
+        "kind, count and inputs_sha256 not recorded",
+        str(world["db"].resolve()),
+    ):
         assert text in card, text
 
 
@@ -85,16 +112,25 @@ def test_the_card_reports_what_the_run_measured_at_the_checkpoint_step(world, tm
     run = tmp_path / "run"
     shutil.copytree(world["ckpt"].parent.parent, run)
     with open(run / "metrics.jsonl", "a") as handle:
-        for row in ({"step": 2, "fid500": 999.0}, {"step": 4, "fid500": 123.456, "kid500": 0.01234, "d": 0.5},
-                    {"step": 4, "gaze_consistency_deg": 7.25, "fidelity": 1.0}):
+        for row in (
+            {"step": 2, "fid500": 999.0},
+            {"step": 4, "fid500": 123.456, "kid500": 0.01234, "d": 0.5},
+            {"step": 4, "gaze_consistency_deg": 7.25, "fidelity": 1.0},
+        ):
             handle.write(json.dumps(row) + "\n")
     code, out, err = run_cli("export", "--network", run / "checkpoints" / "0000004.pt", "--outdir", tmp_path / "m")
     assert code == 0, err
     assert json.loads((tmp_path / "m" / "config.json").read_text())["metrics"] == {
-        "fid500": 123.456, "kid500": 0.01234, "gaze_consistency_deg": 7.25}
+        "fid500": 123.456,
+        "kid500": 0.01234,
+        "gaze_consistency_deg": 7.25,
+    }
     card = (tmp_path / "m" / "README.md").read_text()
-    for text in ("| FID | fid500 123.5 |", "| KID | kid500 0.01234 |",
-                 "| gaze consistency (deg) | gaze_consistency_deg 7.25 |"):
+    for text in (
+        "| FID | fid500 123.5 |",
+        "| KID | kid500 0.01234 |",
+        "| gaze consistency (deg) | gaze_consistency_deg 7.25 |",
+    ):
         assert text in card, text
     assert "999" not in card and "fid500 123.5, kid500 0.01234, gaze_consistency_deg 7.25" in out
 
@@ -147,23 +183,40 @@ def test_an_export_loads_the_same_generator(world):
 
 @pytest.mark.slow
 def test_samples_from_the_checkpoint_and_its_export_are_byte_identical(world, tmp_path, run_cli):
-    for name, network in (("ckpt", world["ckpt"]), ("export", world["model"]),
-                          ("weights", world["model"] / "model.safetensors")):
-        code, _, err = run_cli("sample", "--network", network, "--outdir", tmp_path / name, "--n", "5", "--batch", "2",
-                               "--save-latent", *CPU)
+    for name, network in (
+        ("ckpt", world["ckpt"]),
+        ("export", world["model"]),
+        ("weights", world["model"] / "model.safetensors"),
+    ):
+        code, _, err = run_cli(
+            "sample",
+            "--network",
+            network,
+            "--outdir",
+            tmp_path / name,
+            "--n",
+            "5",
+            "--batch",
+            "2",
+            "--save-latent",
+            *CPU,
+        )
         assert code == 0, err
     reference = files_of(tmp_path / "ckpt")
     assert len(reference) == 5 * 4 + 3  # image, mask, colour mask, latent; contact sheet, metadata, manifest
     for name in ("export", "weights"):
         files = files_of(tmp_path / name)
         assert files.keys() == reference.keys()
-        assert {k: v for k, v in files.items() if k != "samples.jsonl"} == \
-               {k: v for k, v in reference.items() if k != "samples.jsonl"}
+        assert {k: v for k, v in files.items() if k != "samples.jsonl"} == {
+            k: v for k, v in reference.items() if k != "samples.jsonl"
+        }
         source = {"checkpoint", "checkpoint_sha256"}
-        assert [{k: v for k, v in row.items() if k not in source} for row in rows_of(tmp_path / name)] == \
-               [{k: v for k, v in row.items() if k not in source} for row in rows_of(tmp_path / "ckpt")]
-        assert {row["checkpoint_sha256"] for row in rows_of(tmp_path / name)} == {load_generator(
-            world["model"], torch.device("cpu")).sha256}
+        assert [{k: v for k, v in row.items() if k not in source} for row in rows_of(tmp_path / name)] == [
+            {k: v for k, v in row.items() if k not in source} for row in rows_of(tmp_path / "ckpt")
+        ]
+        assert {row["checkpoint_sha256"] for row in rows_of(tmp_path / name)} == {
+            load_generator(world["model"], torch.device("cpu")).sha256
+        }
 
 
 @pytest.mark.slow
@@ -171,13 +224,31 @@ def test_interpolate_and_gaze_consistency_take_an_export(world, tmp_path, run_cl
     latent = tmp_path / "latent.npy"
     np.save(latent, np.random.default_rng(0).standard_normal((13, 32)).astype(np.float32))
     for name, network in (("ckpt", world["ckpt"]), ("export", world["model"])):
-        code, _, err = run_cli("interpolate", "--network", network, "--latent", latent, "--outdir", tmp_path / name,
-                               "--component", "iris", "--frames", "3", "--keyframes", "2", "--gaze", "0,0", *CPU)
+        code, _, err = run_cli(
+            "interpolate",
+            "--network",
+            network,
+            "--latent",
+            latent,
+            "--outdir",
+            tmp_path / name,
+            "--component",
+            "iris",
+            "--frames",
+            "3",
+            "--keyframes",
+            "2",
+            "--gaze",
+            "0,0",
+            *CPU,
+        )
         assert code == 0, err
     assert files_of(tmp_path / "export") == files_of(tmp_path / "ckpt")
     results = []
     for network in (world["ckpt"], world["model"]):
-        code, out, err = run_cli("gaze", "consistency", "--network", network, "--model", world["est"], "--n", "4", "--json", *CPU)
+        code, out, err = run_cli(
+            "gaze", "consistency", "--network", network, "--model", world["est"], "--n", "4", "--json", *CPU
+        )
         assert code == 0, err
         results.append({k: v for k, v in json.loads(out).items() if k != "checkpoint"})
     assert "recorded" in results[0] and "recorded" not in results[1]  # the checkpoint's run keeps the measure
@@ -189,11 +260,14 @@ def test_interpolate_and_gaze_consistency_take_an_export(world, tmp_path, run_cl
 def test_the_gaze_loss_model_survives_the_export_and_is_still_refused_as_a_judge(world, tmp_path, run_cli):
     record = checkpoint.load_checkpoint(world["ckpt"])
     own = tmp_path / "run" / "checkpoints" / "0000004.pt"
-    checkpoint.save_checkpoint(own, {**record, "gaze_loss_model": {"path": str(world["est"]),
-                                                                   "sha256": checkpoint.file_sha256(world["est"])}})
+    checkpoint.save_checkpoint(
+        own, {**record, "gaze_loss_model": {"path": str(world["est"]), "sha256": checkpoint.file_sha256(world["est"])}}
+    )
     assert run_cli("export", "--network", own, "--outdir", tmp_path / "m")[0] == 0
     assert "gaze loss model | `" in (tmp_path / "m" / "README.md").read_text()
-    code, _, err = run_cli("gaze", "consistency", "--network", tmp_path / "m", "--model", world["est"], "--n", "2", *CPU)
+    code, _, err = run_cli(
+        "gaze", "consistency", "--network", tmp_path / "m", "--model", world["est"], "--n", "2", *CPU
+    )
     one_error(err, "was in this generator's training loss (gaze loss)")
 
 
@@ -222,20 +296,33 @@ def _first_weight(tensors):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage, file, words", [
-    (lambda f: (f / "model.safetensors").unlink(), "model.safetensors", ("does not exist", "not a whole")),
-    (lambda f: (f / "config.json").unlink(), "config.json", ("does not exist",)),
-    (lambda f: (f / "config.json").write_text("{cut"), "config.json", ("not valid JSON",)),
-    (lambda f: _edit_config(f, lambda c: c["model"].update(gaze_mean=[0.5, 0.5])), "config.json",
-     ("differs from the one", "edited?")),
-    (lambda f: _edit_config(f, lambda c: c["model"].update(size="32")), "config.json", ("size = '32'", "integer")),
-    (lambda f: _edit_config(f, lambda c: c.update(format_version=9)), "config.json", ("format version 9",)),
-    (lambda f: _edit_config(f, lambda c: c.update(step="4")), "config.json", ("step '4' is not an integer",)),
-    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-100]),
-     "model.safetensors", ("sha256 differs", "changed or damaged")),
-    (lambda f: _rewrite_weights(f, _first_weight), "model.safetensors", ("do not fit", "size mismatch")),
-    (lambda f: _rewrite_weights(f, lambda t: t.pop("gaze_labels")), "model.safetensors", ("no gaze_labels tensor",)),
-])
+@pytest.mark.parametrize(
+    "damage, file, words",
+    [
+        (lambda f: (f / "model.safetensors").unlink(), "model.safetensors", ("does not exist", "not a whole")),
+        (lambda f: (f / "config.json").unlink(), "config.json", ("does not exist",)),
+        (lambda f: (f / "config.json").write_text("{cut"), "config.json", ("not valid JSON",)),
+        (
+            lambda f: _edit_config(f, lambda c: c["model"].update(gaze_mean=[0.5, 0.5])),
+            "config.json",
+            ("differs from the one", "edited?"),
+        ),
+        (lambda f: _edit_config(f, lambda c: c["model"].update(size="32")), "config.json", ("size = '32'", "integer")),
+        (lambda f: _edit_config(f, lambda c: c.update(format_version=9)), "config.json", ("format version 9",)),
+        (lambda f: _edit_config(f, lambda c: c.update(step="4")), "config.json", ("step '4' is not an integer",)),
+        (
+            lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-100]),
+            "model.safetensors",
+            ("sha256 differs", "changed or damaged"),
+        ),
+        (lambda f: _rewrite_weights(f, _first_weight), "model.safetensors", ("do not fit", "size mismatch")),
+        (
+            lambda f: _rewrite_weights(f, lambda t: t.pop("gaze_labels")),
+            "model.safetensors",
+            ("no gaze_labels tensor",),
+        ),
+    ],
+)
 def test_a_damaged_export_is_one_line_naming_the_file(world, tmp_path, run_cli, damage, file, words):
     folder = tmp_path / "model"
     shutil.copytree(world["model"], folder)
@@ -265,8 +352,9 @@ def test_unpack_then_pack_rebuilds_the_same_records(world, tmp_path, run_cli, un
     assert code == 0, err
     meta, records = records_of(db)
     manifest = [json.loads(line) for line in (tmp_path / "prep" / "manifest.jsonl").read_text().splitlines()]
-    assert [(row["name"], row["pitch"], row["yaw"]) for row in manifest] == \
-           [(name, *(gaze or (None, None))) for name, _, _, gaze in records]
+    assert [(row["name"], row["pitch"], row["yaw"]) for row in manifest] == [
+        (name, *(gaze or (None, None))) for name, _, _, gaze in records
+    ]
     for name, image, mask, _ in records:
         assert (tmp_path / "prep" / "rgb" / f"{name}.png").read_bytes() == image
         assert (tmp_path / "prep" / "mask" / f"{name}.png").read_bytes() == mask
@@ -274,8 +362,11 @@ def test_unpack_then_pack_rebuilds_the_same_records(world, tmp_path, run_cli, un
     again = packed(tmp_path / "prep", tmp_path / "again", 32)
     meta_again, records_again = records_of(again)
     assert records_again == records and len(records) == 16
-    assert (meta_again.count, meta_again.size, meta_again.class_names, meta_again.labelled) == \
-           (meta.count, meta.size, meta.class_names, meta.labelled) == (16, 32, meta.class_names, not unlabelled)
+    assert (
+        (meta_again.count, meta_again.size, meta_again.class_names, meta_again.labelled)
+        == (meta.count, meta.size, meta.class_names, meta.labelled)
+        == (16, 32, meta.class_names, not unlabelled)
+    )
     if not unlabelled:
         assert (again / gaze_db.LABELS_FILE).read_bytes() == (db / gaze_db.LABELS_FILE).read_bytes()
 
@@ -303,11 +394,14 @@ def test_unpack_refuses_in_one_line_and_leaves_nothing(world, tmp_path, run_cli)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, words", [
-    ("../escape", ("record 0's name '../escape'", "cannot be a file name")),
-    (".hidden", ("cannot be a file name",)),
-    ("SECOND", ("two records are named",)),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("../escape", ("record 0's name '../escape'", "cannot be a file name")),
+        (".hidden", ("cannot be a file name",)),
+        ("SECOND", ("two records are named",)),
+    ],
+)
 def test_unpack_refuses_names_that_cannot_be_files(world, tmp_path, run_cli, name, words):
     with gaze_db.reader(world["db"]).begin() as txn:
         second = gaze_db.read_name(txn, 1, world["db"])
@@ -326,8 +420,11 @@ def test_unpack_refuses_names_that_cannot_be_files(world, tmp_path, run_cli, nam
 def test_written_files_get_the_mode_of_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
-        files = [write_atomic(tmp_path / "a.bin", b"x"), write_atomic(tmp_path / "b.bin", b"y", durable=True),
-                 checkpoint.save_checkpoint(tmp_path / "c.pt", {"step": 1})]
+        files = [
+            write_atomic(tmp_path / "a.bin", b"x"),
+            write_atomic(tmp_path / "b.bin", b"y", durable=True),
+            checkpoint.save_checkpoint(tmp_path / "c.pt", {"step": 1}),
+        ]
     finally:
         os.umask(old)
     assert [stat.S_IMODE(f.stat().st_mode) for f in files] == [0o666 & ~umask] * 3

@@ -44,8 +44,12 @@ def test_gray_conversions_follow_the_kind(sets):
     mpii = open_source(sets / "r.h5", 32, EyeOptions())
     with h5py.File(sets / "r.h5") as handle:
         bgr = handle["p00/image"][0]
-    assert np.array_equal(mpii.patch(0), (bgr.astype(np.int32).sum(axis=2) // 3).astype(np.uint8))  # channel mean, truncated
-    assert np.array_equal(open_source(sets / "r.h5", 32, EyeOptions(gray="luma")).patch(0), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    assert np.array_equal(
+        mpii.patch(0), (bgr.astype(np.int32).sum(axis=2) // 3).astype(np.uint8)
+    )  # channel mean, truncated
+    assert np.array_equal(
+        open_source(sets / "r.h5", 32, EyeOptions(gray="luma")).patch(0), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    )
     unity = open_source(sets / "s", 32, EyeOptions())
     raw = cv2.imread(str(sets / "s" / "1.jpg"))
     render = render_eye(1, 0, "s")
@@ -96,7 +100,9 @@ def test_jitter_off_is_deterministic_and_jitter_on_moves_the_crop_repeatably(set
     design = np.concatenate([a.reshape(-1, 1), np.tile(np.eye(2), (18, 1))], axis=1)
     fit, residual, *_ = np.linalg.lstsq(design, b.reshape(-1), rcond=None)
     assert abs(fit[0] - 1) > 1e-3 and np.abs(design @ fit - b.reshape(-1)).max() < 1e-3
-    assert not torch.equal(open_source(sets / "s", 32, EyeOptions(jitter=True, seed=5))[3]["image"], fetches[0]["image"])
+    assert not torch.equal(
+        open_source(sets / "s", 32, EyeOptions(jitter=True, seed=5))[3]["image"], fetches[0]["image"]
+    )
 
 
 def test_head_pose_filter(sets):
@@ -116,9 +122,19 @@ def translate(source, out, header):
     with TranslatedWriter(out, header) as writer:
         for i in range(len(source)):
             clean = eye_patch.equalise(source.patch(i))
-            writer.add(source.ids[i], 255 - clean, clean, {"source_id": source.ids[i], "person": source.subjects[i],
-                                                            "gaze": source.gazes[i], "head": source.heads[i],
-                                                            "landmarks": source[i]["landmarks"].numpy(), "direction": "r2s"})
+            writer.add(
+                source.ids[i],
+                255 - clean,
+                clean,
+                {
+                    "source_id": source.ids[i],
+                    "person": source.subjects[i],
+                    "gaze": source.gazes[i],
+                    "head": source.heads[i],
+                    "landmarks": source[i]["landmarks"].numpy(),
+                    "direction": "r2s",
+                },
+            )
 
 
 def test_translated_round_trip_and_detection_order(sets, tmp_path):
@@ -135,7 +151,9 @@ def test_translated_round_trip_and_detection_order(sets, tmp_path):
     stored = cv2.imread(str(out / "p00_1.png"), cv2.IMREAD_GRAYSCALE)
     assert np.array_equal(stored, 255 - eye_patch.equalise(mpii.patch(1)))  # lossless
     item = source[1]
-    assert torch.equal(item["image"][0], torch.from_numpy(eye_patch.to_unit(eye_patch.equalise(stored))))  # re-equalised
+    assert torch.equal(
+        item["image"][0], torch.from_numpy(eye_patch.to_unit(eye_patch.equalise(stored)))
+    )  # re-equalised
     assert torch.allclose(item["landmarks"], mpii[1]["landmarks"])
     face = open_source(out, 16)
     assert face.shape == (3, 16, 16) and face[1]["image"].shape == (3, 16, 16)

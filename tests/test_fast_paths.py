@@ -38,8 +38,13 @@ def literal_fixed_styled_conv(self, x, noise=None, bias=None):
     if self.demodulate:
         weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
     if self.upsample:
-        x = upfirdn2d_ref(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2), self.blur.kernel, (1, 1), (1, 1),
-                          _pad4(self.blur.pad))
+        x = upfirdn2d_ref(
+            F.conv_transpose2d(x, weight.transpose(0, 1), stride=2),
+            self.blur.kernel,
+            (1, 1),
+            (1, 1),
+            _pad4(self.blur.pad),
+        )
     else:
         x = F.conv2d(x, weight, padding=self.padding)
     if self.noise is not None:
@@ -118,12 +123,21 @@ def run(g, d, z, gaze):
     latent = g.latent_of(z).detach().requires_grad_(True)
     out = g(latent, gaze, noise=[n.to(z.dtype) for n in noise], input_is_latent=True)
     logits, gaze_estimate = d(out.image, out.seg, gaze, estimate_gaze=True)
-    (path,) = torch.autograd.grad((out.image * torch.linspace(-1, 1, out.image.numel(), dtype=z.dtype)
-                                   .view_as(out.image)).sum(), latent, create_graph=True)
+    (path,) = torch.autograd.grad(
+        (out.image * torch.linspace(-1, 1, out.image.numel(), dtype=z.dtype).view_as(out.image)).sum(),
+        latent,
+        create_graph=True,
+    )
     real = out.image.detach().requires_grad_(True)
     seg = out.seg.detach().requires_grad_(True)
     (r1_image, r1_seg) = torch.autograd.grad(d(real, seg, gaze).sum(), (real, seg), create_graph=True)
-    loss = logits.sum() + gaze_estimate.square().sum() + path.square().sum() + r1_image.square().sum() + r1_seg.square().sum()
+    loss = (
+        logits.sum()
+        + gaze_estimate.square().sum()
+        + path.square().sum()
+        + r1_image.square().sum()
+        + r1_seg.square().sum()
+    )
     loss.backward()
     values = {"image": out.image, "seg": out.seg, "depths": out.depths, "logits": logits, "path": path, "r1": r1_image}
     grads = {f"g.{n}": p.grad for n, p in g.named_parameters() if p.grad is not None}
@@ -143,8 +157,9 @@ def test_networks_equal_their_literal_form(monkeypatch, dtype, tolerance):
         torch.testing.assert_close(fast_values[name], values[name], rtol=tolerance, atol=tolerance * scale, msg=name)
     for name in grads:
         scale = grads[name].abs().max().item()
-        torch.testing.assert_close(fast_grads[name], grads[name], rtol=tolerance, atol=tolerance * max(scale, 1e-3),
-                                   msg=name)
+        torch.testing.assert_close(
+            fast_grads[name], grads[name], rtol=tolerance, atol=tolerance * max(scale, 1e-3), msg=name
+        )
 
 
 def test_local_fields_are_the_local_generators_class_by_class():

@@ -70,8 +70,9 @@ def progress_done(db):
 
 def child(script, *args):
     """A Python process running `script`, its output readable line by line."""
-    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def started(process, word):
@@ -108,8 +109,9 @@ def test_a_cut_short_db_is_refused_before_any_read(db, tmp_path):
         os.truncate(tmp_path / name / gaze_db.DATA_FILE, size)
         cuts[tmp_path / name] = size
     # A subprocess: a SIGBUS would kill pytest.
-    read = subprocess.run([sys.executable, "-c", CUT_READER, *map(str, cuts)], capture_output=True, text=True,
-                          timeout=120)
+    read = subprocess.run(
+        [sys.executable, "-c", CUT_READER, *map(str, cuts)], capture_output=True, text=True, timeout=120
+    )
     assert read.returncode == 0, read.stderr
     lines = read.stdout.splitlines()
     assert len(lines) == len(cuts)
@@ -120,8 +122,12 @@ def test_a_cut_short_db_is_refused_before_any_read(db, tmp_path):
     assert (tmp_path / "empty" / gaze_db.DATA_FILE).stat().st_size == 0  # not initialised as a new DB
 
     stats = tmp_path / "stats.npz"
-    command = subprocess.run([sys.executable, "-m", "gcgan_cli", "inception", "--data", str(tmp_path / "half"),
-                              "--out", str(stats)], capture_output=True, text=True, timeout=120)
+    command = subprocess.run(
+        [sys.executable, "-m", "gcgan_cli", "inception", "--data", str(tmp_path / "half"), "--out", str(stats)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert command.returncode == 2, command.stderr
     one_error(command.stderr, f"{tmp_path / 'half'}: data.mdb is {full // 2} bytes", "cut short")
     assert not stats.exists()
@@ -145,11 +151,15 @@ def test_damaged_records_name_the_record(db, tmp_path, run_cli):
 # --- label files ---
 
 
-@pytest.mark.parametrize("labels, words", [
-    ([[0.1, 0.2], [np.nan, 0.0], [0.0, 0.1]], ["row 1", "not finite"]),
-    (np.full((4, 3), 0.5), ["shape [4, 3]", "gaze vector"]),
-    ([[0.1, 0.2], [30.0, -45.0]], ["row 1", "look like degrees"]),
-], ids=["nan", "vectors", "degrees"])
+@pytest.mark.parametrize(
+    "labels, words",
+    [
+        ([[0.1, 0.2], [np.nan, 0.0], [0.0, 0.1]], ["row 1", "not finite"]),
+        (np.full((4, 3), 0.5), ["shape [4, 3]", "gaze vector"]),
+        ([[0.1, 0.2], [30.0, -45.0]], ["row 1", "look like degrees"]),
+    ],
+    ids=["nan", "vectors", "degrees"],
+)
 def test_bad_label_files_name_the_file_and_row(tmp_path, labels, words):
     file = tmp_path / "labels.npy"
     np.save(file, np.asarray(labels, np.float32), allow_pickle=False)
@@ -164,8 +174,10 @@ def test_a_label_set_of_another_count_is_refused(db, tmp_path, run_cli):
     copy = tmp_path / "db"
     shutil.copytree(db, copy)
     np.save(copy / gaze_db.LABELS_FILE, np.load(db / gaze_db.LABELS_FILE)[:-1], allow_pickle=False)
-    words = [f"{copy / gaze_db.LABELS_FILE}: {N - 1} gaze labels, but the DB {copy} has {N} records",
-             "pack the DB again"]
+    words = [
+        f"{copy / gaze_db.LABELS_FILE}: {N - 1} gaze labels, but the DB {copy} has {N} records",
+        "pack the DB again",
+    ]
     for path in (copy, copy / gaze_db.LABELS_FILE):  # the DB folder, or its label file (as the trainer passes it)
         with pytest.raises(DatasetError) as caught:
             gaze_db.read_labels(path)
@@ -198,7 +210,19 @@ def test_gaze_out_of_range_gets_the_degrees_hint(prep, tmp_path, run_cli):
     degrees = strip_name(0, "00", 1, 45.0, 30.0)
     for sub in (images, masks):
         (sub / f"{first}.png").rename(sub / f"{degrees}.png")
-    command = ("pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", tmp_path / "db", "-j", "1")
+    command = (
+        "pack",
+        "--data",
+        tmp_path,
+        "--rgb-dir",
+        images,
+        "--mask-dir",
+        masks,
+        "--outdir",
+        tmp_path / "db",
+        "-j",
+        "1",
+    )
     code, _, err = run_cli(*command)
     assert code == 2
     one_error(err, f"{images / degrees}.png: the gaze in its name", "--unlabelled", "look like degrees")
@@ -213,14 +237,21 @@ def test_images_and_masks_from_one_folder_are_refused(prep, tmp_path, run_cli):
     rgb = folder / "rgb"
     (tmp_path / "link").symlink_to(rgb)
     out = tmp_path / "db"
-    for options in (["--rgb-dir", rgb, "--mask-dir", rgb], ["--rgb-dir", rgb, "--mask-dir", tmp_path / "link"],
-                    ["--rgb-dir", rgb, "--mask-dir", folder / "mask" / ".." / "rgb"], ["--rgb-dir", folder / "mask"]):
+    for options in (
+        ["--rgb-dir", rgb, "--mask-dir", rgb],
+        ["--rgb-dir", rgb, "--mask-dir", tmp_path / "link"],
+        ["--rgb-dir", rgb, "--mask-dir", folder / "mask" / ".." / "rgb"],
+        ["--rgb-dir", folder / "mask"],
+    ):
         code, _, err = run_cli("pack", "--data", folder, *options, "--outdir", out)
         assert code == 2
         one_error(err, "--rgb-dir and --mask-dir are the same folder", "must be in separate folders")
         no_db(out)
-    for inside, words in ((folder, "is the input folder itself"), (rgb / "db", f"is in the image folder {rgb}"),
-                          (folder / "mask" / "sub" / "db", f"is in the mask folder {folder / 'mask'}")):
+    for inside, words in (
+        (folder, "is the input folder itself"),
+        (rgb / "db", f"is in the image folder {rgb}"),
+        (folder / "mask" / "sub" / "db", f"is in the mask folder {folder / 'mask'}"),
+    ):
         code, _, err = run_cli("pack", "--data", folder, "--outdir", inside)
         assert code == 2
         one_error(err, f"--outdir {inside} {words}", "outside its input folders")
@@ -237,16 +268,26 @@ def test_lossy_masks_are_refused_lossy_images_are_not(prep, tmp_path, run_cli):
         cv2.imwrite(str(images / f"{name}.jpg"), image)
         cv2.imwrite(str(masks / f"{name}{'.webp' if i == 0 else '.jpg'}"), mask)
     out = tmp_path / "db"
-    code, _, err = run_cli("pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", out, "-j", "1")
+    code, _, err = run_cli(
+        "pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", out, "-j", "1"
+    )
     assert code == 2
-    one_error(err, f"{masks}: {N} mask(s) in a lossy format", f"{names(prep)[0]}.webp", f"{names(prep)[1]}.jpg",
-              "lossless class-id images (PNG or BMP)")
+    one_error(
+        err,
+        f"{masks}: {N} mask(s) in a lossy format",
+        f"{names(prep)[0]}.webp",
+        f"{names(prep)[1]}.jpg",
+        "lossless class-id images (PNG or BMP)",
+    )
     no_db(out)
     for name in names(prep):
         for mask in masks.glob(f"{name}.*"):
             mask.unlink()
         shutil.copy(prep / "mask" / f"{name}.png", masks)
-    assert run_cli("pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", out, "-j", "1")[0] == 0
+    assert (
+        run_cli("pack", "--data", tmp_path, "--rgb-dir", images, "--mask-dir", masks, "--outdir", out, "-j", "1")[0]
+        == 0
+    )
     assert gaze_db.read_meta(out).count == N
 
 
@@ -262,8 +303,12 @@ def test_empty_and_truncated_files_are_named(prep, tmp_path, capfd):
     capfd.readouterr()
     code = cli.run(["pack", "--data", str(folder), "--outdir", str(out), "-j", "1"])
     assert code == 2
-    one_error(capfd.readouterr().err, "2 pair(s) cannot be packed", f"{empty}: empty file (0 bytes)",
-              f"{cut}: not a readable image (truncated?)")
+    one_error(
+        capfd.readouterr().err,
+        "2 pair(s) cannot be packed",
+        f"{empty}: empty file (0 bytes)",
+        f"{cut}: not a readable image (truncated?)",
+    )
     no_db(out)
 
 
@@ -329,7 +374,9 @@ def test_an_unfinished_segment_run_is_named_with_what_to_do(prep, tmp_path, run_
     (unlogged / "manifest.jsonl").write_text("\n".join(rows) + "\n")
     code, _, err = run_cli("pack", "--data", unlogged, "--outdir", tmp_path / "db")
     assert code == 2
-    one_error(err, f"1 strip(s) have no row in manifest.jsonl ({name})", f"the segment run that wrote {unlogged} {hint}")
+    one_error(
+        err, f"1 strip(s) have no row in manifest.jsonl ({name})", f"the segment run that wrote {unlogged} {hint}"
+    )
     no_db(tmp_path / "db")
 
 
@@ -363,7 +410,9 @@ def test_a_second_pack_into_one_out_is_refused(prep, tmp_path, run_cli, lock_hol
     no_db(out)
     holder.kill()
     holder.wait()
-    assert run_cli("pack", "--data", prep, "--outdir", out, "--size", SIZE, "-j", "1")[0] == 0  # the kernel dropped its lock
+    assert (
+        run_cli("pack", "--data", prep, "--outdir", out, "--size", SIZE, "-j", "1")[0] == 0
+    )  # the kernel dropped its lock
 
 
 # --- stopped packs resume ---

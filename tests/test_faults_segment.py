@@ -52,8 +52,11 @@ def clean(tmp_path_factory):
 def contents(prep: Path) -> dict[str, str]:
     """Digest of every file under a PREP_DIR, hidden ones too, but the report (its counts and
     times differ between runs)."""
-    return {str(p.relative_to(prep)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(prep.rglob("*")) if p.is_file() and p.name != REPORT}
+    return {
+        str(p.relative_to(prep)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(prep.rglob("*"))
+        if p.is_file() and p.name != REPORT
+    }
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -67,6 +70,7 @@ def report_of(prep: Path) -> dict:
 @contextlib.contextmanager
 def deadline(seconds: int):
     """Fail instead of hanging: SIGALRM raises in this (the main) thread."""
+
     def expire(signum, frame):
         raise TimeoutError(f"still running after {seconds} s")
 
@@ -86,8 +90,11 @@ def start_segment():
     started = []
 
     def start(out: Path, *extra) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "gcgan_cli", *synthetic_args(out, *extra)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gcgan_cli", *synthetic_args(out, *extra)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         started.append(proc)
         manifest = out / "manifest.jsonl"
         end = time.monotonic() + 60
@@ -298,8 +305,12 @@ def test_ethx_rows_with_unusable_gaze_are_skipped_and_never_written(tmp_path, ru
     h5_dir = tmp_path / "ethx"
     h5_dir.mkdir()
     face = ((0, 0), False)
-    rows = [(face, 1, 10, -0.2, 0.1), (face, 1, 11, math.nan, 0.1), (face, 2, 12, 0.1, math.inf),
-            (face, 3, 13, 30.0, -45.0)]  # degrees where radians belong
+    rows = [
+        (face, 1, 10, -0.2, 0.1),
+        (face, 1, 11, math.nan, 0.1),
+        (face, 2, 12, 0.1, math.inf),
+        (face, 3, 13, 30.0, -45.0),
+    ]  # degrees where radians belong
     face_fixtures.write_ethx_subject(h5_dir / "subject0000.h5", rows=rows)
     (h5_dir / "subject0009.h5").mkdir()  # a folder with an .h5 name
     out = tmp_path / "prep"
@@ -326,8 +337,9 @@ def test_an_h5_that_is_a_folder_is_one_skipped_item(tmp_path, run_cli):
     code, _, err = run_cli("segment", "ethx", "--data", h5_dir, "--outdir", tmp_path / "prep", "-j", "1")
     assert code == 2
     one_error(err, "nothing could be segmented (a folder, not an HDF5 file)", REPORT)
-    assert report_of(tmp_path / "prep")["failed"] == [{"item": "subject0000.h5",
-                                                        "reason": "a folder, not an HDF5 file"}]
+    assert report_of(tmp_path / "prep")["failed"] == [
+        {"item": "subject0000.h5", "reason": "a folder, not an HDF5 file"}
+    ]
 
 
 def test_a_truncated_celeba_jpeg_is_skipped_not_segmented_grey(tmp_path, run_cli):
@@ -365,5 +377,6 @@ def test_a_part_annotation_that_is_not_square_is_refused_naming_the_file(tmp_pat
     assert code == 2
     one_error(err, "00000_skin.png is 7x3 px", "square")
     assert report_of(out)["failed"] == [
-        {"item": "0.jpg", "reason": "annotation 00000_skin.png is 7x3 px; CelebAMask-HQ's are square (512x512)"}]
+        {"item": "0.jpg", "reason": "annotation 00000_skin.png is 7x3 px; CelebAMask-HQ's are square (512x512)"}
+    ]
     assert files_under(out / "rgb") == []

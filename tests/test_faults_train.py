@@ -36,8 +36,7 @@ def data(tmp_path_factory):
     synthetic_prep(root / "prep")
     for name, extra in (("db", []), ("dbu", ["--unlabelled"])):
         packed(root / "prep", root / name, 32, *extra)
-    assert cli.run(["train", "--data", str(root / "db"), "--outdir", str(root / "stage1"), *TINY,
-                    "--iters", "2"]) == 0
+    assert cli.run(["train", "--data", str(root / "db"), "--outdir", str(root / "stage1"), *TINY, "--iters", "2"]) == 0
     return root
 
 
@@ -70,8 +69,12 @@ def damage(source, kind, path):
     return path
 
 
-DAMAGE = {"empty": "is empty (0 bytes)", "half": "is truncated or corrupt", "random": "is truncated or corrupt",
-          "missing-member": "is truncated or corrupt"}
+DAMAGE = {
+    "empty": "is empty (0 bytes)",
+    "half": "is truncated or corrupt",
+    "random": "is truncated or corrupt",
+    "missing-member": "is truncated or corrupt",
+}
 
 
 @pytest.mark.parametrize("command", ["train", "sample", "gaze-eval"])
@@ -80,8 +83,21 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(data, tmp_path, run_cli, kin
     bad = damage(stage1_checkpoint(data), kind, tmp_path / "bad.pt")
     before = sorted(p.name for p in tmp_path.iterdir())
     if command == "train":
-        code, _, err = run_cli("train", "--stage", "2", "--data", data / "dbu", "--network", bad,
-                               "--outdir", tmp_path / "run", "--workers", "0", "--iters", "1")
+        code, _, err = run_cli(
+            "train",
+            "--stage",
+            "2",
+            "--data",
+            data / "dbu",
+            "--network",
+            bad,
+            "--outdir",
+            tmp_path / "run",
+            "--workers",
+            "0",
+            "--iters",
+            "1",
+        )
         assert not (tmp_path / "run").exists()
     elif command == "sample":
         code, _, err = run_cli("sample", "--network", bad, "--outdir", tmp_path / "out", "--n", "1")
@@ -130,8 +146,21 @@ def test_an_edited_checkpoint_config_names_the_file_and_the_key(data, tmp_path, 
     change(record["config"])
     edited = tmp_path / "edited.pt"
     torch.save(record, edited)
-    code, _, err = run_cli("train", "--stage", "2", "--data", data / "dbu", "--network", edited,
-                           "--outdir", tmp_path / "run", "--workers", "0", "--iters", "1")
+    code, _, err = run_cli(
+        "train",
+        "--stage",
+        "2",
+        "--data",
+        data / "dbu",
+        "--network",
+        edited,
+        "--outdir",
+        tmp_path / "run",
+        "--workers",
+        "0",
+        "--iters",
+        "1",
+    )
     assert code == 2, err
     one_error(err, f"checkpoint {edited}", expected)
     assert not (tmp_path / "run").exists()
@@ -140,14 +169,17 @@ def test_an_edited_checkpoint_config_names_the_file_and_the_key(data, tmp_path, 
 # --- option values ---
 
 
-@pytest.mark.parametrize("line,expected", [
-    ('batch = "eight"', "batch = 'eight' must be an integer"),
-    ("batch = true", "batch = True must be an integer"),
-    ("size = 32.0", "size = 32.0 must be an integer"),
-    ('lr = "fast"', "lr = 'fast' must be a number"),
-    ("mirror = 1", "mirror = 1 must be true or false"),
-    ('precision = ["fp32"]', "must be a string"),
-])
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ('batch = "eight"', "batch = 'eight' must be an integer"),
+        ("batch = true", "batch = True must be an integer"),
+        ("size = 32.0", "size = 32.0 must be an integer"),
+        ('lr = "fast"', "lr = 'fast' must be a number"),
+        ("mirror = 1", "mirror = 1 must be true or false"),
+        ('precision = ["fp32"]', "must be a string"),
+    ],
+)
 def test_a_wrong_typed_toml_value_names_the_file_and_the_key(data, tmp_path, run_cli, line, expected):
     toml = tmp_path / "run.toml"
     toml.write_text(f'dataset = "{data / "db"}"\n{line}\n')
@@ -160,8 +192,9 @@ def test_a_wrong_typed_toml_value_names_the_file_and_the_key(data, tmp_path, run
 def test_an_int_in_toml_is_taken_for_a_float(data, tmp_path, run_cli):
     toml = tmp_path / "run.toml"
     toml.write_text("lr = 1\nmixing = 0\n")
-    code, out, err = run_cli("train", "--config", toml, "--data", data / "db", "--outdir", tmp_path / "run",
-                             "--dry-run")
+    code, out, err = run_cli(
+        "train", "--config", toml, "--data", data / "db", "--outdir", tmp_path / "run", "--dry-run"
+    )
     assert code == 0, err
     resolved = json.loads(out)
     assert resolved["lr"] == 1 and resolved["mixing"] == 0
@@ -179,34 +212,50 @@ def test_a_wrong_typed_config_json_on_resume_names_the_file_and_the_key(data, tm
     assert files_of(run) == before
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--size", "0"], "--size 0: must be a power of two >= 32"),
-    (["--size", "48"], "--size 48: must be a power of two"),
-    (["--size", "16"], "--size 16: must be a power of two >= 32"),
-    (["--seg-dim", "0"], "--seg-dim 0: must be >= 2"),
-    (["--seg-dim", "1"], "--seg-dim 1: must be >= 2"),
-    (["--batch", "0"], "--batch 0: must be >= 1"),
-    (["--iters", "0"], "--iters 0: must be >= 1"),
-    (["--lr", "0"], "--lr 0.0: must be a finite number > 0"),
-    (["--lambda-mask", "-1"], "--lambda-mask -1.0: must be a finite number >= 0"),
-    (["--r1-seg", "nan"], "--r1-seg nan: must be a finite number >= 0"),
-    (["--mixing", "1.5"], "--mixing 1.5: must be in [0, 1]"),
-    (["--unbroken-fraction", "-0.1"], "--unbroken-fraction -0.1: must be in [0, 1]"),
-    (["--save-every", "-1"], "--save-every -1: must be >= 0"),
-    (["--preset", "huge"], "--preset huge: choose one of"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--size", "0"], "--size 0: must be a power of two >= 32"),
+        (["--size", "48"], "--size 48: must be a power of two"),
+        (["--size", "16"], "--size 16: must be a power of two >= 32"),
+        (["--seg-dim", "0"], "--seg-dim 0: must be >= 2"),
+        (["--seg-dim", "1"], "--seg-dim 1: must be >= 2"),
+        (["--batch", "0"], "--batch 0: must be >= 1"),
+        (["--iters", "0"], "--iters 0: must be >= 1"),
+        (["--lr", "0"], "--lr 0.0: must be a finite number > 0"),
+        (["--lambda-mask", "-1"], "--lambda-mask -1.0: must be a finite number >= 0"),
+        (["--r1-seg", "nan"], "--r1-seg nan: must be a finite number >= 0"),
+        (["--mixing", "1.5"], "--mixing 1.5: must be in [0, 1]"),
+        (["--unbroken-fraction", "-0.1"], "--unbroken-fraction -0.1: must be in [0, 1]"),
+        (["--save-every", "-1"], "--save-every -1: must be >= 0"),
+        (["--preset", "huge"], "--preset huge: choose one of"),
+    ],
+)
 def test_an_out_of_range_option_is_refused_before_anything_is_written(data, tmp_path, run_cli, args, expected):
-    code, _, err = run_cli("train", "--data", data / "db", "--outdir", tmp_path / "run", *TINY,
-                           "--iters", "1", *args)
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", tmp_path / "run", *TINY, "--iters", "1", *args)
     assert code == 2, err
     one_error(err, expected)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unbroken_class_the_model_lacks_is_refused_before_the_run_folder_exists(data, tmp_path, run_cli):
-    code, _, err = run_cli("train", "--stage", "2", "--data", data / "dbu", "--network", stage1_checkpoint(data),
-                           "--outdir", tmp_path / "run", "--workers", "0", "--iters", "1",
-                           "--unbroken-class", "pupil")
+    code, _, err = run_cli(
+        "train",
+        "--stage",
+        "2",
+        "--data",
+        data / "dbu",
+        "--network",
+        stage1_checkpoint(data),
+        "--outdir",
+        tmp_path / "run",
+        "--workers",
+        "0",
+        "--iters",
+        "1",
+        "--unbroken-class",
+        "pupil",
+    )
     assert code == 2, err
     one_error(err, "--unbroken-class pupil", "iris")
     assert not (tmp_path / "run").exists()
@@ -267,8 +316,7 @@ def test_train_holds_the_lock_until_its_last_checkpoint(data, tmp_path, run_cli,
         return save(self)
 
     monkeypatch.setattr(Trainer, "save", probed_save)
-    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "2",
-                           "--save-every", "1")
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "2", "--save-every", "1")
     assert code == 0, err
     assert len(probes) == 2 and all("another gcgan is writing" in p and "gcgan train, pid" in p for p in probes), probes
 
@@ -276,8 +324,7 @@ def test_train_holds_the_lock_until_its_last_checkpoint(data, tmp_path, run_cli,
 def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(data, tmpfs, run_cli):
     """1.6 MB holds one tiny checkpoint (about 1.1 MB) but not two."""
     run = tmpfs("size=1600k")
-    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "2",
-                           "--save-every", "1")
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "2", "--save-every", "1")
     assert code == 2, err
     one_error(err, f"disk full at {run / 'checkpoints'}", "run the same command again")
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["0000001.pt"]  # the temp file is gone
@@ -291,8 +338,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues(data, tmpfs,
 def test_a_full_disk_while_writing_a_sample_grid_leaves_no_part_of_it(data, tmpfs, run_cli):
     """16 KB holds the run's config.json but not a sample grid."""
     run = tmpfs("size=16k")
-    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "1",
-                           "--viz-every", "1")
+    code, _, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "1", "--viz-every", "1")
     assert code == 2, err
     one_error(err, f"disk full at {run / 'samples'}")
     assert list((run / "samples").iterdir()) == []
@@ -315,4 +361,3 @@ def test_an_opaque_torch_save_error_on_a_full_disk_is_a_disk_full_error(tmp_path
     monkeypatch.setattr(outputs, "free_bytes", lambda path: 1 << 40)  # plenty of space: the error is not hidden
     with pytest.raises(RuntimeError, match="unexpected pos"):
         checkpoint.save_checkpoint(path, {"step": 2})
-

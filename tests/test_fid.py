@@ -13,8 +13,16 @@ from torch import nn
 from gcgan_cli import cli
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.metrics import inception_weights
-from gcgan_cli.core.metrics.fid import (FeatureStats, Stats, dataset_stats, feature_stats, frechet_distance,
-                                        kernel_distance, metric_name, trace_sqrt_product)
+from gcgan_cli.core.metrics.fid import (
+    FeatureStats,
+    Stats,
+    dataset_stats,
+    feature_stats,
+    frechet_distance,
+    kernel_distance,
+    metric_name,
+    trace_sqrt_product,
+)
 from gcgan_cli.core.metrics.inception import FidInception, load_fid_inception
 from gcgan_cli.errors import CheckpointError, DatasetError, UsageError
 
@@ -22,7 +30,9 @@ from gcgan_cli.errors import CheckpointError, DatasetError, UsageError
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     root = tmp_path_factory.mktemp("fid")
-    assert cli.run(["segment", "synthetic", "--n", "12", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert (
+        cli.run(["segment", "synthetic", "--n", "12", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    )
     assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "--size", "64", "-j", "1"]) == 0
     return root / "db"
 
@@ -44,8 +54,14 @@ def test_feature_stats_match_numpy():
 
 
 def test_metric_names_carry_the_image_count():
-    assert [metric_name("fid", n) for n in (50_000, 10_000, 2_500, 1_000, 500, 3)] == \
-        ["fid50k", "fid10k", "fid2.5k", "fid1k", "fid500", "fid3"]
+    assert [metric_name("fid", n) for n in (50_000, 10_000, 2_500, 1_000, 500, 3)] == [
+        "fid50k",
+        "fid10k",
+        "fid2.5k",
+        "fid1k",
+        "fid500",
+        "fid3",
+    ]
     assert metric_name("kid", 10_000) == "kid10k" and metric_name("fid", 0) == "fid"
 
 
@@ -183,7 +199,9 @@ def test_a_wrong_state_dict_is_a_clear_error(tmp_path, weights_file):
     del state["Mixed_7c.branch_pool.conv.weight"]
     state["Mixed_6b.branch1x1.conv.weight"] = torch.zeros(3, 3, 1, 1)
     torch.save(state, tmp_path / "cut.pth")
-    with pytest.raises(CheckpointError, match=r"1 missing keys \(e\.g\. Mixed_7c.branch_pool.conv.weight\), 1 shape mismatches"):
+    with pytest.raises(
+        CheckpointError, match=r"1 missing keys \(e\.g\. Mixed_7c.branch_pool.conv.weight\), 1 shape mismatches"
+    ):
         load_fid_inception(tmp_path / "cut.pth")
     torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "linear.pth")
     with pytest.raises(CheckpointError, match="not the FID Inception weights"):
@@ -208,7 +226,11 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
         inception_weights.resolve_inception_weights()
     message = str(error.value)
     assert downloads == [inception_weights.WEIGHTS_URL]
-    assert "--inception-weights PATH" in message and inception_weights.WEIGHTS_ENV in message and str(hub / "checkpoints") in message
+    assert (
+        "--inception-weights PATH" in message
+        and inception_weights.WEIGHTS_ENV in message
+        and str(hub / "checkpoints") in message
+    )
     (hub / "checkpoints").mkdir(parents=True, exist_ok=True)
     (hub / "checkpoints" / inception_weights.WEIGHTS_FILE).write_bytes(b"w")
     env_file.write_bytes(b"w")
@@ -225,8 +247,13 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
 def test_downloaded_weights_land_in_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.delenv(inception_weights.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, hash_prefix=None, progress=True: open(dst, "wb").close())
-    assert inception_weights.resolve_inception_weights() == tmp_path / "hub" / "checkpoints" / inception_weights.WEIGHTS_FILE
+    monkeypatch.setattr(
+        torch.hub, "download_url_to_file", lambda url, dst, hash_prefix=None, progress=True: open(dst, "wb").close()
+    )
+    assert (
+        inception_weights.resolve_inception_weights()
+        == tmp_path / "hub" / "checkpoints" / inception_weights.WEIGHTS_FILE
+    )
 
 
 class PooledPixels(nn.Module):
@@ -271,8 +298,25 @@ def test_features_match_pytorch_fids_network(weights_file, monkeypatch):
 @pytest.mark.slow
 def test_inception_command_writes_stats(db, weights_file, tmp_path, capsys):
     out = tmp_path / "stats.npz"
-    code = cli.run(["inception", "--data", str(db), "--out", str(out), "--inception-weights", str(weights_file), "--n", "6",
-                    "--batch", "4", "--device", "cpu", "-j", "0"])
+    code = cli.run(
+        [
+            "inception",
+            "--data",
+            str(db),
+            "--out",
+            str(out),
+            "--inception-weights",
+            str(weights_file),
+            "--n",
+            "6",
+            "--batch",
+            "4",
+            "--device",
+            "cpu",
+            "-j",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     stats = Stats.load(out)
     assert stats.count == 6 and stats.mu.shape == (2048,) and stats.sigma.shape == (2048, 2048)

@@ -20,8 +20,14 @@ from torch import nn
 from faults import one_error, packed, synthetic_prep
 from gcgan_cli import cli
 from gcgan_cli.core.metrics import inception as inception_module
-from gcgan_cli.core.metrics.fid import (ImageSet, Stats, frechet_distance, generator_features, image_features,
-                                        kernel_distance)
+from gcgan_cli.core.metrics.fid import (
+    ImageSet,
+    Stats,
+    frechet_distance,
+    generator_features,
+    image_features,
+    kernel_distance,
+)
 from gcgan_cli.core.synthesis import load_generator, parse_seeds
 from gcgan_cli.errors import UsageError
 
@@ -72,11 +78,43 @@ def world(tmp_path_factory, weights_file):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("gcgan_cli.core.training.trainer.load_fid_inception", cheap_network)
         patch.setattr("gcgan_cli.core.training.trainer.FEATURE_DIM", DIMS)
-        assert cli.run(["train", "--data", str(db), "--outdir", str(root / "run"), "--preset", "tiny",
-                        "--workers", "0", "--batch", "4", "--iters", "2", "--viz-every", "0", "--inception", str(ref),
-                        "--fid-every", "2", "--fid-n", "4", "--inception-weights", str(weights_file)]) == 0
-    return {"root": root, "db": db, "ref": ref, "ckpt": root / "run" / "checkpoints" / "0000002.pt",
-            "metrics": root / "run" / "metrics.jsonl"}
+        assert (
+            cli.run(
+                [
+                    "train",
+                    "--data",
+                    str(db),
+                    "--outdir",
+                    str(root / "run"),
+                    "--preset",
+                    "tiny",
+                    "--workers",
+                    "0",
+                    "--batch",
+                    "4",
+                    "--iters",
+                    "2",
+                    "--viz-every",
+                    "0",
+                    "--inception",
+                    str(ref),
+                    "--fid-every",
+                    "2",
+                    "--fid-n",
+                    "4",
+                    "--inception-weights",
+                    str(weights_file),
+                ]
+            )
+            == 0
+        )
+    return {
+        "root": root,
+        "db": db,
+        "ref": ref,
+        "ckpt": root / "run" / "checkpoints" / "0000002.pt",
+        "metrics": root / "run" / "metrics.jsonl",
+    }
 
 
 def scores(fid, *args):
@@ -89,8 +127,19 @@ def test_training_fid_is_the_commands_for_the_checkpoint(world, fid, cheap, weig
     logged = [json.loads(line) for line in world["metrics"].read_text().splitlines()]
     fids = [row for row in logged if "fid4" in row]
     assert len(fids) == 1 and fids[0]["step"] == 2 and not any("fid" in row for row in logged)
-    result = scores(fid, "--network", world["ckpt"], "-n", "4", "--batch", "16", "--ref", world["ref"],
-                    "--inception-weights", weights_file)
+    result = scores(
+        fid,
+        "--network",
+        world["ckpt"],
+        "-n",
+        "4",
+        "--batch",
+        "16",
+        "--ref",
+        world["ref"],
+        "--inception-weights",
+        weights_file,
+    )
     assert result["fid4"] == pytest.approx(fids[0]["fid4"], rel=1e-9)
     assert result["seeds"] == "0-3" and result["count"] == 4 and result["ref_count"] == 12 and result["step"] == 2
     assert result["kid_subset_size"] == 4 and result["kid_subsets"] == 100 and result["kid4_std"] >= 0
@@ -98,8 +147,13 @@ def test_training_fid_is_the_commands_for_the_checkpoint(world, fid, cheap, weig
     # The scores join the run's metrics.jsonl as a row of the checkpoint's step, where export's card finds them.
     assert result["recorded"] == str(world["metrics"].resolve())
     row = json.loads(world["metrics"].read_text().splitlines()[-1])
-    assert row == {"step": 2, "fid4": result["fid4"], "kid4": result["kid4"], "kid4_std": result["kid4_std"],
-                   "ref": str(world["ref"])}
+    assert row == {
+        "step": 2,
+        "fid4": result["fid4"],
+        "kid4": result["kid4"],
+        "kid4_std": result["kid4_std"],
+        "ref": str(world["ref"]),
+    }
 
 
 def test_a_network_scores_exactly_what_its_saved_samples_score(world, fid, run_cli, weights_file, tmp_path):
@@ -108,8 +162,25 @@ def test_a_network_scores_exactly_what_its_saved_samples_score(world, fid, run_c
     folder.mkdir()
     for seed in (0, 3, 7):
         out = tmp_path / f"sample{seed}"
-        assert run_cli("sample", "--network", world["ckpt"], "--outdir", out, "--n", 1, "--seed", seed, "--truncation", 1,
-                       "--no-sheet", "--device", "cpu")[0] == 0
+        assert (
+            run_cli(
+                "sample",
+                "--network",
+                world["ckpt"],
+                "--outdir",
+                out,
+                "--n",
+                1,
+                "--seed",
+                seed,
+                "--truncation",
+                1,
+                "--no-sheet",
+                "--device",
+                "cpu",
+            )[0]
+            == 0
+        )
         shutil.copy(out / "000000.png", folder / f"seed{seed}.png")
     ref = tmp_path / "ref.npz"
     features = np.random.default_rng(0).gamma(1.0, size=(4, 2048)).astype(np.float32)  # any fixed reference
@@ -121,8 +192,7 @@ def test_a_network_scores_exactly_what_its_saved_samples_score(world, fid, run_c
     assert network["kid3"] == pytest.approx(saved["kid3"], rel=1e-6, abs=1e-9)
 
 
-def test_a_sample_folder_is_scored_by_the_images_its_manifest_lists(world, fid, run_cli, cheap, weights_file,
-                                                                      tmp_path):
+def test_a_sample_folder_is_scored_by_the_images_its_manifest_lists(world, fid, run_cli, cheap, weights_file, tmp_path):
     samples, plain = tmp_path / "samples", tmp_path / "plain"
     assert run_cli("sample", "--network", world["ckpt"], "--outdir", samples, "--n", 3, "--device", "cpu")[0] == 0
     plain.mkdir()
@@ -208,9 +278,11 @@ def features_of(ckpt: Path, db: Path) -> dict:
     """Pooled features of a generator (7 seeds: shares of 4 and 3 on two ranks; 1 seed: one share empty)
     and of 9 of a DB's images, one image per batch (so that no image depends on its batch's size)."""
     loaded, network = load_generator(ckpt, torch.device("cpu")), CheapFeatures()
-    return {"seven": generator_features(loaded.generator, loaded.gaze_labels, range(7), network, batch=1, keep=True),
-            "one": generator_features(loaded.generator, loaded.gaze_labels, [5], network, batch=1, keep=True),
-            "real": image_features(ImageSet(db, "db"), network, torch.device("cpu"), n=9, batch=1, keep=True)}
+    return {
+        "seven": generator_features(loaded.generator, loaded.gaze_labels, range(7), network, batch=1, keep=True),
+        "one": generator_features(loaded.generator, loaded.gaze_labels, [5], network, batch=1, keep=True),
+        "real": image_features(ImageSet(db, "db"), network, torch.device("cpu"), n=9, batch=1, keep=True),
+    }
 
 
 def _sharded(rank: int, size: int, init: str, ckpt: str, db: str, out: str) -> None:
@@ -220,18 +292,31 @@ def _sharded(rank: int, size: int, init: str, ckpt: str, db: str, out: str) -> N
         torch.set_num_threads(1)
         single = features_of(Path(ckpt), Path(db))
         if rank == 0:
-            np.savez(out, **{f"{name}_{part}": value for name, stats in single.items()
-                             for part, value in (("count", stats.count), ("total", stats.total.numpy()),
-                                                 ("outer", stats.outer.numpy()),
-                                                 ("features", stats.features().numpy()))})
+            np.savez(
+                out,
+                **{
+                    f"{name}_{part}": value
+                    for name, stats in single.items()
+                    for part, value in (
+                        ("count", stats.count),
+                        ("total", stats.total.numpy()),
+                        ("outer", stats.outer.numpy()),
+                        ("features", stats.features().numpy()),
+                    )
+                },
+            )
     finally:
         dist.destroy_process_group()
 
 
 def test_sharded_statistics_and_kid_equal_one_process(world, tmp_path):
     out = tmp_path / "sharded.npz"
-    mp.spawn(_sharded, args=(2, f"file://{tmp_path / 'store'}", str(world["ckpt"]), str(world["db"]), str(out)),
-             nprocs=2, join=True)
+    mp.spawn(
+        _sharded,
+        args=(2, f"file://{tmp_path / 'store'}", str(world["ckpt"]), str(world["db"]), str(out)),
+        nprocs=2,
+        join=True,
+    )
     single = features_of(world["ckpt"], world["db"])
     with np.load(out) as sharded:
         for name, stats in single.items():

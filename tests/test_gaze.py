@@ -30,8 +30,31 @@ from gcgan_cli.core.synthesis import file_sha256, load_generator
 def dbs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gaze")
     for name, n, seed in (("train", 600, 0), ("test", 120, 9)):
-        assert cli.run(["segment", "synthetic", "--n", str(n), "--size", "64", "--seed", str(seed), "--outdir", str(root / f"{name}_prep"), "-j", "1"]) == 0
-        assert cli.run(["pack", "--data", str(root / f"{name}_prep"), "--outdir", str(root / name), "--size", "64", "-j", "1"]) == 0
+        assert (
+            cli.run(
+                [
+                    "segment",
+                    "synthetic",
+                    "--n",
+                    str(n),
+                    "--size",
+                    "64",
+                    "--seed",
+                    str(seed),
+                    "--outdir",
+                    str(root / f"{name}_prep"),
+                    "-j",
+                    "1",
+                ]
+            )
+            == 0
+        )
+        assert (
+            cli.run(
+                ["pack", "--data", str(root / f"{name}_prep"), "--outdir", str(root / name), "--size", "64", "-j", "1"]
+            )
+            == 0
+        )
     return root
 
 
@@ -39,15 +62,38 @@ def dbs(tmp_path_factory):
 def generator(dbs):
     """A 2-step tiny training checkpoint: enough to render, not to be gaze-aware."""
     run = dbs / "run"
-    assert cli.run(["train", "--data", str(dbs / "train"), "--outdir", str(run), "--preset", "tiny", "--size", "64",
-                    "--workers", "0", "--iters", "2", "--viz-every", "0"]) == 0
+    assert (
+        cli.run(
+            [
+                "train",
+                "--data",
+                str(dbs / "train"),
+                "--outdir",
+                str(run),
+                "--preset",
+                "tiny",
+                "--size",
+                "64",
+                "--workers",
+                "0",
+                "--iters",
+                "2",
+                "--viz-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     return run / "checkpoints" / "0000002.pt"
 
 
 @pytest.fixture(scope="module")
 def estimator(dbs):
     out = dbs / "est.pt"
-    assert cli.run(["gaze", "fit", "--data", str(dbs / "train"), "--out", str(out), "--epochs", "10", "--device", "cpu"]) == 0
+    assert (
+        cli.run(["gaze", "fit", "--data", str(dbs / "train"), "--out", str(out), "--epochs", "10", "--device", "cpu"])
+        == 0
+    )
     return out
 
 
@@ -60,7 +106,9 @@ def test_angular_error_on_hand_computed_cases():
     assert angular_error([0.0, 0.0], [0.0, math.pi]) == pytest.approx(180.0)
     assert angular_error([0.1, 0.0], [0.4, 0.0]) == pytest.approx(math.degrees(0.3))  # pitch only
     assert angular_error([0.0, -0.2], [0.0, 0.3]) == pytest.approx(math.degrees(0.5))  # yaw only at pitch 0
-    assert angular_error([math.pi / 2, 0.0], [math.pi / 2, 1.0]) == pytest.approx(0.0, abs=1e-5)  # looking straight up: yaw is moot
+    assert angular_error([math.pi / 2, 0.0], [math.pi / 2, 1.0]) == pytest.approx(
+        0.0, abs=1e-5
+    )  # looking straight up: yaw is moot
 
 
 def test_pitch_yaw_vector_round_trip_and_the_eth_convention():
@@ -100,9 +148,17 @@ def write_unityeyes(folder, n=3):
         cv2.circle(image, (160, 120), 30, (255, 255, 255), -1)  # the eye, in image coordinates
         cv2.imwrite(str(folder / f"{i}.jpg"), image)
         # the lid margin around it, in UnityEyes' bottom-left origin: y_unity = 240 - y_image
-        margin = [f"({160 + 40 * math.cos(a):.2f}, {240 - (120 + 20 * math.sin(a)):.2f}, 0.0)" for a in np.linspace(0, 2 * math.pi, 16, endpoint=False)]
-        record = {"eye_details": {"look_vec": f"({-0.1 * i}, 0.1, -1.0, 0.0)"}, "interior_margin_2d": margin,
-                  "caruncle_2d": ["(204.0, 120.0, 0.0)", "(206.0, 120.0, 0.0)"], "iris_2d": [], "head_pose": "(0, 180, 0)"}
+        margin = [
+            f"({160 + 40 * math.cos(a):.2f}, {240 - (120 + 20 * math.sin(a)):.2f}, 0.0)"
+            for a in np.linspace(0, 2 * math.pi, 16, endpoint=False)
+        ]
+        record = {
+            "eye_details": {"look_vec": f"({-0.1 * i}, 0.1, -1.0, 0.0)"},
+            "interior_margin_2d": margin,
+            "caruncle_2d": ["(204.0, 120.0, 0.0)", "(206.0, 120.0, 0.0)"],
+            "iris_2d": [],
+            "head_pose": "(0, 180, 0)",
+        }
         (folder / f"{i}.json").write_text(json.dumps(record))
     return folder
 
@@ -132,9 +188,15 @@ def test_every_source_kind_reads_its_format(dbs, tmp_path):
     samples = tmp_path / "samples"
     samples.mkdir()
     cv2.imwrite(str(samples / "a.png"), np.zeros((40, 40, 3), np.uint8))
-    (samples / "samples.jsonl").write_text(json.dumps({"image": "a.png", "mask": "a.png", "pitch": 0.1, "yaw": -0.2}) + "\n")
+    (samples / "samples.jsonl").write_text(
+        json.dumps({"image": "a.png", "mask": "a.png", "pitch": 0.1, "yaw": -0.2}) + "\n"
+    )
     folder = open_source(samples, 32)
-    assert folder.kind == "samples" and np.allclose(folder.gazes, [[0.1, -0.2]]) and folder[0]["image"].shape == (3, 32, 32)
+    assert (
+        folder.kind == "samples"
+        and np.allclose(folder.gazes, [[0.1, -0.2]])
+        and folder[0]["image"].shape == (3, 32, 32)
+    )
 
 
 @pytest.mark.slow
@@ -189,39 +251,78 @@ def test_predict_writes_pitch_and_yaw_per_image(estimator, dbs, tmp_path, run_cl
     code, out, _ = run_cli("gaze", "predict", "--model", estimator, *images, "--device", "cpu")
     lines = out.strip().splitlines()
     assert code == 0 and lines[0] == "image,pitch,yaw" and len(lines) == 4
-    assert run_cli("gaze", "predict", "--model", estimator, *images, "--out", tmp_path / "p.jsonl", "--device", "cpu")[0] == 0
+    assert (
+        run_cli("gaze", "predict", "--model", estimator, *images, "--out", tmp_path / "p.jsonl", "--device", "cpu")[0]
+        == 0
+    )
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert [r["image"] for r in rows] == [str(p) for p in images] and all(np.isfinite([r["pitch"], r["yaw"]]).all() for r in rows)
+    assert [r["image"] for r in rows] == [str(p) for p in images] and all(
+        np.isfinite([r["pitch"], r["yaw"]]).all() for r in rows
+    )
 
 
 @pytest.mark.slow
 def test_mixed_sources_and_consistency_of_a_generator(estimator, generator, dbs, tmp_path, run_cli):
     ckpt = generator
-    assert run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "samples", "--n", "40", "--device", "cpu")[0] == 0
-    code, out, _ = run_cli("gaze", "fit", "--data", dbs / "train", "--data", tmp_path / "samples", "--mix", "1,0.5",
-                           "--out", tmp_path / "mixed.pt", "--epochs", "1", "--device", "cpu")
+    assert (
+        run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "samples", "--n", "40", "--device", "cpu")[0] == 0
+    )
+    code, out, _ = run_cli(
+        "gaze",
+        "fit",
+        "--data",
+        dbs / "train",
+        "--data",
+        tmp_path / "samples",
+        "--mix",
+        "1,0.5",
+        "--out",
+        tmp_path / "mixed.pt",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "weight 0.5" in out
-    code, out, _ = run_cli("gaze", "consistency", "--network", ckpt, "--model", estimator, "--n", "24", "--json", "--device", "cpu")
+    code, out, _ = run_cli(
+        "gaze", "consistency", "--network", ckpt, "--model", estimator, "--n", "24", "--json", "--device", "cpu"
+    )
     assert code == 0
     result = json.loads(out)
-    assert result["n"] == 24 and 0 <= result["error_deg"]["mean"] <= 180 and result["estimator_validation_error_deg"] > 0
-    assert set(result) >= {"pitch_error_deg", "yaw_error_deg", "mean_gaze_baseline_deg", "correlation",
-                           "ratio_to_estimator_error", "ratio_to_baseline"} and set(result["correlation"]) == {"pitch", "yaw"}
+    assert (
+        result["n"] == 24 and 0 <= result["error_deg"]["mean"] <= 180 and result["estimator_validation_error_deg"] > 0
+    )
+    assert set(result) >= {
+        "pitch_error_deg",
+        "yaw_error_deg",
+        "mean_gaze_baseline_deg",
+        "correlation",
+        "ratio_to_estimator_error",
+        "ratio_to_baseline",
+    } and set(result["correlation"]) == {"pitch", "yaw"}
     assert result["gaze_loss_model"] is None
     recorded = json.loads(Path(result["recorded"]).read_text().splitlines()[-1])  # the run's metrics.jsonl
     assert Path(result["recorded"]) == (ckpt.parent.parent / "metrics.jsonl").resolve()
-    assert recorded == {"step": 2, "gaze_consistency_deg": result["error_deg"]["mean"],
-                        "gaze_consistency_model": str(estimator), "gaze_consistency_n": 24}
+    assert recorded == {
+        "step": 2,
+        "gaze_consistency_deg": result["error_deg"]["mean"],
+        "gaze_consistency_model": str(estimator),
+        "gaze_consistency_n": 24,
+    }
     code, out, _ = run_cli("export", "--network", ckpt, "--outdir", tmp_path / "model")
     card = (tmp_path / "model" / "README.md").read_text()
     assert code == 0 and f"gaze_consistency_deg {result['error_deg']['mean']:.4g}" in card
     network, config = load_estimator(estimator, torch.device("cpu"))
-    conditioning, estimated = generator_consistency(load_generator(ckpt, torch.device("cpu")), network, config["size"], 24, 64, 0)
+    conditioning, estimated = generator_consistency(
+        load_generator(ckpt, torch.device("cpu")), network, config["size"], 24, 64, 0
+    )
     baseline = np.degrees(np.arccos(np.clip(to_vector(conditioning) @ to_vector(conditioning.mean(axis=0)), -1, 1)))
     assert result["mean_gaze_baseline_deg"]["mean"] == pytest.approx(baseline.mean(), rel=1e-6)
     assert result["error_deg"]["mean"] == pytest.approx(angular_error(estimated, conditioning).mean(), rel=1e-5)
     assert result["ratio_to_baseline"] == pytest.approx(result["error_deg"]["mean"] / baseline.mean(), rel=1e-5)
-    assert result["ratio_to_estimator_error"] == pytest.approx(result["error_deg"]["mean"] / result["estimator_validation_error_deg"])
+    assert result["ratio_to_estimator_error"] == pytest.approx(
+        result["error_deg"]["mean"] / result["estimator_validation_error_deg"]
+    )
 
 
 def test_consistency_stats_against_numpy():
@@ -248,10 +349,24 @@ def test_consistency_refuses_the_estimator_of_the_gaze_loss(estimator, generator
     record = load_checkpoint(generator)
     for name, sha in (("own", file_sha256(estimator)), ("other", "0" * 64)):
         save_checkpoint(tmp_path / f"{name}.pt", {**record, "gaze_loss_model": {"path": str(estimator), "sha256": sha}})
-    code, out, err = run_cli("gaze", "consistency", "--network", tmp_path / "own.pt", "--model", estimator, "--n", "2", "--device", "cpu")
+    code, out, err = run_cli(
+        "gaze", "consistency", "--network", tmp_path / "own.pt", "--model", estimator, "--n", "2", "--device", "cpu"
+    )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and err.startswith("error:")
     assert "was in this generator's training loss (gaze loss)" in err and "another seed or --arch" in err
-    code, out, _ = run_cli("gaze", "consistency", "--network", tmp_path / "other.pt", "--model", estimator, "--n", "2", "--json", "--device", "cpu")
+    code, out, _ = run_cli(
+        "gaze",
+        "consistency",
+        "--network",
+        tmp_path / "other.pt",
+        "--model",
+        estimator,
+        "--n",
+        "2",
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and json.loads(out)["gaze_loss_model"]["sha256"] == "0" * 64
     assert "recorded" not in json.loads(out)  # outside a run folder: printed only
 
@@ -259,26 +374,71 @@ def test_consistency_refuses_the_estimator_of_the_gaze_loss(estimator, generator
 @pytest.mark.slow
 def test_consistency_grid_and_sweep_sheets(estimator, generator, tmp_path, run_cli):
     plot_path = tmp_path / "grid.png"
-    code, out, _ = run_cli("gaze", "consistency", "--network", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2",
-                           "--grid-plot", plot_path, "--sweep", tmp_path / "sweep", "--sweep-rows", "2", "--json", "--device", "cpu")
+    code, out, _ = run_cli(
+        "gaze",
+        "consistency",
+        "--network",
+        generator,
+        "--model",
+        estimator,
+        "--n",
+        "2",
+        "--grid",
+        "2",
+        "--grid-samples",
+        "2",
+        "--grid-plot",
+        plot_path,
+        "--sweep",
+        tmp_path / "sweep",
+        "--sweep-rows",
+        "2",
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert code == 0
     grid = json.loads(out)["grid"]
-    assert len(grid["pitch"]) == len(grid["yaw"]) == 2 and grid["pitch"][0] < grid["pitch"][1] and grid["yaw"][0] < grid["yaw"][1]
+    assert (
+        len(grid["pitch"]) == len(grid["yaw"]) == 2
+        and grid["pitch"][0] < grid["pitch"][1]
+        and grid["yaw"][0] < grid["yaw"][1]
+    )
     assert np.array(grid["error_deg"]).shape == (2, 2) and all(0 <= e <= 180 for row in grid["error_deg"] for e in row)
     assert cv2.imread(str(plot_path)).shape[0] > 2 * 64
     yaw, pitch = (cv2.imread(str(tmp_path / f"sweep_{axis}.png")) for axis in ("yaw", "pitch"))
     assert yaw.shape[0] == pitch.shape[0] and (yaw.shape[1] - 4) % 9 == 0 and (pitch.shape[1] - 4) % 7 == 0
     assert (yaw.shape[1] - 4) // 9 == (pitch.shape[1] - 4) // 7 >= 2 * 128  # image | mask per cell, enlarged
-    code, out, _ = run_cli("gaze", "consistency", "--network", generator, "--model", estimator, "--n", "2", "--grid", "2", "--grid-samples", "2", "--device", "cpu")
-    table = out[out.index("pitch \\ yaw"):].splitlines()
+    code, out, _ = run_cli(
+        "gaze",
+        "consistency",
+        "--network",
+        generator,
+        "--model",
+        estimator,
+        "--n",
+        "2",
+        "--grid",
+        "2",
+        "--grid-samples",
+        "2",
+        "--device",
+        "cpu",
+    )
+    table = out[out.index("pitch \\ yaw") :].splitlines()
     assert code == 0 and len([line for line in table if line.count(".") == 3]) == 2  # a pitch and two errors per row
 
 
 @pytest.mark.slow
 def test_consistency_option_errors(estimator, generator, tmp_path, run_cli):
-    for args, message in ((("--grid", "1"), "--grid 1"), (("--grid-plot", tmp_path / "g.png"), "needs --grid"),
-                          (("--sweep", tmp_path / "no" / "s"), "does not exist")):
-        code, _, err = run_cli("gaze", "consistency", "--network", generator, "--model", estimator, *args, "--device", "cpu")
+    for args, message in (
+        (("--grid", "1"), "--grid 1"),
+        (("--grid-plot", tmp_path / "g.png"), "needs --grid"),
+        (("--sweep", tmp_path / "no" / "s"), "does not exist"),
+    ):
+        code, _, err = run_cli(
+            "gaze", "consistency", "--network", generator, "--model", estimator, *args, "--device", "cpu"
+        )
         assert code == 2 and message in err, err
 
 
@@ -308,8 +468,11 @@ def test_the_eval_figure_has_labelled_axes_and_the_data():
     predicted, true, errors = eval_data()
     figure = report.eval_figure(predicted, true, errors)
     histogram, pitch, yaw = figure.axes
-    assert [a.get_xlabel() for a in figure.axes] == ["angular error (deg, clipped at the 99th percentile)",
-                                                     "true pitch (deg)", "true yaw (deg)"]
+    assert [a.get_xlabel() for a in figure.axes] == [
+        "angular error (deg, clipped at the 99th percentile)",
+        "true pitch (deg)",
+        "true yaw (deg)",
+    ]
     assert [a.get_ylabel() for a in figure.axes] == ["samples", "predicted pitch (deg)", "predicted yaw (deg)"]
     assert histogram.get_title() == "angular error, 200 samples" and pitch.get_title().startswith("pitch: mean |error|")
     top = np.percentile(errors, 99)

@@ -46,8 +46,13 @@ class ProceduralEyes(torch.utils.data.Dataset):
         y, x = np.mgrid[:height, :width]
         inside = np.clip(6.5 - np.hypot(x - cx, y - cy), 0, 1)  # anti-aliased edge
         image = self.brightness[self.subjects[index]] * (1 - inside) - 0.8 * inside
-        return {"image": torch.from_numpy(image[None].astype(np.float32)), "gaze": torch.from_numpy(self.gazes[index]),
-                "head": torch.zeros(2), "landmarks": torch.zeros(18, 2), "index": index}
+        return {
+            "image": torch.from_numpy(image[None].astype(np.float32)),
+            "gaze": torch.from_numpy(self.gazes[index]),
+            "head": torch.zeros(2),
+            "landmarks": torch.zeros(18, 2),
+            "index": index,
+        }
 
 
 def parameters(model):
@@ -126,7 +131,10 @@ def test_a_fit_on_procedural_eyes_beats_the_mean_gaze_baseline(tmp_path):
     config = FitConfig(epochs=6, batch=32, seed=0)
     result = fit([ProceduralEyes(480)], [1.0], None, config, tmp_path / "eye.pt", CPU, {"sources": ["procedural"]})
     assert result.val_count == 48  # one of ten subjects held out
-    assert result.baseline_error > 15 and result.best_error < 0.5 * result.baseline_error, (result.best_error, result.baseline_error)
+    assert result.baseline_error > 15 and result.best_error < 0.5 * result.baseline_error, (
+        result.best_error,
+        result.baseline_error,
+    )
     _, saved = load_estimator(tmp_path / "eye.pt", CPU)
     assert (saved["input"], saved["shape"], saved["arch"]) == ("eye", [1, 36, 60], "small")
 
@@ -154,8 +162,15 @@ def test_the_split_is_validated_on_the_held_out_view(tmp_path):
 
 def test_a_fit_refuses_sources_of_different_shapes(tmp_path):
     with pytest.raises(UsageError, match="different shapes"):
-        fit([ProceduralEyes(20), ProceduralEyes(20, shape=(3, 32, 32))], [1.0, 1.0], None, FitConfig(epochs=1), tmp_path / "x.pt",
-            CPU, {})
+        fit(
+            [ProceduralEyes(20), ProceduralEyes(20, shape=(3, 32, 32))],
+            [1.0, 1.0],
+            None,
+            FitConfig(epochs=1),
+            tmp_path / "x.pt",
+            CPU,
+            {},
+        )
 
 
 # --- the CLI on an MPIIFaceGaze-style .h5 of eye patches ---
@@ -180,14 +195,40 @@ def mpii_eyes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def eye_estimator(mpii_eyes):
     out = mpii_eyes.with_name("eye.pt")
-    assert cli.run(["gaze", "fit", "--data", str(mpii_eyes), "--input", "eye", "--arch", "gazenet-slim", "--epochs", "2",
-                    "--batch", "16", "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        cli.run(
+            [
+                "gaze",
+                "fit",
+                "--data",
+                str(mpii_eyes),
+                "--input",
+                "eye",
+                "--arch",
+                "gazenet-slim",
+                "--epochs",
+                "2",
+                "--batch",
+                "16",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_gaze_fit_and_eval_on_eye_patches(eye_estimator, mpii_eyes, run_cli):
     _, config = load_estimator(eye_estimator, CPU)
-    assert (config["input"], config["shape"], config["units"], config["arch"]) == ("eye", [1, 36, 60], "rad", "gazenet-slim")
+    assert (config["input"], config["shape"], config["units"], config["arch"]) == (
+        "eye",
+        [1, 36, 60],
+        "rad",
+        "gazenet-slim",
+    )
     code, out, _ = run_cli("gaze", "eval", "--model", eye_estimator, "--data", mpii_eyes, "--json", "--device", "cpu")
     assert code == 0
     result = json.loads(out)
@@ -196,20 +237,43 @@ def test_gaze_fit_and_eval_on_eye_patches(eye_estimator, mpii_eyes, run_cli):
 
 
 def test_eye_and_face_options_do_not_mix(eye_estimator, mpii_eyes, tmp_path, run_cli):
-    code, out, err = run_cli("gaze", "eval", "--model", eye_estimator, "--data", mpii_eyes, "--input", "face", "--device", "cpu")
+    code, out, err = run_cli(
+        "gaze", "eval", "--model", eye_estimator, "--data", mpii_eyes, "--input", "face", "--device", "cpu"
+    )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "--input face" in err and "eye" in err
-    for args, message in ((("--input", "eye", "--size", "32"), "--size 32"), (("--input", "eye", "--arch", "resnet18"), "--arch resnet18"),
-                          (("--jitter",), "--jitter"), (("--input", "iris"), "--input iris")):
+    for args, message in (
+        (("--input", "eye", "--size", "32"), "--size 32"),
+        (("--input", "eye", "--arch", "resnet18"), "--arch resnet18"),
+        (("--jitter",), "--jitter"),
+        (("--input", "iris"), "--input iris"),
+    ):
         code, _, err = run_cli("gaze", "fit", "--data", mpii_eyes, "--out", tmp_path / "x.pt", *args, "--device", "cpu")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
-    code, _, err = run_cli("gaze", "consistency", "--network", tmp_path / "any.pt", "--model", eye_estimator, "--device", "cpu")
+    code, _, err = run_cli(
+        "gaze", "consistency", "--network", tmp_path / "any.pt", "--model", eye_estimator, "--device", "cpu"
+    )
     assert code == 2 and "face estimator" in err
 
 
 @pytest.mark.slow
 def test_gaze_fit_with_crop_jitter_runs(mpii_eyes, tmp_path, run_cli):
-    code, out, _ = run_cli("gaze", "fit", "--data", mpii_eyes, "--input", "eye", "--jitter", "--epochs", "1", "--batch", "16",
-                           "--out", tmp_path / "j.pt", "--device", "cpu")
+    code, out, _ = run_cli(
+        "gaze",
+        "fit",
+        "--data",
+        mpii_eyes,
+        "--input",
+        "eye",
+        "--jitter",
+        "--epochs",
+        "1",
+        "--batch",
+        "16",
+        "--out",
+        tmp_path / "j.pt",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "12 validation" in out
 
 

@@ -21,7 +21,25 @@ GEOMETRY_ONLY = FitConfig(brightness=0.0, contrast=0.0, colour=0.0, noise=0.0)
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     root = tmp_path_factory.mktemp("gaze_fit")
-    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "32", "--seed", "3", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert (
+        cli.run(
+            [
+                "segment",
+                "synthetic",
+                "--n",
+                "40",
+                "--size",
+                "32",
+                "--seed",
+                "3",
+                "--outdir",
+                str(root / "prep"),
+                "-j",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "--size", "32", "-j", "1"]) == 0
     return root / "db"
 
@@ -35,8 +53,15 @@ def batch(count=64, size=12, seed=0):
 
 def test_a_flip_mirrors_the_image_and_negates_the_yaw_exactly():
     images, gazes = batch()
-    out, out_gazes = (t.numpy() for t in augment(torch.from_numpy(images), torch.from_numpy(gazes),
-                                                   dataclasses.replace(GEOMETRY_ONLY, shift=0.0), torch.Generator().manual_seed(1)))
+    out, out_gazes = (
+        t.numpy()
+        for t in augment(
+            torch.from_numpy(images),
+            torch.from_numpy(gazes),
+            dataclasses.replace(GEOMETRY_ONLY, shift=0.0),
+            torch.Generator().manual_seed(1),
+        )
+    )
     flipped = out_gazes[:, 1] != gazes[:, 1]
     assert 10 < flipped.sum() < 54  # p = 0.5 of 64
     assert np.array_equal(out_gazes[:, 0], gazes[:, 0])
@@ -48,11 +73,15 @@ def test_a_flip_mirrors_the_image_and_negates_the_yaw_exactly():
 def test_a_shift_is_a_whole_pixel_translation_with_repeated_edges():
     images, gazes = batch(count=16)
     config = dataclasses.replace(GEOMETRY_ONLY, flip=0.0, shift=0.25)  # 3 px at 12 px
-    out, out_gazes = augment(torch.from_numpy(images), torch.from_numpy(gazes), config, torch.Generator().manual_seed(2))
+    out, out_gazes = augment(
+        torch.from_numpy(images), torch.from_numpy(gazes), config, torch.Generator().manual_seed(2)
+    )
     assert np.array_equal(out_gazes.numpy(), gazes)
     padded = np.pad(images, ((0, 0), (0, 0), (3, 3), (3, 3)), mode="edge")
     for image, pad in zip(out.numpy(), padded):
-        crops = [(dy, dx) for dy in range(7) for dx in range(7) if np.array_equal(pad[:, dy : dy + 12, dx : dx + 12], image)]
+        crops = [
+            (dy, dx) for dy in range(7) for dx in range(7) if np.array_equal(pad[:, dy : dy + 12, dx : dx + 12], image)
+        ]
         assert crops
 
 
@@ -68,7 +97,27 @@ def test_the_default_augmentation_stays_in_range_and_repeats_for_a_seed():
 def test_a_seeded_fit_repeats_exactly_and_evaluates_unaugmented_images(db, tmp_path, monkeypatch):
     paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
     for path in paths:
-        assert cli.run(["gaze", "fit", "--data", str(db), "--out", str(path), "--epochs", "2", "--size", "32", "--seed", "4", "--device", "cpu"]) == 0
+        assert (
+            cli.run(
+                [
+                    "gaze",
+                    "fit",
+                    "--data",
+                    str(db),
+                    "--out",
+                    str(path),
+                    "--epochs",
+                    "2",
+                    "--size",
+                    "32",
+                    "--seed",
+                    "4",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     first, second = (load_checkpoint(p, required=("model",))["model"] for p in paths)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 

@@ -12,12 +12,16 @@ def _noise(seed=0):
     return np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("encode", [
-    lambda image: encode_png(image),
-    lambda image: cv2.imencode(".png", image)[1].tobytes(),
-    lambda image: cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(),
-    lambda image: cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
-], ids=["png-ours", "png-opencv", "jpeg", "jpeg-progressive"])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda image: encode_png(image),
+        lambda image: cv2.imencode(".png", image)[1].tobytes(),
+        lambda image: cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(),
+        lambda image: cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
+    ],
+    ids=["png-ours", "png-opencv", "jpeg", "jpeg-progressive"],
+)
 def test_whole_files_pass_and_every_cut_is_caught(encode):
     data = encode(_noise())
     assert not cut_short(data)

@@ -10,8 +10,17 @@ import torch
 
 from gcgan_cli.checkpoint import save_checkpoint
 from gcgan_cli.core.transfer.landmarks import (
-    ELG_PRESETS, ElgConfig, Hourglass, LandmarkFitConfig, augment, build_elg, evaluate_landmarks, fit_landmarks,
-    heatmap_targets, load_landmarks, soft_argmax,
+    ELG_PRESETS,
+    ElgConfig,
+    Hourglass,
+    LandmarkFitConfig,
+    augment,
+    build_elg,
+    evaluate_landmarks,
+    fit_landmarks,
+    heatmap_targets,
+    load_landmarks,
+    soft_argmax,
 )
 from gcgan_cli.errors import CheckpointError, UsageError
 
@@ -24,10 +33,13 @@ def patches(n: int = 2, size=PATCH) -> torch.Tensor:
     return torch.rand(n, 1, *size, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-@pytest.mark.parametrize(("config", "maps", "heat"), [
-    (ELG_PRESETS["gazeml"], 2, (36, 60)),
-    (ELG_PRESETS["reference"], 3, (18, 30)),
-])
+@pytest.mark.parametrize(
+    ("config", "maps", "heat"),
+    [
+        (ELG_PRESETS["gazeml"], 2, (36, 60)),
+        (ELG_PRESETS["reference"], 3, (18, 30)),
+    ],
+)
 def test_shapes_at_36x60(config, maps, heat):
     heatmaps, landmarks = build_elg(config).eval()(patches())
     assert [h.shape for h in heatmaps] == [(2, 18, *heat)] * maps
@@ -99,7 +111,9 @@ class Blobs(torch.utils.data.Dataset):
 
     def __init__(self, count: int, seed: int):
         gen = torch.Generator().manual_seed(seed)
-        self.centres = torch.stack([torch.rand(count, generator=gen) * 24 + 18, torch.rand(count, generator=gen) * 12 + 12], 1)
+        self.centres = torch.stack(
+            [torch.rand(count, generator=gen) * 24 + 18, torch.rand(count, generator=gen) * 12 + 12], 1
+        )
         angles = torch.arange(8) * (2 * math.pi / 8)
         ring = lambda rx, ry: torch.stack([rx * torch.cos(angles), ry * torch.sin(angles)], 1)
         self.offsets = torch.cat([ring(10, 6), ring(3, 3), torch.zeros(1, 2), torch.tensor([[2.0, -2.0]])])

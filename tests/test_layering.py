@@ -36,18 +36,31 @@ def test_core_has_no_ui():
 
 def test_data_has_no_ui_no_core_and_no_torch():
     """Dataset code runs in worker processes: it must stay cheap to import."""
-    banned = ["typer", "rich", "torch", "cuda_ops", "gcgan_cli.cli", "gcgan_cli.commands", "gcgan_cli.console", "gcgan_cli.core"]
+    banned = [
+        "typer",
+        "rich",
+        "torch",
+        "cuda_ops",
+        "gcgan_cli.cli",
+        "gcgan_cli.commands",
+        "gcgan_cli.console",
+        "gcgan_cli.core",
+    ]
     assert offenders("gcgan_cli/data", banned) == []
 
 
 def test_workers_import_no_torch():
     """What segment and pack workers import (these core modules and the data package) stays free of torch."""
     for module in ("pool", "segment", "pack"):
-        assert not any(n == "torch" or n.startswith("torch.") for n in imports_of(ROOT / f"gcgan_cli/core/{module}.py")), module
+        assert not any(
+            n == "torch" or n.startswith("torch.") for n in imports_of(ROOT / f"gcgan_cli/core/{module}.py")
+        ), module
 
 
 def test_errors_is_a_leaf():
-    assert not any(name.startswith(("gcgan_cli", "cuda_ops", "torch")) for name in imports_of(ROOT / "gcgan_cli/errors.py"))
+    assert not any(
+        name.startswith(("gcgan_cli", "cuda_ops", "torch")) for name in imports_of(ROOT / "gcgan_cli/errors.py")
+    )
 
 
 def test_the_walk_sees_imports():

@@ -39,13 +39,15 @@ def db(tmp_path_factory):
 def cli_env(**extra) -> dict:
     """The environment of a `gcgan` subprocess: no terminal settings from this shell, one math thread,
     the given variables."""
-    return {**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")},
-            "OMP_NUM_THREADS": "1", **extra}
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")},
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
 
 
 def train_command(db, run, *args) -> list[str]:
-    return [sys.executable, "-m", "gcgan_cli", "train", "--data", str(db), "--outdir", str(run), *TINY,
-            *map(str, args)]
+    return [sys.executable, "-m", "gcgan_cli", "train", "--data", str(db), "--outdir", str(run), *TINY, *map(str, args)]
 
 
 STATUS = re.compile(r"  (\d+)/(\d+) \w+ \(\d+%\)  ")  # `  done/total unit (pct%)  `
@@ -93,8 +95,10 @@ def test_status_lines_are_spaced_by_gcgan_log_seconds_and_count_rate_and_eta(clo
         clock.now = 3725
         progress.advance(task, 70)
     # 20 items in 10 s: 2/s, 80 left -> 40 s; then 100 items in 3725 s, none left
-    assert logged == ["x demo  20/100 items (20%)  2.00 items/s  elapsed 0:00:10  eta 0:00:40",
-                      "x demo  100/100 items (100%)  0.03 items/s  elapsed 1:02:05  eta 0:00:00  fast"]
+    assert logged == [
+        "x demo  20/100 items (20%)  2.00 items/s  elapsed 0:00:10  eta 0:00:40",
+        "x demo  100/100 items (100%)  0.03 items/s  elapsed 1:02:05  eta 0:00:00  fast",
+    ]
     assert capsys.readouterr().out.splitlines() == logged  # stdout is not a terminal here
 
 
@@ -107,8 +111,10 @@ def test_a_resumed_count_rates_only_this_runs_work_and_ends_with_a_line(clock, c
         progress.advance(task, 10)
         clock.now = 12
         progress.advance(task, 5)  # 2 s after the last line: not due, shown at the end
-    assert logged == ["pack  40/50 records (80%)  1.00 records/s  elapsed 0:00:10  eta 0:00:10",
-                      "pack  45/50 records (90%)  1.25 records/s  elapsed 0:00:12  eta 0:00:04"]
+    assert logged == [
+        "pack  40/50 records (80%)  1.00 records/s  elapsed 0:00:10  eta 0:00:10",
+        "pack  45/50 records (90%)  1.25 records/s  elapsed 0:00:12  eta 0:00:04",
+    ]
     assert capsys.readouterr().out.splitlines() == logged
 
 
@@ -128,8 +134,13 @@ def test_quiet_progress_prints_nothing_but_still_feeds_the_log(monkeypatch, caps
 @pytest.mark.slow
 def test_a_piped_train_prints_one_line_status_lines_and_log_txt_keeps_the_same(db, tmp_path):
     run = tmp_path / "run"
-    done = subprocess.run(train_command(db, run, "--iters", "3", "--log-every", "2"), capture_output=True, text=True,
-                          env=cli_env(GCGAN_LOG_SECONDS="0"), timeout=300)
+    done = subprocess.run(
+        train_command(db, run, "--iters", "3", "--log-every", "2"),
+        capture_output=True,
+        text=True,
+        env=cli_env(GCGAN_LOG_SECONDS="0"),
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert ESC not in out and done.stderr == ""
@@ -153,8 +164,12 @@ def test_a_piped_train_prints_one_line_status_lines_and_log_txt_keeps_the_same(d
 def test_on_a_terminal_the_bar_is_drawn_and_log_txt_stays_plain(db, tmp_path):
     run = tmp_path / "run"
     leader, follower = pty.openpty()
-    process = subprocess.Popen(train_command(db, run, "--iters", "2", "--log-every", "2"), stdout=follower,
-                               stderr=subprocess.PIPE, env=cli_env(GCGAN_LOG_SECONDS="0"))
+    process = subprocess.Popen(
+        train_command(db, run, "--iters", "2", "--log-every", "2"),
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=cli_env(GCGAN_LOG_SECONDS="0"),
+    )
     os.close(follower)
     shown = b""
     while True:
@@ -172,8 +187,10 @@ def test_on_a_terminal_the_bar_is_drawn_and_log_txt_stays_plain(db, tmp_path):
     assert "━" in screen and ESC in screen and "steps (50%)" not in screen  # the rich bar, no status lines
     log = (run / "log.txt").read_text(encoding="utf-8")
     assert ESC not in log and "━" not in log
-    assert [line.split("  ")[1] for line in status_lines(log, "train stage 1")] == \
-           ["1/2 steps (50%)", "2/2 steps (100%)"]
+    assert [line.split("  ")[1] for line in status_lines(log, "train stage 1")] == [
+        "1/2 steps (50%)",
+        "2/2 steps (100%)",
+    ]
 
 
 def test_quiet_train_prints_the_summary_and_a_resumed_run_appends_to_log_txt(db, tmp_path, run_cli, monkeypatch):
@@ -190,15 +207,28 @@ def test_quiet_train_prints_the_summary_and_a_resumed_run_appends_to_log_txt(db,
     assert code == 0 and err == "" and not status_lines(out, "train stage 1")
     log = (run / "log.txt").read_text(encoding="utf-8")
     assert log.startswith(first)
-    again = log[len(first):]
+    again = log[len(first) :]
     assert "resuming at step 3" in again and counts(status_lines(again, "train stage 1")) == [(4, 4)]
-    assert [(r["step"], r.get("final", False)) for r in read_metrics(run / "metrics.jsonl")] == \
-           [(2, False), (3, True), (4, False)]
+    assert [(r["step"], r.get("final", False)) for r in read_metrics(run / "metrics.jsonl")] == [
+        (2, False),
+        (3, True),
+        (4, False),
+    ]
 
 
 def test_a_stopped_run_writes_a_final_row_of_what_it_accumulated(db, tmp_path):
-    config = resolve({"dataset": str(db), "checkpoint_dir": str(tmp_path / "run"), "preset": "tiny", "workers": 0,
-                      "iters": 100, "log_every": 50, "viz_every": 0, "batch": 2})
+    config = resolve(
+        {
+            "dataset": str(db),
+            "checkpoint_dir": str(tmp_path / "run"),
+            "preset": "tiny",
+            "workers": 0,
+            "iters": 100,
+            "log_every": 50,
+            "viz_every": 0,
+            "batch": 2,
+        }
+    )
     steps, rows = [], []
     trainer = Trainer(config, Hooks(on_step=steps.append, on_log=rows.append, should_stop=lambda: len(steps) >= 3))
     try:
@@ -213,15 +243,21 @@ def test_a_stopped_run_writes_a_final_row_of_what_it_accumulated(db, tmp_path):
 
 def test_piped_segment_and_pack_print_plain_progress_and_quiet_only_the_summary(tmp_path, run_cli, monkeypatch):
     monkeypatch.setenv(display.LOG_SECONDS, "0")
-    code, out, err = run_cli("segment", "synthetic", "--n", "4", "--size", "32", "--outdir", tmp_path / "prep", "-j", "1")
+    code, out, err = run_cli(
+        "segment", "synthetic", "--n", "4", "--size", "32", "--outdir", tmp_path / "prep", "-j", "1"
+    )
     assert code == 0 and err == "" and ESC not in out
     lines = status_lines(out, "segment synthetic")
     assert [line.split("  ")[1] for line in lines] == [f"{k}/4 strips ({25 * k}%)" for k in range(1, 5)]
     assert all(" strips/s  elapsed 0:00:0" in line for line in lines)
-    code, out, err = run_cli("pack", "--data", tmp_path / "prep", "--outdir", tmp_path / "db", "--size", "32", "-j", "1")
+    code, out, err = run_cli(
+        "pack", "--data", tmp_path / "prep", "--outdir", tmp_path / "db", "--size", "32", "-j", "1"
+    )
     assert code == 0 and err == ""
     assert counts(status_lines(out, "pack")) == [(k, 4) for k in range(1, 5)] and " records/s  " in out
-    code, out, err = run_cli("pack", "--data", tmp_path / "prep", "--outdir", tmp_path / "db2", "--size", "32", "-j", "1", "--quiet")
+    code, out, err = run_cli(
+        "pack", "--data", tmp_path / "prep", "--outdir", tmp_path / "db2", "--size", "32", "-j", "1", "--quiet"
+    )
     assert code == 0 and err == "" and not status_lines(out, "pack") and out.lstrip().startswith("gcgan pack")
     assert (tmp_path / "db2").is_dir()
 
@@ -243,7 +279,9 @@ def test_gaze_fit_prints_plain_progress_and_epochs(db, tmp_path, run_cli, monkey
 
 def test_a_bad_gcgan_log_seconds_is_one_error_before_any_work(tmp_path, run_cli, monkeypatch):
     monkeypatch.setenv(display.LOG_SECONDS, "soon")
-    code, out, err = run_cli("segment", "synthetic", "--n", "2", "--size", "32", "--outdir", tmp_path / "prep", "-j", "1")
+    code, out, err = run_cli(
+        "segment", "synthetic", "--n", "2", "--size", "32", "--outdir", tmp_path / "prep", "-j", "1"
+    )
     assert code == 2 and out == ""
     one_error(err, "GCGAN_LOG_SECONDS", "'soon'")
     assert not (tmp_path / "prep").exists()

@@ -202,13 +202,22 @@ def test_config_errors_are_clear():
     with pytest.raises(UsageError, match="--preset"):
         preset("huge")
     with pytest.raises(UsageError, match="both have 6 rows"):
-        preset("tiny", class_names=("background", "eye"), gaze_classes=("eye",), local_layers=3, base_layers=2, depth_layers=3)
+        preset(
+            "tiny",
+            class_names=("background", "eye"),
+            gaze_classes=("eye",),
+            local_layers=3,
+            base_layers=2,
+            depth_layers=3,
+        )
 
 
 def test_gaze_classes_are_configuration():
     config = preset("tiny", gaze_classes=("nose",))
     g = Generator(config)
-    assert [net.embed is not None for net in g.local_nets] == [c == config.class_names.index("nose") for c in range(config.seg_dim)]
+    assert [net.embed is not None for net in g.local_nets] == [
+        c == config.class_names.index("nose") for c in range(config.seg_dim)
+    ]
 
 
 @pytest.mark.cuda
@@ -224,7 +233,12 @@ def test_cuda_ops_and_reference_give_the_same_model(monkeypatch):
         out = g(z, gaze, randomize_noise=False)
         logits = d(out.image, out.seg, gaze)
         logits.sum().backward()
-        return out.image.detach().clone(), out.seg.detach().clone(), logits.detach().clone(), g.render_net.convs[0].weight.grad.clone()
+        return (
+            out.image.detach().clone(),
+            out.seg.detach().clone(),
+            logits.detach().clone(),
+            g.render_net.convs[0].weight.grad.clone(),
+        )
 
     reference, kernels = run("off"), run("force")
     for a, b in zip(reference, kernels):

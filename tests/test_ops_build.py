@@ -121,8 +121,18 @@ def test_sources_ship_with_the_package():
 def test_kernels_compile_for_hopper(source, tmp_path):
     """The .cu files include only CUDA headers, so plain nvcc compiles them for sm_90."""
     result = subprocess.run(
-        ["nvcc", "-c", "-O3", "-std=c++17", "-arch=sm_90", "-Werror", "all-warnings",
-         str(build.SOURCE_DIR / source), "-o", str(tmp_path / "kernel.o")],
+        [
+            "nvcc",
+            "-c",
+            "-O3",
+            "-std=c++17",
+            "-arch=sm_90",
+            "-Werror",
+            "all-warnings",
+            str(build.SOURCE_DIR / source),
+            "-o",
+            str(tmp_path / "kernel.o"),
+        ],
         capture_output=True,
         text=True,
     )

@@ -24,7 +24,6 @@ N = 24
 SIZE = 64
 
 
-
 @pytest.fixture(scope="module")
 def prep(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "prep"
@@ -173,15 +172,22 @@ def test_interrupted_pack_keeps_the_old_db_and_resumes(prep, db, tmp_path, monke
     assert (again.resumed_from, again.written, again.count) == (10, N - 10, N)
     assert not pack_core.partial_path(out).exists()
     straight = pack_core.pack(inputs, tmp_path / "straight", 32, CLASS_NAMES, workers=2)
-    assert [(r.image_png, r.mask_png, r.gaze) for r in records(out)] == \
-        [(r.image_png, r.mask_png, r.gaze) for r in records(straight.db)]
+    assert [(r.image_png, r.mask_png, r.gaze) for r in records(out)] == [
+        (r.image_png, r.mask_png, r.gaze) for r in records(straight.db)
+    ]
 
 
 def test_a_changed_input_restarts_an_interrupted_pack(prep, tmp_path, monkeypatch):
     folder = copy_prep(prep, tmp_path / "prep")
     stop = iter(range(100))
-    result = pack_core.pack(find_inputs(folder), tmp_path / "db", SIZE, CLASS_NAMES, workers=1,
-                            on_advance=lambda: next(stop) == 5 and (_ for _ in ()).throw(KeyboardInterrupt))
+    result = pack_core.pack(
+        find_inputs(folder),
+        tmp_path / "db",
+        SIZE,
+        CLASS_NAMES,
+        workers=1,
+        on_advance=lambda: next(stop) == 5 and (_ for _ in ()).throw(KeyboardInterrupt),
+    )
     assert result.interrupted
     rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
     rows[0]["pitch"] = 0.25
@@ -195,7 +201,22 @@ def test_folders_without_manifest_take_gaze_from_names(prep, tmp_path, run_cli):
     shutil.copytree(prep / "rgb", folder / "images")
     shutil.copytree(prep / "mask", folder / "labels")
     out = tmp_path / "db"
-    assert run_cli("pack", "--data", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--outdir", out, "-j", "1")[0] == 0
+    assert (
+        run_cli(
+            "pack",
+            "--data",
+            folder,
+            "--rgb-dir",
+            folder / "images",
+            "--mask-dir",
+            folder / "labels",
+            "--outdir",
+            out,
+            "-j",
+            "1",
+        )[0]
+        == 0
+    )
     rows = read_manifest(prep / "manifest.jsonl")
     for record in records(out):
         row = rows[record.name]
@@ -204,11 +225,36 @@ def test_folders_without_manifest_take_gaze_from_names(prep, tmp_path, run_cli):
     first = sorted(rows)[0]
     for sub in ("images", "labels"):
         (folder / sub / f"{first}.png").rename(folder / sub / "no_gaze_here.png")
-    code, _, err = run_cli("pack", "--data", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--outdir", tmp_path / "x")
+    code, _, err = run_cli(
+        "pack",
+        "--data",
+        folder,
+        "--rgb-dir",
+        folder / "images",
+        "--mask-dir",
+        folder / "labels",
+        "--outdir",
+        tmp_path / "x",
+    )
     assert code == 2 and "1 of 24 pairs have no gaze (no_gaze_here)" in err and "--unlabelled" in err
     out = tmp_path / "unlabelled"
-    assert run_cli("pack", "--data", folder, "--rgb-dir", folder / "images", "--mask-dir", folder / "labels", "--outdir", out,
-                   "--unlabelled", "-j", "1")[0] == 0
+    assert (
+        run_cli(
+            "pack",
+            "--data",
+            folder,
+            "--rgb-dir",
+            folder / "images",
+            "--mask-dir",
+            folder / "labels",
+            "--outdir",
+            out,
+            "--unlabelled",
+            "-j",
+            "1",
+        )[0]
+        == 0
+    )
     assert not gaze_db.read_meta(out).labelled and not (out / gaze_db.LABELS_FILE).exists()
     assert all(r.gaze is None for r in records(out))
 
@@ -297,7 +343,9 @@ def test_foreign_truncated_and_other_version_dbs_are_refused(db, tmp_path):
         GazeMaskDataset(edited(db, tmp_path / "v99", bump_version))
     with pytest.raises(DatasetError, match="truncated"):
         GazeMaskDataset(edited(db, tmp_path / "cut", lambda txn: txn.delete(gaze_db.key("image", N - 1))))
-    other = edited(db, tmp_path / "other", lambda txn: txn.put(gaze_db.META_KEY, json.dumps({"format": "someone-else"}).encode()))
+    other = edited(
+        db, tmp_path / "other", lambda txn: txn.put(gaze_db.META_KEY, json.dumps({"format": "someone-else"}).encode())
+    )
     with pytest.raises(DatasetError, match="not a gcgan dataset"):
         GazeMaskDataset(other)
 

@@ -39,8 +39,9 @@ def results(outdir: Path) -> dict[str, dict]:
 
 def files_and_times(outdir: Path) -> dict[str, int]:
     """Every file's modification time, but the log (a re-run appends to it)."""
-    return {str(p.relative_to(outdir)): p.stat().st_mtime_ns for p in outdir.rglob("*") if p.is_file()
-            and p.name != qs.LOG}
+    return {
+        str(p.relative_to(outdir)): p.stat().st_mtime_ns for p in outdir.rglob("*") if p.is_file() and p.name != qs.LOG
+    }
 
 
 class Links(HTMLParser):
@@ -125,8 +126,11 @@ def test_a_step_without_its_marker_runs_again_with_the_ones_after_it(finished):
     assert "$ gcgan gaze fit" in out and "$ gcgan transfer fit --outdir" in out  # the interrupted fit resumes
     for earlier in ("stage1", "stage2", "samples"):
         assert f"{earlier}: already done" in out
-    unchanged = [path for path in before if path.startswith(("data/", "stage1/", "stage2/", "samples/", "anim/"))
-                 and not path.endswith("metrics.jsonl")]  # gaze consistency adds its row to the run's metrics
+    unchanged = [
+        path
+        for path in before
+        if path.startswith(("data/", "stage1/", "stage2/", "samples/", "anim/")) and not path.endswith("metrics.jsonl")
+    ]  # gaze consistency adds its row to the run's metrics
     assert unchanged and all(after[path] == before[path] for path in unchanged)
     for rerun in ("gaze/judge.pt", "transfer/eval.json", qs.PAGE):
         assert after[rerun] > before[rerun], rerun

@@ -23,17 +23,55 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample")
-    assert cli.run(["segment", "synthetic", "--n", "24", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert (
+        cli.run(["segment", "synthetic", "--n", "24", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    )
     assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "--size", "32", "-j", "1"]) == 0
-    assert cli.run(["train", "--data", str(root / "db"), "--outdir", str(root / "run"), "--preset", "tiny",
-                    "--workers", "0", "--iters", "4", "--viz-every", "0"]) == 0
+    assert (
+        cli.run(
+            [
+                "train",
+                "--data",
+                str(root / "db"),
+                "--outdir",
+                str(root / "run"),
+                "--preset",
+                "tiny",
+                "--workers",
+                "0",
+                "--iters",
+                "4",
+                "--viz-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     return root / "run" / "checkpoints" / "0000004.pt"
 
 
 @pytest.fixture(scope="module")
 def samples(ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("samples") / "out"
-    assert cli.run(["sample", "--network", str(ckpt), "--outdir", str(out), "--n", "5", "--batch", "2", "--save-latent", "--device", "cpu"]) == 0
+    assert (
+        cli.run(
+            [
+                "sample",
+                "--network",
+                str(ckpt),
+                "--outdir",
+                str(out),
+                "--n",
+                "5",
+                "--batch",
+                "2",
+                "--save-latent",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -58,9 +96,16 @@ def test_sample_writes_every_file_and_a_manifest(ckpt, samples):
 
 def test_the_same_seed_gives_the_same_images_and_an_existing_folder_needs_overwrite(ckpt, samples, tmp_path, run_cli):
     again = tmp_path / "again"
-    assert run_cli("sample", "--network", ckpt, "--outdir", again, "--n", "5", "--batch", "4", "--device", "cpu")[0] == 0
+    assert (
+        run_cli("sample", "--network", ckpt, "--outdir", again, "--n", "5", "--batch", "4", "--device", "cpu")[0] == 0
+    )
     for row in rows_of(samples):
-        assert np.abs(cv2.imread(str(again / row["image"])).astype(int) - cv2.imread(str(samples / row["image"])).astype(int)).max() <= 1
+        assert (
+            np.abs(
+                cv2.imread(str(again / row["image"])).astype(int) - cv2.imread(str(samples / row["image"])).astype(int)
+            ).max()
+            <= 1
+        )
     code, _, err = run_cli("sample", "--network", ckpt, "--outdir", again, "--n", "2")
     assert code == 2 and "--overwrite" in err
     assert run_cli("sample", "--network", ckpt, "--outdir", again, "--n", "2", "--overwrite", "--device", "cpu")[0] == 0
@@ -68,12 +113,46 @@ def test_the_same_seed_gives_the_same_images_and_an_existing_folder_needs_overwr
 
 
 def test_gaze_options(ckpt, tmp_path, run_cli):
-    assert run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "fixed", "--n", "3", "--gaze", "-0.1,0.25", "--device", "cpu")[0] == 0
-    assert all(r["pitch"] == pytest.approx(-0.1) and r["yaw"] == pytest.approx(0.25) for r in rows_of(tmp_path / "fixed"))
-    assert run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "grid", "--n", "6", "--gaze-grid", "2", "--device", "cpu")[0] == 0
+    assert (
+        run_cli(
+            "sample",
+            "--network",
+            ckpt,
+            "--outdir",
+            tmp_path / "fixed",
+            "--n",
+            "3",
+            "--gaze",
+            "-0.1,0.25",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
+    assert all(
+        r["pitch"] == pytest.approx(-0.1) and r["yaw"] == pytest.approx(0.25) for r in rows_of(tmp_path / "fixed")
+    )
+    assert (
+        run_cli(
+            "sample",
+            "--network",
+            ckpt,
+            "--outdir",
+            tmp_path / "grid",
+            "--n",
+            "6",
+            "--gaze-grid",
+            "2",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
     gazes = [(r["pitch"], r["yaw"]) for r in rows_of(tmp_path / "grid")]
     assert len(set(gazes[:4])) == 4 and gazes[4:] == gazes[:2]  # a 2 x 2 grid, cycled
-    code, _, err = run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "both", "--gaze", "0,0", "--gaze-grid", "2")
+    code, _, err = run_cli(
+        "sample", "--network", ckpt, "--outdir", tmp_path / "both", "--gaze", "0,0", "--gaze-grid", "2"
+    )
     assert code == 2 and "choose one way" in err
     code, _, err = run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "bad", "--gaze", "up")
     assert code == 2 and "PITCH,YAW" in err
@@ -103,7 +182,9 @@ def test_a_nose_animation_moves_only_the_nose_codes_and_changes_the_nose_area(ck
     assert (path[:, rows] - base[rows]).abs().amax(dim=(1, 2))[1:].min() > 0
     gaze = torch.zeros(24, 2)
     nose = config.class_names.index("nose")
-    areas = torch.cat([(out.seg_coarse[:, nose] + 1).div(2).sum(dim=(1, 2)) for out in render(loaded.generator, path, gaze, 8)])
+    areas = torch.cat(
+        [(out.seg_coarse[:, nose] + 1).div(2).sum(dim=(1, 2)) for out in render(loaded.generator, path, gaze, 8)]
+    )
     assert areas.std() > 1e-3 * areas.mean()
 
 
@@ -124,17 +205,53 @@ def test_the_gaze_animation_changes_only_the_gaze_input(ckpt):
 
 def test_interpolate_writes_gifs_and_rejects_wrong_names(ckpt, samples, tmp_path, run_cli):
     out = tmp_path / "interp"
-    code, stdout, _ = run_cli("interpolate", "--network", ckpt, "--latent", samples / "000001_latent.npy", "--outdir", out,
-                              "--component", "nose", "--frames", "6", "--keyframes", "3", "--with-mask", "--device", "cpu")
+    code, stdout, _ = run_cli(
+        "interpolate",
+        "--network",
+        ckpt,
+        "--latent",
+        samples / "000001_latent.npy",
+        "--outdir",
+        out,
+        "--component",
+        "nose",
+        "--frames",
+        "6",
+        "--keyframes",
+        "3",
+        "--with-mask",
+        "--device",
+        "cpu",
+    )
     assert code == 0
     frames = imageio.mimread(out / "00_nose.gif")
     assert len(frames) == 6 and frames[0].shape[:2] == (32, 64)  # image | mask
-    assert run_cli("interpolate", "--network", ckpt, "--latent", samples / "000001_latent.npy", "--outdir", out, "--component", "gaze",
-                   "--frames", "4", "--device", "cpu")[0] == 0
+    assert (
+        run_cli(
+            "interpolate",
+            "--network",
+            ckpt,
+            "--latent",
+            samples / "000001_latent.npy",
+            "--outdir",
+            out,
+            "--component",
+            "gaze",
+            "--frames",
+            "4",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
     assert len(imageio.mimread(out / "00_gaze.gif")) == 4
-    code, _, err = run_cli("interpolate", "--network", ckpt, "--latent", samples / "000001_latent.npy", "--component", "mouth")
+    code, _, err = run_cli(
+        "interpolate", "--network", ckpt, "--latent", samples / "000001_latent.npy", "--component", "mouth"
+    )
     assert code == 2 and "choose one of background, skin, eye, eyebrow, nose, iris, gaze or all" in err
-    code, _, err = run_cli("interpolate", "--network", tmp_path / "missing.pt", "--latent", samples / "000001_latent.npy")
+    code, _, err = run_cli(
+        "interpolate", "--network", tmp_path / "missing.pt", "--latent", samples / "000001_latent.npy"
+    )
     assert code == 2 and "missing.pt does not exist" in err
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, 3), np.float32))
@@ -157,8 +274,10 @@ def test_samples_carry_imagefolder_metadata(samples):
     rows = rows_of(samples)
     metadata = [json.loads(line) for line in (samples / "metadata.jsonl").read_text().splitlines()]
     assert [r["file_name"] for r in rows] == [r["image"] for r in rows] == [f"{i:06d}.png" for i in range(5)]
-    assert metadata == [{"file_name": r["image"], "pitch": r["pitch"], "yaw": r["yaw"], "mask_file_name": r["mask"],
-                         "seed": r["seed"]} for r in rows]
+    assert metadata == [
+        {"file_name": r["image"], "pitch": r["pitch"], "yaw": r["yaw"], "mask_file_name": r["mask"], "seed": r["seed"]}
+        for r in rows
+    ]
     for row in metadata:
         image, mask = samples / row["file_name"], samples / row["mask_file_name"]
         assert image.parent == mask.parent == samples
@@ -181,9 +300,12 @@ def test_hugging_face_datasets_loads_the_samples_with_gaze_and_masks(samples):
 def test_seeds_give_each_image_its_own_seed_whatever_the_batch_and_the_other_seeds(ckpt, tmp_path, run_cli):
     """--seeds: image for seed S is the same alone, among others, at any batch, and it is the image
     `gcgan fid --seeds S` scores; every row records its own seed."""
+
     def run(name, *args):
         out = tmp_path / name
-        code, _, err = run_cli("sample", "--network", ckpt, "--outdir", out, "--truncation", "1", "--device", "cpu", *args)
+        code, _, err = run_cli(
+            "sample", "--network", ckpt, "--outdir", out, "--truncation", "1", "--device", "cpu", *args
+        )
         assert code == 0, err
         return out, rows_of(out)
 
@@ -203,9 +325,11 @@ def test_seeds_give_each_image_its_own_seed_whatever_the_batch_and_the_other_see
 
 
 def test_seeds_refuse_a_disagreeing_n_and_a_base_seed(ckpt, tmp_path, run_cli):
-    for args, words in ((("--seeds", "0-3", "--n", "3"), "--n 3 and --seeds 0-3 (4 seeds) disagree"),
-                        (("--seeds", "1,5", "--seed", "2"), "--seed 2 and --seeds 1,5"),
-                        (("--seeds", "5-1"), "not a range")):
+    for args, words in (
+        (("--seeds", "0-3", "--n", "3"), "--n 3 and --seeds 0-3 (4 seeds) disagree"),
+        (("--seeds", "1,5", "--seed", "2"), "--seed 2 and --seeds 1,5"),
+        (("--seeds", "5-1"), "not a range"),
+    ):
         code, _, err = run_cli("sample", "--network", ckpt, "--outdir", tmp_path / "x", "--device", "cpu", *args)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x").exists()

@@ -29,7 +29,6 @@ import face_fixtures
 pytest.importorskip("mediapipe")  # a dependency only where its wheel exists (Python < 3.13)
 
 
-
 @pytest.fixture(scope="module")
 def ethx_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ethx")
@@ -106,8 +105,27 @@ def test_ethx_report_lists_every_skip_with_its_reason(ethx_prep):
 
 def test_ethx_filters(ethx_dir, tmp_path):
     out = tmp_path / "all"
-    assert cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(out), "-j", "1",
-                    "--cameras", "all", "--max-frame", "all", "--subjects", "0000"]) == 0
+    assert (
+        cli.run(
+            [
+                "segment",
+                "ethx",
+                "--data",
+                str(ethx_dir),
+                "--outdir",
+                str(out),
+                "-j",
+                "1",
+                "--cameras",
+                "all",
+                "--max-frame",
+                "all",
+                "--subjects",
+                "0000",
+            ]
+        )
+        == 0
+    )
     rows = read_manifest(out / "manifest.jsonl")
     assert sorted(r["camera"] for r in rows.values()) == [1, 2, 3, 4, 8, 8]  # cam 4 and frame 600 kept
     assert 600 in {r["frame"] for r in rows.values()}
@@ -144,7 +162,10 @@ def test_ethx_strips_pack_and_read_back(ethx_dir, ethx_prep, tmp_path, run_cli):
     code, _, err = run_cli("pack", "--data", ethx_prep, "--outdir", tmp_path / "mixed")
     assert code == 2 and "have no gaze" in err  # train and test subjects: labelled and unlabelled rows
     train = tmp_path / "train"
-    assert cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(train), "--subjects", "0000", "-j", "1"]) == 0
+    assert (
+        cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(train), "--subjects", "0000", "-j", "1"])
+        == 0
+    )
     assert cli.run(["pack", "--data", str(train), "--outdir", str(tmp_path / "db"), "-j", "1"]) == 0
     dataset = GazeMaskDataset(tmp_path / "db", seg_dim=6)
     rows = read_manifest(train / "manifest.jsonl")
@@ -153,7 +174,9 @@ def test_ethx_strips_pack_and_read_back(ethx_dir, ethx_prep, tmp_path, run_cli):
         item, row = dataset[index], rows[dataset.record(index).name]
         assert item["gaze"].tolist() == pytest.approx([row["pitch"], row["yaw"]], abs=1e-6)
         assert item["image"].shape == (3, 256, 256) and torch.equal(item["mask"].sum(0), torch.ones(256, 256))
-    assert cli.run(["pack", "--data", str(ethx_prep), "--outdir", str(tmp_path / "all"), "--unlabelled", "-j", "1"]) == 0
+    assert (
+        cli.run(["pack", "--data", str(ethx_prep), "--outdir", str(tmp_path / "all"), "--unlabelled", "-j", "1"]) == 0
+    )
     assert len(GazeMaskDataset(tmp_path / "all")) == 8
 
 
@@ -163,13 +186,18 @@ def test_celeba(tmp_path, annotations):
     face_fixtures.write_celeba(root, ids=(0, 1, 2), no_face_id=2, annotations=annotations)
     (root / "CelebA-HQ-img" / "3.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "prep"
-    args = ["segment", "celeba", "--data", str(root), "--outdir", str(out), "-j", "1"] + (["--use-annotations"] if annotations else [])
+    args = ["segment", "celeba", "--data", str(root), "--outdir", str(out), "-j", "1"] + (
+        ["--use-annotations"] if annotations else []
+    )
     assert cli.run(args) == 0
     rows = list(read_manifest(out / "manifest.jsonl").values())
     assert [r["name"] for r in rows] == ["0_s0_0_eregion_0_0_c_0", "0_s0_1_eregion_0_0_c_0"]
     assert all(r["pitch"] is None and r["annotations"] == annotations for r in rows)
     report = json.loads((out / "segment_report.json").read_text())
-    assert report["failed"] == [{"item": "2.jpg", "reason": "no face found"}, {"item": "3.jpg", "reason": "unreadable image"}]
+    assert report["failed"] == [
+        {"item": "2.jpg", "reason": "no face found"},
+        {"item": "3.jpg", "reason": "unreadable image"},
+    ]
     for row in rows:
         mask = cv2.imread(str(out / "mask" / f"{row['name']}.png"), cv2.IMREAD_UNCHANGED)
         assert set(range(6)) <= set(np.unique(mask))
@@ -181,8 +209,14 @@ def test_celeba(tmp_path, annotations):
 
 def test_synthetic_cli_is_deterministic_and_labelled(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--outdir", str(a), "-j", "1"]) == 0
-    assert cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--outdir", str(b), "-j", "2"]) == 0
+    assert (
+        cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--outdir", str(a), "-j", "1"])
+        == 0
+    )
+    assert (
+        cli.run(["segment", "synthetic", "--n", "24", "--seed", "5", "--size", "64", "--outdir", str(b), "-j", "2"])
+        == 0
+    )
     for name in read_manifest(a / "manifest.jsonl"):
         for folder in ("rgb", "mask"):
             assert (a / folder / f"{name}.png").read_bytes() == (b / folder / f"{name}.png").read_bytes()
@@ -239,7 +273,19 @@ def test_nothing_usable_exits_non_zero_with_a_report(tmp_path, run_cli, ethx_dir
 @pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     out = tmp_path / "prep"
-    args = [sys.executable, "-m", "gcgan_cli", "segment", "synthetic", "--n", "2000", "--size", "32", "--outdir", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "gcgan_cli",
+        "segment",
+        "synthetic",
+        "--n",
+        "2000",
+        "--size",
+        "32",
+        "--outdir",
+        str(out),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = out / "manifest.jsonl"
     deadline = time.monotonic() + 60
@@ -286,17 +332,25 @@ def jitter(frames: int, seed: int) -> list[tuple[int, int]]:
     return [tuple(map(int, s)) for s in np.random.default_rng(seed).integers(-6, 7, (frames, 2))]
 
 
-@pytest.mark.parametrize(("shifts", "flip", "detections"), [
-    (face_fixtures.drift(24, 1), False, 0), (face_fixtures.drift(24, 2), True, 0), (jitter(24, 3), False, None),
-], ids=["drift", "drift-mirrored", "jitter"])
+@pytest.mark.parametrize(
+    ("shifts", "flip", "detections"),
+    [
+        (face_fixtures.drift(24, 1), False, 0),
+        (face_fixtures.drift(24, 2), True, 0),
+        (jitter(24, 3), False, None),
+    ],
+    ids=["drift", "drift-mirrored", "jitter"],
+)
 def test_tracked_landmarks_agree_with_the_detector_path(detector, calls, shifts, flip, detections):
     frames = [face_fixtures.face_rgb(shift=s, flip=flip) for s in shifts]
     anchor = face_strip.find_anchor(frames[0], detector, VIEW)
     calls["find"] = 0
     tracked = [face_strip.locate_near(rgb, detector, VIEW, anchor)[0] for rgb in frames]
     assert detections is None or calls["find"] == detections
-    errors = [np.nanmean(np.linalg.norm(face_strip.locate(rgb, detector, VIEW)[0] - points, axis=1))
-              for rgb, points in zip(frames, tracked)]
+    errors = [
+        np.nanmean(np.linalg.norm(face_strip.locate(rgb, detector, VIEW)[0] - points, axis=1))
+        for rgb, points in zip(frames, tracked)
+    ]
     assert errors[0] == 0.0  # the anchor frame: the detector's region, so its very landmarks
     assert max(errors) <= 1.5, np.round(errors, 2)  # source pixels of the 224 patch, mean over the 478 landmarks
 

@@ -61,13 +61,37 @@ def test_disk_is_exact():
 def fake_face(size=256):
     """Landmarks [478, 2] of a stylised face in a `size` strip: groups at known places."""
     points = np.full((lm.N_LANDMARKS, 2), np.nan, np.float32)
-    ring = lambda c, rx, ry, n: np.stack([c[0] + rx * np.cos(t := np.linspace(0, 2 * np.pi, n, endpoint=False)), c[1] + ry * np.sin(t)], 1)
+    ring = lambda c, rx, ry, n: np.stack(
+        [c[0] + rx * np.cos(t := np.linspace(0, 2 * np.pi, n, endpoint=False)), c[1] + ry * np.sin(t)], 1
+    )
     face = ring((128, 160), 110, 150, 36)
-    points[[i for i in range(300) if not np.isin(i, lm.RIGHT_EYE + lm.LEFT_EYE + lm.RIGHT_BROW + lm.LEFT_BROW + lm.NOSE + lm.MOUTH + lm.RIGHT_IRIS + lm.LEFT_IRIS)][:36]] = face
-    for group, centre, rx, ry in ((lm.RIGHT_EYE, (75, 128), 26, 9), (lm.LEFT_EYE, (181, 128), 26, 9),
-                                  (lm.RIGHT_BROW, (75, 100), 30, 6), (lm.LEFT_BROW, (181, 100), 30, 6),
-                                  (lm.NOSE, (128, 170), 18, 40), (lm.MOUTH, (128, 240), 30, 10),
-                                  (lm.RIGHT_IRIS, (75, 128), 9, 9), (lm.LEFT_IRIS, (200, 128), 9, 9)):
+    points[
+        [
+            i
+            for i in range(300)
+            if not np.isin(
+                i,
+                lm.RIGHT_EYE
+                + lm.LEFT_EYE
+                + lm.RIGHT_BROW
+                + lm.LEFT_BROW
+                + lm.NOSE
+                + lm.MOUTH
+                + lm.RIGHT_IRIS
+                + lm.LEFT_IRIS,
+            )
+        ][:36]
+    ] = face
+    for group, centre, rx, ry in (
+        (lm.RIGHT_EYE, (75, 128), 26, 9),
+        (lm.LEFT_EYE, (181, 128), 26, 9),
+        (lm.RIGHT_BROW, (75, 100), 30, 6),
+        (lm.LEFT_BROW, (181, 100), 30, 6),
+        (lm.NOSE, (128, 170), 18, 40),
+        (lm.MOUTH, (128, 240), 30, 10),
+        (lm.RIGHT_IRIS, (75, 128), 9, 9),
+        (lm.LEFT_IRIS, (200, 128), 9, 9),
+    ):
         points[list(group)] = ring(centre, rx, ry, len(group))
     for (outer, inner), (cx, cy) in ((lm.RIGHT_EYE_CORNERS, (75, 128)), (lm.LEFT_EYE_CORNERS, (181, 128))):
         points[outer], points[inner] = (cx - 26, cy), (cx + 26, cy)
@@ -155,4 +179,3 @@ def test_names_keep_the_reference_gaze_fields():
     fields = name.split("_")
     assert (float(fields[4]), float(fields[5])) == (-0.4398, 0.2769)
     assert strip_name(0, "0", 7, None, None) == "0_s0_7_eregion_0_0_c_0"
-

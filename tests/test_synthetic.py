@@ -69,11 +69,13 @@ def test_lids_and_iris_follow_the_pitch(size):
 
 def test_iris_is_foreshortened_away_from_the_camera():
     """The iris is a disk seen at the gaze angle: narrower along its displacement."""
+
     def iris_extent(gaze):
         mask = synthetic.render(3, 60, 256, gaze=gaze).mask
         ys, xs = np.nonzero(mask == masks.IRIS)
         left = xs < 128
         return xs[left].max() - xs[left].min() + 1
+
     assert iris_extent((0.0, 0.7)) < 0.85 * iris_extent((0.0, 0.0))
 
 
@@ -97,8 +99,17 @@ def _dilate(region, radius):
 def test_mask_classes_match_the_rendered_parts(monkeypatch):
     """With lighting, noise and blur off, each class's pixels carry exactly that part's colour:
     background and brow pixels are flat, and no pixel of another class has their colour."""
-    flat = synthetic.Style("flat", synthetic.ETHX_GAZE, ((200, 160, 140), (190, 150, 130)), ((30, 90, 30),),
-                           light=(0.0, 0.0), blur=(0.0, 0.0), noise=(0.0, 0.0), contrast=1.0, saturation=1.0)
+    flat = synthetic.Style(
+        "flat",
+        synthetic.ETHX_GAZE,
+        ((200, 160, 140), (190, 150, 130)),
+        ((30, 90, 30),),
+        light=(0.0, 0.0),
+        blur=(0.0, 0.0),
+        noise=(0.0, 0.0),
+        contrast=1.0,
+        saturation=1.0,
+    )
     monkeypatch.setitem(synthetic.STYLES, "flat", flat)
     monkeypatch.setattr(synthetic, "_image_rng", _no_exposure_jitter(synthetic._image_rng))
     for index in (0, 21, 42):
@@ -117,6 +128,7 @@ def _no_exposure_jitter(image_rng):
     def wrapped(seed, index, look):
         rng, gaze = image_rng(seed, index, look)
         return _ZeroNormal(rng), gaze
+
     return wrapped
 
 

@@ -62,12 +62,19 @@ def darkness_centroid(gray, marks):
 
 def test_unity_round_trip_returns_the_renderers_labels(sets):
     source = open_source(sets / "s", 64, EyeOptions())
-    assert source.kind == "unityeyes" and len(source) == 120 and source.ids[:2] == ["1", "2"] and source.subjects[0] is None
+    assert (
+        source.kind == "unityeyes"
+        and len(source) == 120
+        and source.ids[:2] == ["1", "2"]
+        and source.subjects[0] is None
+    )
     for i in range(0, 120, 7):
         render = render_eye(0, i, "s")
         item = source[i]
         assert np.abs(item["landmarks"].numpy() - render.landmarks).max() < 1e-3
-        assert np.allclose(item["gaze"].numpy(), render.gaze, atol=1e-6) and np.allclose(item["head"].numpy(), render.head, atol=1e-6)
+        assert np.allclose(item["gaze"].numpy(), render.gaze, atol=1e-6) and np.allclose(
+            item["head"].numpy(), render.head, atol=1e-6
+        )
     record = json.loads((sets / "s" / "1.json").read_text())
     assert "gcgan_person" not in record and record["eye_details"]["look_vec"].endswith(", 0.0)")
 
@@ -81,7 +88,9 @@ def test_mpii_round_trip_and_persons(sets):
         render = render_eye(0, int(k), "r", person=person)
         item = source[index]
         assert np.abs(item["landmarks"].numpy() - render.landmarks).max() < 1e-5
-        assert np.allclose(item["gaze"].numpy(), render.gaze, atol=1e-6) and np.allclose(item["head"].numpy(), render.head, atol=1e-6)
+        assert np.allclose(item["gaze"].numpy(), render.gaze, atol=1e-6) and np.allclose(
+            item["head"].numpy(), render.head, atol=1e-6
+        )
         assert np.array_equal(source.patch(index), eye_patch.to_gray(render.patch(), "mean"))
 
 
@@ -161,7 +170,14 @@ def test_write_set_errors_and_overwrite(tmp_path):
     with pytest.raises(UsageError, match="already exists"):
         write_set(tmp_path / "s", "s", "unity", 2)
     write_set(tmp_path / "s", "s", "unity", 3, seed=2, overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["1.jpg", "1.json", "2.jpg", "2.json", "3.jpg", "3.json"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "1.jpg",
+        "1.json",
+        "2.jpg",
+        "2.json",
+        "3.jpg",
+        "3.json",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s", "s-twin"]  # no temp or old folders left
     with pytest.raises(UsageError, match="--persons"):
         write_set(tmp_path / "s.h5", "s", "mpii", 2)

@@ -30,17 +30,51 @@ TINY = ["--preset", "tiny", "--workers", "0", "--batch", "4"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    assert cli.run(["segment", "synthetic", "--n", "40", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    assert (
+        cli.run(["segment", "synthetic", "--n", "40", "--size", "64", "--outdir", str(root / "prep"), "-j", "1"]) == 0
+    )
     assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "db"), "--size", "32", "-j", "1"]) == 0
-    assert cli.run(["pack", "--data", str(root / "prep"), "--outdir", str(root / "dbu"), "--size", "32", "-j", "1", "--unlabelled"]) == 0
+    assert (
+        cli.run(
+            [
+                "pack",
+                "--data",
+                str(root / "prep"),
+                "--outdir",
+                str(root / "dbu"),
+                "--size",
+                "32",
+                "-j",
+                "1",
+                "--unlabelled",
+            ]
+        )
+        == 0
+    )
     return root
 
 
 @pytest.fixture(scope="module")
 def stage1(data):
     run = data / "stage1"
-    code = cli.run(["train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "24",
-                    "--log-every", "4", "--viz-every", "12", "--save-every", "12"])
+    code = cli.run(
+        [
+            "train",
+            "--data",
+            data / "db",
+            "--outdir",
+            run,
+            *TINY,
+            "--iters",
+            "24",
+            "--log-every",
+            "4",
+            "--viz-every",
+            "12",
+            "--save-every",
+            "12",
+        ]
+    )
     assert code == 0
     return run
 
@@ -91,7 +125,9 @@ def test_path_length_of_a_linear_generator():
 def test_mask_consistency_pools_the_fine_logits():
     coarse, fine = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 16, 16)
     pooled = fine.numpy().reshape(2, 3, 4, 4, 4, 4).mean(axis=(3, 5))
-    assert losses.mask_consistency(coarse, fine).item() == pytest.approx(((coarse.numpy() - pooled) ** 2).mean(), rel=1e-5)
+    assert losses.mask_consistency(coarse, fine).item() == pytest.approx(
+        ((coarse.numpy() - pooled) ** 2).mean(), rel=1e-5
+    )
 
 
 def test_broken_masks_count_class_pixels_above_the_fraction():
@@ -125,39 +161,90 @@ def test_stage1_writes_checkpoints_samples_and_metrics(stage1):
     differs = [not torch.equal(ckpt["g"][k], ckpt["g_ema"][k]) for k in ckpt["g"] if ckpt["g"][k].is_floating_point()]
     assert any(differs)  # G_ema trails G
     first = load_checkpoint(stage1 / "checkpoints" / "0000012.pt")
-    assert not torch.equal(first["g"]["render_net.to_rgbs.0.conv.weight"], ckpt["g"]["render_net.to_rgbs.0.conv.weight"])
+    assert not torch.equal(
+        first["g"]["render_net.to_rgbs.0.conv.weight"], ckpt["g"]["render_net.to_rgbs.0.conv.weight"]
+    )
 
 
 @pytest.mark.slow
 def test_resume_repeats_an_unbroken_run_step_for_step(data, tmp_path):
-    common = ["--data", data / "db", *TINY, "--log-every", "1", "--viz-every", "0", "--save-every", "0",
-              "--deterministic", "--d-reg-every", "3", "--g-reg-every", "2", "--mixing", "0.5"]
+    common = [
+        "--data",
+        data / "db",
+        *TINY,
+        "--log-every",
+        "1",
+        "--viz-every",
+        "0",
+        "--save-every",
+        "0",
+        "--deterministic",
+        "--d-reg-every",
+        "3",
+        "--g-reg-every",
+        "2",
+        "--mixing",
+        "0.5",
+    ]
     assert train(*common, "--outdir", tmp_path / "straight", "--iters", "8") == 0
     assert train(*common, "--outdir", tmp_path / "split", "--iters", "4") == 0
     assert train("--outdir", tmp_path / "split", "--resume", "--iters", "8") == 0
     timing = {"sec_per_step", "img_per_s"}
     straight, split = (read_metrics(tmp_path / name / "metrics.jsonl") for name in ("straight", "split"))
     assert [r["step"] for r in split] == list(range(1, 9))
-    assert [{k: v for k, v in r.items() if k not in timing} for r in straight] == \
-           [{k: v for k, v in r.items() if k not in timing} for r in split]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in straight] == [
+        {k: v for k, v in r.items() if k not in timing} for r in split
+    ]
     a, b = (load_checkpoint(tmp_path / name / "checkpoints" / "0000008.pt") for name in ("straight", "split"))
     assert all(torch.equal(a["g_ema"][k], b["g_ema"][k]) for k in a["g_ema"])
 
 
 @pytest.mark.slow
 def test_d_gaze_mismatch_adds_its_term(data, tmp_path):
-    assert train("--data", data / "db", "--outdir", tmp_path / "run", *TINY, "--iters", "2",
-                 "--log-every", "1", "--viz-every", "0", "--d-gaze-mismatch", "0.5") == 0
+    assert (
+        train(
+            "--data",
+            data / "db",
+            "--outdir",
+            tmp_path / "run",
+            *TINY,
+            "--iters",
+            "2",
+            "--log-every",
+            "1",
+            "--viz-every",
+            "0",
+            "--d-gaze-mismatch",
+            "0.5",
+        )
+        == 0
+    )
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert all("d_mismatch" in r and r["d_mismatch"] > 0 for r in rows)
 
 
 @pytest.mark.slow
-def test_fid_runs_with_stats_and_weights_and_is_skipped_with_one_warning_without(data, tmp_path, weights_file, run_cli, monkeypatch):
+def test_fid_runs_with_stats_and_weights_and_is_skipped_with_one_warning_without(
+    data, tmp_path, weights_file, run_cli, monkeypatch
+):
     stats = tmp_path / "stats.npz"
     Stats(np.zeros(2048), np.eye(2048), 10, {}).save(stats)
-    common = ["train", "--data", data / "db", *TINY, "--iters", "2", "--viz-every", "0", "--inception", stats,
-              "--fid-every", "2", "--fid-n", "4"]
+    common = [
+        "train",
+        "--data",
+        data / "db",
+        *TINY,
+        "--iters",
+        "2",
+        "--viz-every",
+        "0",
+        "--inception",
+        stats,
+        "--fid-every",
+        "2",
+        "--fid-n",
+        "4",
+    ]
     code, out, _ = run_cli(*common, "--outdir", tmp_path / "with", "--inception-weights", weights_file)
     assert code == 0
     fids = [r for r in read_metrics(tmp_path / "with" / "metrics.jsonl") if "fid4" in r]  # the name carries --fid-n
@@ -176,8 +263,27 @@ def test_fid_runs_with_stats_and_weights_and_is_skipped_with_one_warning_without
 def test_stage2_trains_the_spec_set_and_keeps_the_frozen_layers_bit_identical(data, stage1, tmp_path):
     source = stage1 / "checkpoints" / "0000024.pt"
     run = tmp_path / "stage2"
-    assert train("--stage", "2", "--data", data / "dbu", "--network", source, "--outdir", run, "--workers", "0",
-                 "--iters", "8", "--log-every", "4", "--viz-every", "8") == 0
+    assert (
+        train(
+            "--stage",
+            "2",
+            "--data",
+            data / "dbu",
+            "--network",
+            source,
+            "--outdir",
+            run,
+            "--workers",
+            "0",
+            "--iters",
+            "8",
+            "--log-every",
+            "4",
+            "--viz-every",
+            "8",
+        )
+        == 0
+    )
     before, after = load_checkpoint(source), load_checkpoint(run / "checkpoints" / "0000008.pt")
     model = ModelConfig.from_dict(after["config"]["model"])
     assert after["stage"] == 2 and after["step"] == 8  # stage 2 counts its own steps (reference bug 26)
@@ -204,7 +310,11 @@ def test_stage2_mask_pairing_swaps_only_broken_samples():
     pretrained[1, 5] = 1.0  # sample 1: the pretrained iris covers everything
     current[0, 5] = 1.0  # sample 0: the current iris does
     paired, swapped = pairing._paired_masks(current, pretrained)
-    assert swapped.tolist() == [False, True] and torch.equal(paired[1], current[1]) and torch.equal(paired[0], pretrained[0])
+    assert (
+        swapped.tolist() == [False, True]
+        and torch.equal(paired[1], current[1])
+        and torch.equal(paired[0], pretrained[0])
+    )
     pairing.config = TrainConfig(dataset="x", checkpoint_dir="y", stage=2, ckpt="z", swap_check="current")
     paired, swapped = pairing._paired_masks(current, pretrained)  # the reference's test
     assert swapped.tolist() == [True, False] and torch.equal(paired[0], current[0])
@@ -217,9 +327,31 @@ def test_stage2_mask_pairing_swaps_only_broken_samples():
 def test_ddp_on_two_gloo_processes_writes_one_checkpoint(data, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "gcgan_cli", "train", "--nproc", "2", "--data", str(data / "db"),
-                             "--outdir", str(run), *TINY, "--iters", "4", "--log-every", "2", "--viz-every", "4"],
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gcgan_cli",
+            "train",
+            "--nproc",
+            "2",
+            "--data",
+            str(data / "db"),
+            "--outdir",
+            str(run),
+            *TINY,
+            "--iters",
+            "4",
+            "--log-every",
+            "2",
+            "--viz-every",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["0000004.pt"]
     config = json.loads((run / "config.json").read_text())
@@ -243,8 +375,22 @@ def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(data
 
     monkeypatch.setattr(GazeMaskDataset, "__getitem__", poisoned)
     run = tmp_path / "nan"
-    code, out, err = run_cli("train", "--data", data / "db", "--outdir", run, *TINY, "--iters", "20",
-                             "--log-every", "2", "--save-every", "4", "--viz-every", "0")
+    code, out, err = run_cli(
+        "train",
+        "--data",
+        data / "db",
+        "--outdir",
+        run,
+        *TINY,
+        "--iters",
+        "20",
+        "--log-every",
+        "2",
+        "--save-every",
+        "4",
+        "--viz-every",
+        "0",
+    )
     assert code == 3
     assert "diverged" in err and "0000004.pt" in err and "Traceback" not in err
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["0000004.pt"]
@@ -256,9 +402,28 @@ def test_a_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(data
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_exits_130(data, tmp_path):
     run = tmp_path / "sigint"
-    process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--data", str(data / "db"),
-                                "--outdir", str(run), *TINY, "--iters", "100000", "--log-every", "1",
-                                "--viz-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gcgan_cli",
+            "train",
+            "--data",
+            str(data / "db"),
+            "--outdir",
+            str(run),
+            *TINY,
+            "--iters",
+            "100000",
+            "--log-every",
+            "1",
+            "--viz-every",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "metrics.jsonl").is_file():
         time.sleep(0.2)
@@ -275,11 +440,34 @@ def test_sigint_saves_a_checkpoint_and_exits_130(data, tmp_path):
 def test_kill_9_never_leaves_a_broken_checkpoint_and_the_run_resumes(data, tmp_path):
     """Saving every step, a SIGKILL lands mid-save sooner or later: only whole files may remain."""
     run = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "gcgan_cli", "train", "--data", str(data / "db"),
-                                "--outdir", str(run), *TINY, "--iters", "100000", "--save-every", "1",
-                                "--keep", "3", "--viz-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gcgan_cli",
+            "train",
+            "--data",
+            str(data / "db"),
+            "--outdir",
+            str(run),
+            *TINY,
+            "--iters",
+            "100000",
+            "--save-every",
+            "1",
+            "--keep",
+            "3",
+            "--viz-every",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").is_dir() else []) < 3:
+    while (
+        time.time() < deadline
+        and len(list((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").is_dir() else []) < 3
+    ):
         time.sleep(0.05)
     time.sleep(0.37)
     process.kill()
@@ -295,8 +483,17 @@ def test_kill_9_never_leaves_a_broken_checkpoint_and_the_run_resumes(data, tmp_p
 
 @pytest.mark.slow
 def test_trainer_stops_when_asked_and_resumes(data, tmp_path):
-    config = resolve({"dataset": str(data / "db"), "checkpoint_dir": str(tmp_path / "run"), "preset": "tiny", "workers": 0,
-                      "iters": 10, "log_every": 1, "viz_every": 0})
+    config = resolve(
+        {
+            "dataset": str(data / "db"),
+            "checkpoint_dir": str(tmp_path / "run"),
+            "preset": "tiny",
+            "workers": 0,
+            "iters": 10,
+            "log_every": 1,
+            "viz_every": 0,
+        }
+    )
     steps = []
     hooks = Hooks(on_step=steps.append, should_stop=lambda: len(steps) >= 3)
     trainer = Trainer(config, hooks)
@@ -315,11 +512,18 @@ def test_trainer_stops_when_asked_and_resumes(data, tmp_path):
 
 def test_options_resolve_defaults_toml_then_flags(data, tmp_path, run_cli):
     toml = tmp_path / "run.toml"
-    toml.write_text(f'dataset = "{data / "db"}"\ncheckpoint-dir = "{tmp_path / "run"}"\npreset = "tiny"\nbatch = 8\nlr = 0.001\n')
+    toml.write_text(
+        f'dataset = "{data / "db"}"\ncheckpoint-dir = "{tmp_path / "run"}"\npreset = "tiny"\nbatch = 8\nlr = 0.001\n'
+    )
     code, out, _ = run_cli("train", "--config", toml, "--batch", "2", "--dry-run")
     assert code == 0
     resolved = json.loads(out)
-    assert resolved["batch"] == 2 and resolved["lr"] == 0.001 and resolved["preset"] == "tiny" and resolved["r1_seg"] is None
+    assert (
+        resolved["batch"] == 2
+        and resolved["lr"] == 0.001
+        and resolved["preset"] == "tiny"
+        and resolved["r1_seg"] is None
+    )
     toml.write_text("bach = 8\n")
     code, _, err = run_cli("train", "--config", toml)
     assert code == 2 and "unknown option(s) bach" in err
@@ -330,12 +534,18 @@ def test_user_mistakes_are_one_line_errors(data, stage1, tmp_path, run_cli):
     cases = [
         (["--data", data / "dbu", "--outdir", tmp_path / "a", *TINY], "no gaze labels"),
         (["--data", data / "db", "--outdir", stage1, *TINY], "pass --resume"),
-        (["--data", data / "db", "--outdir", tmp_path / "b", *TINY, "--precision", "bf16", "--device", "cpu"], "CUDA GPU"),
+        (
+            ["--data", data / "db", "--outdir", tmp_path / "b", *TINY, "--precision", "bf16", "--device", "cpu"],
+            "CUDA GPU",
+        ),
         (["--data", data / "db", "--outdir", tmp_path / "c", "--stage", "2"], "needs --network"),
         (["--outdir", stage1, "--resume", "--batch", "8"], "--batch 4 -> 8"),
         (["--outdir", tmp_path / "none", "--resume"], "no config.json"),
         (["--data", tmp_path, "--outdir", tmp_path / "d", *TINY], str(tmp_path)),
-        (["--stage", "2", "--data", data / "dbu", "--outdir", tmp_path / "e", "--network", data / "db" / "data.mdb"], "data.mdb"),
+        (
+            ["--stage", "2", "--data", data / "dbu", "--outdir", tmp_path / "e", "--network", data / "db" / "data.mdb"],
+            "data.mdb",
+        ),
     ]
     for args, expected in cases:
         code, _, err = run_cli("train", *args)
@@ -348,7 +558,11 @@ def test_the_stage2_freeze_set_at_ref256_leaves_the_reference_count_trainable():
     g = Generator(config)
     trainable = sum(p.numel() for name, p in g.named_parameters() if not stage2_frozen(name, config))
     assert trainable == 5_512_872  # spec §6.1
-    frozen_render = {".".join(n.split(".")[:3]) for n, _ in g.named_parameters() if stage2_frozen(n, config) and n.startswith("render")}
+    frozen_render = {
+        ".".join(n.split(".")[:3])
+        for n, _ in g.named_parameters()
+        if stage2_frozen(n, config) and n.startswith("render")
+    }
     assert frozen_render == {f"render_net.convs.{i}" for i in range(4)}
 
 
@@ -361,14 +575,18 @@ def test_dry_run_shows_the_db_and_the_model_the_run_builds_and_writes_nothing(da
     assert shown["batch"] == 4 and shown["preset"] == "tiny"
     db = shown["db"]
     assert (db["path"], db["count"], db["size"], db["labelled"]) == (str(data / "db"), 40, 32, True)
-    assert db["class_names"][: len(shown["model"]["class_names"])] == shown["model"]["class_names"]  # the tiny seg_dim's
+    assert (
+        db["class_names"][: len(shown["model"]["class_names"])] == shown["model"]["class_names"]
+    )  # the tiny seg_dim's
     assert shown["model"] == json.loads((stage1 / "config.json").read_text())["model"]  # what training built
     model = ModelConfig.from_checkpoint(load_checkpoint(stage1 / "checkpoints" / "0000024.pt"), stage1)
     assert shown["g_params"] == sum(p.numel() for p in Generator(model).parameters()) > 0
     assert shown["d_params"] > 0
     assert not run.exists()
-    for args, words in ((["--data", data / "db", "--preset", "tinyy"], "tinyy"),
-                        (["--data", tmp_path / "none"], f"--data {tmp_path / 'none'} does not exist")):
+    for args, words in (
+        (["--data", data / "db", "--preset", "tinyy"], "tinyy"),
+        (["--data", tmp_path / "none"], f"--data {tmp_path / 'none'} does not exist"),
+    ):
         code, _, err = run_cli("train", *args, "--outdir", run, "--dry-run")
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not run.exists()

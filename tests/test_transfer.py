@@ -28,12 +28,73 @@ EYE = (1, 36, 60)
 @pytest.fixture(scope="module")
 def domains(tmp_path_factory):
     root = tmp_path_factory.mktemp("transfer")
-    assert cli.run(["transfer", "synth", "--outdir", str(root / "s"), "--style", "s", "--format", "unity", "--n", "40", "--seed", "0"]) == 0
-    assert cli.run(["transfer", "synth", "--outdir", str(root / "r.h5"), "--style", "r", "--format", "mpii", "--n", "40", "--persons", "4",
-                    "--seed", "1"]) == 0
-    assert cli.run(["transfer", "synth", "--outdir", str(root / "s_test"), "--style", "s", "--n", "24", "--seed", "5"]) == 0
-    assert cli.run(["transfer", "synth", "--outdir", str(root / "r_test.h5"), "--style", "r", "--format", "mpii", "--n", "24", "--persons", "2",
-                    "--first-person", "4", "--seed", "1"]) == 0
+    assert (
+        cli.run(
+            [
+                "transfer",
+                "synth",
+                "--outdir",
+                str(root / "s"),
+                "--style",
+                "s",
+                "--format",
+                "unity",
+                "--n",
+                "40",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.run(
+            [
+                "transfer",
+                "synth",
+                "--outdir",
+                str(root / "r.h5"),
+                "--style",
+                "r",
+                "--format",
+                "mpii",
+                "--n",
+                "40",
+                "--persons",
+                "4",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.run(["transfer", "synth", "--outdir", str(root / "s_test"), "--style", "s", "--n", "24", "--seed", "5"])
+        == 0
+    )
+    assert (
+        cli.run(
+            [
+                "transfer",
+                "synth",
+                "--outdir",
+                str(root / "r_test.h5"),
+                "--style",
+                "r",
+                "--format",
+                "mpii",
+                "--n",
+                "24",
+                "--persons",
+                "2",
+                "--first-person",
+                "4",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -47,8 +108,15 @@ def _random_estimator(path: Path, seed: int) -> Path:
 def _random_landmarks(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     config = ElgConfig(maps=8, modules=1)
-    save_checkpoint(path, {"kind": "gcgan-landmark-model", "config": {**config.__dict__, "input": list(EYE)},
-                           "model": build_elg(config).state_dict(), "report": {}})
+    save_checkpoint(
+        path,
+        {
+            "kind": "gcgan-landmark-model",
+            "config": {**config.__dict__, "input": list(EYE)},
+            "model": build_elg(config).state_dict(),
+            "report": {},
+        },
+    )
     return path
 
 
@@ -58,8 +126,19 @@ def feature_nets(domains):
 
 
 def _config(domains, out, **overrides) -> TransferConfig:
-    values = dict(s=str(domains / "s"), r=str(domains / "r.h5"), out=str(out), preset="tiny", batch=4, steps=6, log_every=2,
-                  sample_every=0, save_every=0, device="cpu", pool_size=6)
+    values = dict(
+        s=str(domains / "s"),
+        r=str(domains / "r.h5"),
+        out=str(out),
+        preset="tiny",
+        batch=4,
+        steps=6,
+        log_every=2,
+        sample_every=0,
+        save_every=0,
+        device="cpu",
+        pool_size=6,
+    )
     return TransferConfig(**{**values, **overrides}).validate()
 
 
@@ -67,21 +146,39 @@ def _config(domains, out, **overrides) -> TransferConfig:
 
 
 def test_feature_losses_vanish_for_the_identity(feature_nets):
-    gaze, landmarks = losses.frozen_gaze(feature_nets[0], torch.device("cpu")), losses.frozen_landmarks(feature_nets[1], torch.device("cpu"))
+    gaze, landmarks = (
+        losses.frozen_gaze(feature_nets[0], torch.device("cpu")),
+        losses.frozen_landmarks(feature_nets[1], torch.device("cpu")),
+    )
     x = torch.rand(3, *EYE) * 2 - 1
     assert float(losses.gaze_consistency(gaze, x, x)) == 0.0
     assert float(losses.landmark_consistency(landmarks, x, x, losses.landmark_scale("wh", 36, 60))) == 0.0
     assert float(losses.l1(x, x)) == 0.0
     assert float(losses.gaze_consistency(gaze, x, x.flip(-1))) > 0
     target = torch.tensor([[0.1, -0.2]]).expand(3, 2)  # --gaze-target label: against the true gaze instead
-    assert float(losses.gaze_consistency(gaze, x, x, target)) == pytest.approx(float((gaze(x) - target).square().mean()))
+    assert float(losses.gaze_consistency(gaze, x, x, target)) == pytest.approx(
+        float((gaze(x) - target).square().mean())
+    )
 
 
 @pytest.mark.slow
 def test_frozen_networks_pass_gradients_but_do_not_change(domains, feature_nets, tmp_path):
-    trainer = TransferTrainer(_config(domains, tmp_path / "run", lambda_gaze=30.0, lambda_landmarks=15.0, gaze_model=str(feature_nets[0]),
-                                      landmark_model=str(feature_nets[1])), Hooks(), resume=False)
-    before = {name: {k: v.clone() for k, v in net.network.state_dict().items()} for name, net in (("g", trainer.gaze), ("l", trainer.landmarks))}
+    trainer = TransferTrainer(
+        _config(
+            domains,
+            tmp_path / "run",
+            lambda_gaze=30.0,
+            lambda_landmarks=15.0,
+            gaze_model=str(feature_nets[0]),
+            landmark_model=str(feature_nets[1]),
+        ),
+        Hooks(),
+        resume=False,
+    )
+    before = {
+        name: {k: v.clone() for k, v in net.network.state_dict().items()}
+        for name, net in (("g", trainer.gaze), ("l", trainer.landmarks))
+    }
     g_before = [p.clone() for p in trainer.g.parameters()]
     terms = trainer.train_step()
     assert terms["gaze"] > 0 and terms["landmarks"] > 0
@@ -116,14 +213,21 @@ def test_learning_rate_is_constant_then_falls_to_zero(domains, tmp_path):
 
 def test_ini_import_maps_keys_and_reports_traps(tmp_path):
     ini = tmp_path / "fpgan.ini"
-    ini.write_text("[DEFAULT]\nbatch_size = 8\nuse_lsgan = true\nlambda1 = 10\nlambda2 = 10\nlambda_identity = 2\n"
-                   "lambda_gaze = 0\nlambda_landmarks = 0\nlearning_rate = 2e-4\nn_steps = 150000\nnormalise_gaze = False\n"
-                   "S = ../data/UnityEyes/\nR = ../data/MPII.h5\nege_path = ../models/gazenet/\nimage_height = 36\nimage_width = 60\n"
-                   "[EGE]\nlambda_gaze = 30\nnormalise_gaze = True\n"
-                   "[LM_20190116-2305_lm_l15]\ngan_name = lm_l15\n"
-                   "[BAD]\nimage_height = 72\n[BN]\nnorm = batch\n")
+    ini.write_text(
+        "[DEFAULT]\nbatch_size = 8\nuse_lsgan = true\nlambda1 = 10\nlambda2 = 10\nlambda_identity = 2\n"
+        "lambda_gaze = 0\nlambda_landmarks = 0\nlearning_rate = 2e-4\nn_steps = 150000\nnormalise_gaze = False\n"
+        "S = ../data/UnityEyes/\nR = ../data/MPII.h5\nege_path = ../models/gazenet/\nimage_height = 36\nimage_width = 60\n"
+        "[EGE]\nlambda_gaze = 30\nnormalise_gaze = True\n"
+        "[LM_20190116-2305_lm_l15]\ngan_name = lm_l15\n"
+        "[BAD]\nimage_height = 72\n[BN]\nnorm = batch\n"
+    )
     options, warnings = import_ini(ini, "EGE")
-    assert options["lambda_gaze"] == 30 and options["batch"] == 8 and options["lambda_self"] == 2 and options["steps"] == 150000
+    assert (
+        options["lambda_gaze"] == 30
+        and options["batch"] == 8
+        and options["lambda_self"] == 2
+        and options["steps"] == 150000
+    )
     assert options["s"] == "../data/UnityEyes/" and options["lr"] == 2e-4
     assert any("lowercase booleans" in w for w in warnings)
     assert any("normalise_gaze" in w and "rad^-2" in w for w in warnings)
@@ -167,9 +271,32 @@ def test_resume_repeats_an_unbroken_run_exactly(domains, tmp_path, jitter):
 @pytest.mark.slow
 def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_cli):
     run = tmp_path / "run"
-    code, out, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", run, "--preset", "tiny",
-                             "--batch", "4", "--steps", "4", "--log-every", "2", "--sample-every", "2", "--device", "cpu",
-                             "--lambda-gaze", "30", "--gaze-model", feature_nets[0])
+    code, out, err = run_cli(
+        "transfer",
+        "fit",
+        "--s",
+        domains / "s",
+        "--r",
+        domains / "r.h5",
+        "--outdir",
+        run,
+        "--preset",
+        "tiny",
+        "--batch",
+        "4",
+        "--steps",
+        "4",
+        "--log-every",
+        "2",
+        "--sample-every",
+        "2",
+        "--device",
+        "cpu",
+        "--lambda-gaze",
+        "30",
+        "--gaze-model",
+        feature_nets[0],
+    )
     assert code == 0, err
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all("gaze" in r and "d_r" in r for r in rows)
@@ -179,13 +306,27 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert any(line.startswith("│ steps") and "4 of 4" in line for line in log)
     record = load_checkpoint(run / "checkpoints" / "0000004.pt")
     assert record["features"]["gaze"]["sha256"] and record["features"]["landmarks"] is None
-    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", run, "--preset", "tiny")
+    code, _, err = run_cli(
+        "transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", run, "--preset", "tiny"
+    )
     assert code == 2 and "--resume" in err
 
     # 40 images at batch 16: three batches, the last of 8
     outdir = tmp_path / "translated"
-    code, out, err = run_cli("transfer", "run", "--network", run, "--data", domains / "s", "--outdir", outdir, "--batch", "16",
-                             "--device", "cpu")
+    code, out, err = run_cli(
+        "transfer",
+        "run",
+        "--network",
+        run,
+        "--data",
+        domains / "s",
+        "--outdir",
+        outdir,
+        "--batch",
+        "16",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     manifest = [json.loads(line) for line in (outdir / "manifest.jsonl").read_text().splitlines()]
     source = open_source(domains / "s", 0, EyeOptions())
@@ -194,29 +335,90 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
     assert translated.kind == "translated" and len(translated) == 40
     assert np.allclose(translated.gazes, source.gazes)
     again = tmp_path / "again"
-    assert run_cli("transfer", "run", "--network", run, "--data", domains / "s", "--outdir", again, "--batch", "7", "--device", "cpu")[0] == 0
+    assert (
+        run_cli(
+            "transfer",
+            "run",
+            "--network",
+            run,
+            "--data",
+            domains / "s",
+            "--outdir",
+            again,
+            "--batch",
+            "7",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
     for row in manifest[:5]:
         assert (outdir / row["file"]).read_bytes() == (again / row["file"]).read_bytes()  # any batch size, same output
-    code, _, err = run_cli("transfer", "run", "--network", run, "--data", domains / "s", "--outdir", outdir, "--device", "cpu")
+    code, _, err = run_cli(
+        "transfer", "run", "--network", run, "--data", domains / "s", "--outdir", outdir, "--device", "cpu"
+    )
     assert code == 2 and "--overwrite" in err
 
     evaluator = _random_estimator(tmp_path / "e_r.pt", 5)
-    code, out, err = run_cli("gaze", "eval", "--model", evaluator, "--data", outdir, "--json")  # a translated folder is a gaze source
+    code, out, err = run_cli(
+        "gaze", "eval", "--model", evaluator, "--data", outdir, "--json"
+    )  # a translated folder is a gaze source
     assert code == 0, err
     assert json.loads(out)["error_deg"]["count"] == 40
-    held_out = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r.h5")
-    code, out, err = run_cli("transfer", "eval", "--network", run, *held_out, "--gaze-r", evaluator,
-                             "--landmarks-r", feature_nets[1], "--json", "--device", "cpu")
+    held_out = (
+        "--s-test",
+        domains / "s_test",
+        "--r-test",
+        domains / "r_test.h5",
+        "--s-train",
+        domains / "s",
+        "--r-train",
+        domains / "r.h5",
+    )
+    code, out, err = run_cli(
+        "transfer",
+        "eval",
+        "--network",
+        run,
+        *held_out,
+        "--gaze-r",
+        evaluator,
+        "--landmarks-r",
+        feature_nets[1],
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["change"]["translated_vs_source"] > 0 and report["realism"]["frechet_e_r"]["n"] == 12
     assert report["gaze"]["translated"]["count"] == 24 and "loss_net_circular" in report and "landmarks" in report
-    code, _, err = run_cli("transfer", "eval", "--network", run, *held_out, "--gaze-r", feature_nets[0], "--device", "cpu")
+    code, _, err = run_cli(
+        "transfer", "eval", "--network", run, *held_out, "--gaze-r", feature_nets[0], "--device", "cpu"
+    )
     assert code == 2 and "no loss saw" in err
-    leaky = ("--s-test", domains / "s", "--r-test", domains / "r_test.h5", "--s-train", domains / "s_test", "--r-train", domains / "r.h5")
+    leaky = (
+        "--s-test",
+        domains / "s",
+        "--r-test",
+        domains / "r_test.h5",
+        "--s-train",
+        domains / "s_test",
+        "--r-train",
+        domains / "r.h5",
+    )
     code, _, err = run_cli("transfer", "eval", "--network", run, *leaky, "--gaze-r", evaluator, "--device", "cpu")
     assert code == 2 and "--s-test" in err and "held-out" in err
-    shared = ("--s-test", domains / "s_test", "--r-test", domains / "r_test.h5", "--s-train", domains / "s", "--r-train", domains / "r_test.h5")
+    shared = (
+        "--s-test",
+        domains / "s_test",
+        "--r-test",
+        domains / "r_test.h5",
+        "--s-train",
+        domains / "s",
+        "--r-train",
+        domains / "r_test.h5",
+    )
     code, _, err = run_cli("transfer", "eval", "--network", run, *shared, "--gaze-r", evaluator, "--device", "cpu")
     assert code == 2 and "--r-test" in err
 
@@ -225,7 +427,9 @@ def test_fit_run_and_eval_through_the_cli(domains, feature_nets, tmp_path, run_c
 def test_a_nonfinite_loss_stops_the_run_without_saving(domains, tmp_path):
     trainer = TransferTrainer(_config(domains, tmp_path / "run", steps=4, log_every=2), Hooks(), resume=False)
     real_step = trainer.train_step
-    trainer.train_step = lambda: {**real_step(), "cycle": torch.tensor(float("nan"))} if trainer.step == 1 else real_step()
+    trainer.train_step = lambda: (
+        {**real_step(), "cycle": torch.tensor(float("nan"))} if trainer.step == 1 else real_step()
+    )
     with pytest.raises(TrainingDiverged, match="cycle became non-finite by step 2"):
         trainer.train()
     assert trainer.run.checkpoint_files() == []
@@ -244,28 +448,77 @@ def test_realism_judge_and_frechet_distance_tell_domains_apart():
 def test_a_typed_config_file_is_checked(domains, tmp_path, run_cli):
     toml = tmp_path / "run.toml"
     toml.write_text('batch = "8"\n')
-    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "x", "--config", toml)
+    code, _, err = run_cli(
+        "transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "x", "--config", toml
+    )
     assert code == 2 and "batch = '8' must be an int" in err
 
 
 @pytest.mark.slow
 def test_a_resumed_run_keeps_its_learning_rate(domains, tmp_path, run_cli):
-    base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "run", "--preset", "tiny",
-            "--batch", "4", "--device", "cpu", "--sample-every", "0")
+    base = (
+        "transfer",
+        "fit",
+        "--s",
+        domains / "s",
+        "--r",
+        domains / "r.h5",
+        "--outdir",
+        tmp_path / "run",
+        "--preset",
+        "tiny",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+        "--sample-every",
+        "0",
+    )
     assert run_cli(*base, "--steps", "2")[0] == 0
     code, _, err = run_cli(*base, "--steps", "4", "--lr", "1e-3", "--resume")
     assert code == 2 and "--lr" in err
     assert run_cli(*base, "--steps", "4", "--resume")[0] == 0
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["transfer"]["steps"] == 4  # the new length is kept
+    assert (
+        json.loads((tmp_path / "run" / "config.json").read_text())["transfer"]["steps"] == 4
+    )  # the new length is kept
 
 
 def test_bad_options_are_one_line_errors(domains, tmp_path, run_cli):
-    base = ("transfer", "fit", "--s", domains / "s", "--r", domains / "r.h5", "--outdir", tmp_path / "x", "--preset", "tiny")
-    for extra, text in ((("--lambda-gaze", "5"), "--gaze-model"), (("--pool", "big"), "--pool"), (("--preset", "huge"), "--preset"),
-                        (("--batch", "0"), "--batch")):
+    base = (
+        "transfer",
+        "fit",
+        "--s",
+        domains / "s",
+        "--r",
+        domains / "r.h5",
+        "--outdir",
+        tmp_path / "x",
+        "--preset",
+        "tiny",
+    )
+    for extra, text in (
+        (("--lambda-gaze", "5"), "--gaze-model"),
+        (("--pool", "big"), "--pool"),
+        (("--preset", "huge"), "--preset"),
+        (("--batch", "0"), "--batch"),
+    ):
         code, _, err = run_cli(*base, *extra)
         assert code == 2 and text in err and len(err.strip().splitlines()) == 1, err
-    code, _, err = run_cli("transfer", "fit", "--s", domains / "s", "--r", domains / "nope.h5", "--outdir", tmp_path / "y", "--preset", "tiny",
-                           "--steps", "1", "--device", "cpu")
+    code, _, err = run_cli(
+        "transfer",
+        "fit",
+        "--s",
+        domains / "s",
+        "--r",
+        domains / "nope.h5",
+        "--outdir",
+        tmp_path / "y",
+        "--preset",
+        "tiny",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert code == 2 and "nope.h5" in err
     assert not (tmp_path / "y" / "checkpoints").exists()

@@ -11,8 +11,15 @@ from torch import nn
 
 from gcgan_cli.checkpoint import load_checkpoint, save_checkpoint
 from gcgan_cli.core.transfer.networks import (
-    PRESETS, LocalDiscriminator, NetConfig, PatchDiscriminator, SameConv2d, Upsample,
-    build_discriminator, build_generator, same_padding,
+    PRESETS,
+    LocalDiscriminator,
+    NetConfig,
+    PatchDiscriminator,
+    SameConv2d,
+    Upsample,
+    build_discriminator,
+    build_generator,
+    same_padding,
 )
 from gcgan_cli.core.transfer.pool import ImagePool
 from gcgan_cli.errors import UsageError
@@ -32,7 +39,11 @@ def patches(n: int = 2, size=PATCH) -> torch.Tensor:
 def shapes_after(model: nn.Module, kind: type, x: torch.Tensor) -> list[tuple[int, int]]:
     """Spatial sizes of the outputs of every `kind` submodule, in call order."""
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:]))) for m in model.modules() if isinstance(m, kind)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+        for m in model.modules()
+        if isinstance(m, kind)
+    ]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -55,14 +66,17 @@ def test_reference_shapes_at_36x60():
     assert d(x).shape == (2, 1, 3, 4)
 
 
-@pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [
-    (36, 3, 2, (0, 1)),  # even input: the extra pixel goes bottom / right
-    (9, 3, 2, (1, 1)),
-    (36, 4, 2, (1, 1)),
-    (9, 4, 2, (1, 2)),
-    (3, 4, 1, (1, 2)),
-    (60, 7, 1, (3, 3)),
-])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [
+        (36, 3, 2, (0, 1)),  # even input: the extra pixel goes bottom / right
+        (9, 3, 2, (1, 1)),
+        (36, 4, 2, (1, 1)),
+        (9, 4, 2, (1, 2)),
+        (3, 4, 1, (1, 2)),
+        (60, 7, 1, (3, 3)),
+    ],
+)
 def test_same_padding_is_tf_arithmetic(size, kernel, stride, expected):
     assert same_padding(size, kernel, stride) == expected
     out = (size + sum(expected) - kernel) // stride + 1
@@ -168,18 +182,33 @@ def test_tiny_is_a_fraction_of_the_reference():
 def test_init_statistics():
     torch.manual_seed(0)
     g, d = build_generator(REFERENCE), build_discriminator(REFERENCE)
-    convs = torch.cat([m.weight.flatten() for net in (g, d) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    convs = torch.cat(
+        [m.weight.flatten() for net in (g, d) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    )
     assert abs(convs.mean()) < 1e-4 and abs(convs.std() - 0.02) < 2e-4
     scales = torch.cat([m.weight for net in (g, d) for m in net.modules() if isinstance(m, nn.InstanceNorm2d)])
     assert abs(scales.mean() - 1) < 2e-3 and abs(scales.std() - 0.02) < 2e-3
     assert all(m.bias.abs().max() == 0 for net in (g, d) for m in net.modules() if isinstance(m, nn.InstanceNorm2d))
-    biased = [m for net in (g, d) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None]
+    biased = [
+        m
+        for net in (g, d)
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None
+    ]
     assert len(biased) == 1 and biased[0].bias.abs().max() == 0  # only D's last conv
 
 
-@pytest.mark.parametrize("bad", [
-    {"ngf": 0}, {"blocks": -1}, {"upsample": "bilinear"}, {"norm": "group"}, {"netD": "pixel"}, {"d_last_stride": 3},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ngf": 0},
+        {"blocks": -1},
+        {"upsample": "bilinear"},
+        {"norm": "group"},
+        {"netD": "pixel"},
+        {"d_last_stride": 3},
+    ],
+)
 def test_bad_configs_are_one_line_usage_errors(bad):
     with pytest.raises(UsageError) as caught:
         replace(REFERENCE, **bad).validate()

@@ -26,9 +26,15 @@ from gcgan_cli.errors import UsageError
 LOG_SECONDS = "GCGAN_LOG_SECONDS"
 DEFAULT_LOG_SECONDS = 30.0
 
-QuietOpt = Annotated[bool, typer.Option(
-    "--quiet", "-q", help="No progress, status lines or events: only errors and the final summary "
-                          "(a training run's log.txt still gets everything).")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress, status lines or events: only errors and the final summary "
+        "(a training run's log.txt still gets everything).",
+    ),
+]
 
 
 def log_seconds() -> float:
@@ -41,8 +47,10 @@ def log_seconds() -> float:
     except ValueError:
         seconds = math.nan
     if not 0 <= seconds < math.inf:
-        raise UsageError(f"{LOG_SECONDS}={text!r}: expected the seconds between status lines (a number >= 0); "
-                         f"set a number or unset it for the default {DEFAULT_LOG_SECONDS:g}")
+        raise UsageError(
+            f"{LOG_SECONDS}={text!r}: expected the seconds between status lines (a number >= 0); "
+            f"set a number or unset it for the default {DEFAULT_LOG_SECONDS:g}"
+        )
     return seconds
 
 
@@ -91,16 +99,23 @@ class StatusProgress:
     Setting a task's total restarts the clock: the rate counts the work done since.
     """
 
-    def __init__(self, command: str, unit: str, quiet: bool, fields: tuple[str, ...],
-                 log: Callable[[str], None] | None):
+    def __init__(
+        self, command: str, unit: str, quiet: bool, fields: tuple[str, ...], log: Callable[[str], None] | None
+    ):
         self.command, self.unit, self.quiet, self.log = command, unit, quiet, log
         self.console = console
         self.bar = None
         if not quiet and console.is_terminal:
-            self.bar = Progress(TextColumn(f"[bold]{command}[/] {{task.description}}"), BarColumn(),
-                                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                *(TextColumn(f"{{task.fields[{name}]}}") for name in fields),
-                                console=console, transient=True)
+            self.bar = Progress(
+                TextColumn(f"[bold]{command}[/] {{task.description}}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                *(TextColumn(f"{{task.fields[{name}]}}") for name in fields),
+                console=console,
+                transient=True,
+            )
         self.stdout_lines = not quiet and self.bar is None
         self.seconds = log_seconds()
         self.last_line = time.monotonic()
@@ -120,17 +135,27 @@ class StatusProgress:
                     self._line(task)
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields) -> int:
-        bar_id = None if self.bar is None else self.bar.add_task(description, total=total, completed=completed,
-                                                                  **fields)
+        bar_id = (
+            None if self.bar is None else self.bar.add_task(description, total=total, completed=completed, **fields)
+        )
         self.tasks.append(_Task(bar_id, description, total, completed, dict(fields), time.monotonic(), completed))
         return len(self.tasks) - 1
 
-    def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
-               advance: float | None = None, description: str | None = None, **fields) -> None:
+    def update(
+        self,
+        task_id: int,
+        *,
+        total: float | None = None,
+        completed: float | None = None,
+        advance: float | None = None,
+        description: str | None = None,
+        **fields,
+    ) -> None:
         task = self.tasks[task_id]
         if self.bar is not None:
-            self.bar.update(task.bar_id, total=total, completed=completed, advance=advance, description=description,
-                            **fields)
+            self.bar.update(
+                task.bar_id, total=total, completed=completed, advance=advance, description=description, **fields
+            )
         moved = completed is not None or advance is not None
         task.fresh = task.fresh or moved or bool(fields)
         task.fields.update(fields)
@@ -173,16 +198,25 @@ class StatusProgress:
         if task.total:
             count += f" ({100 * task.completed / task.total:.0f}%)"
         speed = f"{rate:.1f}" if rate >= 10 else f"{rate:.2f}"
-        parts = [" ".join(filter(None, (self.command, task.description))), count, f"{speed} {self.unit}/s",
-                 f"elapsed {clock(elapsed)}"]
+        parts = [
+            " ".join(filter(None, (self.command, task.description))),
+            count,
+            f"{speed} {self.unit}/s",
+            f"elapsed {clock(elapsed)}",
+        ]
         if task.total is not None and rate > 0:
             parts.append(f"eta {clock(max(task.total - task.completed, 0) / rate)}")
         parts += [str(value) for value in task.fields.values() if value != ""]
         return "  ".join(parts)
 
 
-def progress_bar(command: str, unit: str = "items", quiet: bool = False, fields: tuple[str, ...] = (),
-                 log: Callable[[str], None] | None = None) -> StatusProgress:
+def progress_bar(
+    command: str,
+    unit: str = "items",
+    quiet: bool = False,
+    fields: tuple[str, ...] = (),
+    log: Callable[[str], None] | None = None,
+) -> StatusProgress:
     """Progress for `command` counting `unit` (plural); `fields` name extra task fields shown after the bar."""
     return StatusProgress(command, unit, quiet, fields, log)
 

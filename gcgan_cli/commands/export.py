@@ -15,12 +15,15 @@ from gcgan_cli.core.folders import CARD, CONFIG, WEIGHTS
 
 
 def export_command(
-    network: Annotated[Path, typer.Option(
-        "--network", help="A checkpoint from `gcgan train` (RUN/checkpoints/NNNNNNN.pt).")],
-    outdir: Annotated[Path, typer.Option(
-        "--outdir", "-o", help=f"The model folder to write: {WEIGHTS}, {CONFIG}, {CARD}.")],
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an earlier export at --outdir, once the new one is complete.")] = False,
+    network: Annotated[
+        Path, typer.Option("--network", help="A checkpoint from `gcgan train` (RUN/checkpoints/NNNNNNN.pt).")
+    ],
+    outdir: Annotated[
+        Path, typer.Option("--outdir", "-o", help=f"The model folder to write: {WEIGHTS}, {CONFIG}, {CARD}.")
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier export at --outdir, once the new one is complete.")
+    ] = False,
 ) -> None:
     """Export G_ema of a training checkpoint as a model folder: no pickle, no optimizer state.
 
@@ -32,10 +35,15 @@ def export_command(
 
     summary = export_generator(network, outdir, overwrite)
     table = summary_table("gcgan export")
-    table.add_row("network", f"{network} (step {summary['step']}, {summary['kimg']:g} kimg, "
-                             f"sha256 {summary['source']['sha256'][:12]})")
-    table.add_row("weights", f"{outdir / WEIGHTS} (G_ema + {summary['gaze_labels']['count']} gaze labels, "
-                             f"sha256 {summary['weights_sha256'][:12]})")
+    table.add_row(
+        "network",
+        f"{network} (step {summary['step']}, {summary['kimg']:g} kimg, sha256 {summary['source']['sha256'][:12]})",
+    )
+    table.add_row(
+        "weights",
+        f"{outdir / WEIGHTS} (G_ema + {summary['gaze_labels']['count']} gaze labels, "
+        f"sha256 {summary['weights_sha256'][:12]})",
+    )
     measured = ", ".join(f"{name} {value:.4g}" for name, value in summary["metrics"].items())
     table.add_row("measured", measured or "nothing at this step")
     table.add_row("model card", str(outdir / CARD))

@@ -20,11 +20,24 @@ from gcgan_cli.outputs import output_file
 
 def inception_command(
     db: Annotated[Path, typer.Option("--data", help="A DB from `gcgan pack`.")],
-    output: Annotated[Path, typer.Option("--out", "-o", help="The statistics file to write (.npz: mu, sigma, count, config).")],
-    n: Annotated[int | None, typer.Option("--n", min=2, help="Use this many images, spread evenly over the DB (default: all).")] = None,
+    output: Annotated[
+        Path, typer.Option("--out", "-o", help="The statistics file to write (.npz: mu, sigma, count, config).")
+    ],
+    n: Annotated[
+        int | None, typer.Option("--n", min=2, help="Use this many images, spread evenly over the DB (default: all).")
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 50,
-    weights: Annotated[Path | None, typer.Option("--inception-weights", help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there when online).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", min=0, help="DataLoader workers decoding PNGs (default: cores - 1).")] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--inception-weights",
+            help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there when online).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=0, help="DataLoader workers decoding PNGs (default: cores - 1)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -46,16 +59,25 @@ def inception_command(
     start = time.perf_counter()
     with progress_bar("inception") as progress:
         bar = progress.add_task("features", total=None)
-        stats = dataset_stats(db, network, device, n, batch, workers,
-                              on_start=lambda total: progress.update(bar, total=total),
-                              on_batch=lambda count: progress.advance(bar, count))
+        stats = dataset_stats(
+            db,
+            network,
+            device,
+            n,
+            batch,
+            workers,
+            on_start=lambda total: progress.update(bar, total=total),
+            on_batch=lambda count: progress.advance(bar, count),
+        )
     elapsed = time.perf_counter() - start
     stats.config["weights"] = str(path)
     stats.save(output)
     table = summary_table("gcgan inception")
     table.add_row("DB", f"{db} ({meta.count} records, {meta.size}x{meta.size})")
     table.add_row("images", f"{stats.count} ({stats.config['selection']})")
-    table.add_row("features", f"{stats.mu.shape[0]}-d; |mu| {np.linalg.norm(stats.mu):.3f}, tr(sigma) {np.trace(stats.sigma):.3f}")
+    table.add_row(
+        "features", f"{stats.mu.shape[0]}-d; |mu| {np.linalg.norm(stats.mu):.3f}, tr(sigma) {np.trace(stats.sigma):.3f}"
+    )
     table.add_row("time", f"{elapsed:.1f} s, {stats.count / elapsed:.1f} img/s on {device}")
     table.add_row("weights", str(path))
     table.add_row("output", str(output))

@@ -25,22 +25,41 @@ if TYPE_CHECKING:
 
 
 def interpolate_command(
-    ckpt: Annotated[Path, typer.Option(
-        "--network", help="A checkpoint from `gcgan train` or a model folder from `gcgan export`.")],
-    latent: Annotated[Path, typer.Option(help="A latent from `gcgan sample --save-latent` (compact W+ \\[rows, style_dim], or a w \\[style_dim]).")],
+    ckpt: Annotated[
+        Path, typer.Option("--network", help="A checkpoint from `gcgan train` or a model folder from `gcgan export`.")
+    ],
+    latent: Annotated[
+        Path,
+        typer.Option(
+            help="A latent from `gcgan sample --save-latent` (compact W+ \\[rows, style_dim], or a w \\[style_dim])."
+        ),
+    ],
     outdir: Annotated[Path, typer.Option("--outdir", "-o", help="Folder for the GIFs.")] = Path("results_interp"),
-    component: Annotated[str, typer.Option(help="A class of the checkpoint (e.g. nose, eye, iris, eyebrow, skin, background), gaze, or all.")] = "all",
+    component: Annotated[
+        str,
+        typer.Option(help="A class of the checkpoint (e.g. nose, eye, iris, eyebrow, skin, background), gaze, or all."),
+    ] = "all",
     frames: Annotated[int, typer.Option(min=2, help="Frames per animation.")] = 160,
-    keyframes: Annotated[int, typer.Option(min=2, help="Random codes the spline passes through (the base is the first).")] = 8,
+    keyframes: Annotated[
+        int, typer.Option(min=2, help="Random codes the spline passes through (the base is the first).")
+    ] = 8,
     fps: Annotated[float, typer.Option(min=0.1, help="Frames per second of the GIF (and MP4).")] = 30.0,
-    with_mask: Annotated[bool, typer.Option("--with-mask", help="Frames show image | coloured mask side by side.")] = False,
-    gaze: Annotated[str | None, typer.Option(help="PITCH,YAW for the part animations (default: the gaze the latent was sampled at, from samples.jsonl beside it).")] = None,
+    with_mask: Annotated[
+        bool, typer.Option("--with-mask", help="Frames show image | coloured mask side by side.")
+    ] = False,
+    gaze: Annotated[
+        str | None,
+        typer.Option(
+            help="PITCH,YAW for the part animations (default: the gaze the latent was sampled at, from samples.jsonl beside it)."
+        ),
+    ] = None,
     truncation: Annotated[float, typer.Option(min=0.0, max=1.0, help="Truncation of the random keyframe codes.")] = 0.7,
     batch: Annotated[int, typer.Option(min=1, help="Frames per forward pass.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the keyframe codes.")] = 0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use G_ema (default) or the raw G.")] = True,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace animations of the same names already in --outdir.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace animations of the same names already in --outdir.")
+    ] = False,
     allow_extrapolation: AllowExtrapolationOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -50,8 +69,13 @@ def interpolate_command(
     """
     import torch
 
-    from gcgan_cli.core.synthesis import (animation_files, check_label_range, component_rows, load_generator,
-                                          write_animations)
+    from gcgan_cli.core.synthesis import (
+        animation_files,
+        check_label_range,
+        component_rows,
+        load_generator,
+        write_animations,
+    )
 
     fixed = parse_gaze(gaze) if gaze is not None else None
     loaded = load_generator(ckpt, device, ema)
@@ -69,14 +93,28 @@ def interpolate_command(
     with writer_lock(outdir, "interpolate"):
         taken = [path.name for path in animation_files(outdir, names) if path.exists()]
         if taken and not overwrite:
-            raise UsageError(f"--outdir {outdir} already holds {listing(taken)}; pass --overwrite to replace them "
-                             "or choose another folder")
+            raise UsageError(
+                f"--outdir {outdir} already holds {listing(taken)}; pass --overwrite to replace them "
+                "or choose another folder"
+            )
         output_folder(outdir, "--outdir")
         with progress_bar("interpolate") as progress:
             bar = progress.add_task("", total=len(names) * frames)
-            written = write_animations(loaded, base, base_gaze, names, outdir, frames, keyframes, truncation, batch,
-                                       seed, fps, with_mask,
-                                       on_advance=lambda name, k: progress.update(bar, description=name, advance=k))
+            written = write_animations(
+                loaded,
+                base,
+                base_gaze,
+                names,
+                outdir,
+                frames,
+                keyframes,
+                truncation,
+                batch,
+                seed,
+                fps,
+                with_mask,
+                on_advance=lambda name, k: progress.update(bar, description=name, advance=k),
+            )
     elapsed = time.perf_counter() - start
     table = summary_table("gcgan interpolate")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step})")
@@ -96,18 +134,28 @@ def _read_latent(path: Path, config) -> torch.Tensor:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatasetError(f"--latent {path}: not a readable .npy ({reason}); give a NNNNNN_latent.npy "
-                           "from `gcgan sample --save-latent`") from None
+        raise DatasetError(
+            f"--latent {path}: not a readable .npy ({reason}); give a NNNNNN_latent.npy "
+            "from `gcgan sample --save-latent`"
+        ) from None
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
         raise DatasetError(f"--latent {path}: not an array of numbers; give a latent from `gcgan sample --save-latent`")
-    array = np.asarray(array, dtype=np.float32).squeeze(0) if array.ndim == 3 and array.shape[0] == 1 else np.asarray(array, dtype=np.float32)
+    array = (
+        np.asarray(array, dtype=np.float32).squeeze(0)
+        if array.ndim == 3 and array.shape[0] == 1
+        else np.asarray(array, dtype=np.float32)
+    )
     if array.shape == (config.style_dim,) or array.shape == (1, config.style_dim):
         array = np.repeat(array.reshape(1, -1), config.n_latent, axis=0)
     if array.shape != (config.n_latent, config.style_dim):
-        raise DatasetError(f"--latent {path}: shape {array.shape}; this checkpoint's latents are ({config.n_latent}, {config.style_dim}) compact W+ or ({config.style_dim},) w")
+        raise DatasetError(
+            f"--latent {path}: shape {array.shape}; this checkpoint's latents are ({config.n_latent}, {config.style_dim}) compact W+ or ({config.style_dim},) w"
+        )
     if not np.isfinite(array).all():
-        raise DatasetError(f"--latent {path}: {int((~np.isfinite(array)).sum())} value(s) are NaN or infinite; "
-                           "give a latent from `gcgan sample --save-latent`")
+        raise DatasetError(
+            f"--latent {path}: {int((~np.isfinite(array)).sum())} value(s) are NaN or infinite; "
+            "give a latent from `gcgan sample --save-latent`"
+        )
     return torch.from_numpy(array)
 
 
@@ -123,8 +171,9 @@ def _base_gaze(latent: Path, labels: torch.Tensor) -> tuple[tuple[float, float],
                     continue
                 pitch, yaw = float(row["pitch"]), float(row["yaw"])
             except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
-                raise DatasetError(f"{manifest}:{number}: expected a JSON row with latent, pitch and yaw; "
-                                   "fix the line or pass --gaze") from None
+                raise DatasetError(
+                    f"{manifest}:{number}: expected a JSON row with latent, pitch and yaw; fix the line or pass --gaze"
+                ) from None
             where = f"{manifest}:{number}"
             return check_pair(pitch, yaw, where), where
     pitch, yaw = labels.median(dim=0).values.tolist()

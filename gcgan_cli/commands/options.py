@@ -25,9 +25,11 @@ DeviceOpt = Annotated[
 
 AllowExtrapolationOpt = Annotated[
     bool,
-    typer.Option("--allow-extrapolation",
-                 help="Accept gazes more than 0.1 rad beyond the checkpoint's training label set on an axis "
-                      "(the generator never saw them; what it draws there is not that gaze)."),
+    typer.Option(
+        "--allow-extrapolation",
+        help="Accept gazes more than 0.1 rad beyond the checkpoint's training label set on an axis "
+        "(the generator never saw them; what it draws there is not that gaze).",
+    ),
 ]
 
 
@@ -39,4 +41,3 @@ def parse_gaze(text: str) -> tuple[float, float]:
     except ValueError:
         raise UsageError(f"--gaze {text!r}: expected PITCH,YAW in radians, e.g. --gaze -0.1,0.25") from None
     return check_pair(pitch, yaw, f"--gaze {text}", UsageError)
-

@@ -22,14 +22,30 @@ SCALE_HELP = "auto (gpu on a CUDA device, else cpu), cpu, gpu or tiny (the tests
 
 
 def quickstart_command(
-    outdir: Annotated[Path, typer.Option("--outdir", "-o", help=(
-        "The run folder: data, both training runs, samples, GIFs, gaze and FP-GAN results, index.html. "
-        "Running again continues it: finished steps are skipped."))] = Path("runs/quickstart"),
-    minutes: Annotated[float, typer.Option(min=0.1, help=(
-        "The time box: each step gets a share, the trainings fill theirs at the speed measured."))] = 12.0,
+    outdir: Annotated[
+        Path,
+        typer.Option(
+            "--outdir",
+            "-o",
+            help=(
+                "The run folder: data, both training runs, samples, GIFs, gaze and FP-GAN results, index.html. "
+                "Running again continues it: finished steps are skipped."
+            ),
+        ),
+    ] = Path("runs/quickstart"),
+    minutes: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help=("The time box: each step gets a share, the trainings fill theirs at the speed measured.")
+        ),
+    ] = 12.0,
     device: DeviceOpt = "auto",
-    threads: Annotated[int, typer.Option(min=0, help=(
-        "CPU threads for torch (0: the cores the 1-minute load average leaves free, at least 1)."))] = 0,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=0, help=("CPU threads for torch (0: the cores the 1-minute load average leaves free, at least 1).")
+        ),
+    ] = 0,
     scale: Annotated[str, typer.Option(hidden=True, help=SCALE_HELP)] = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -46,8 +62,14 @@ def quickstart_command(
         raise UsageError(f"--scale {scale}: choose auto, {', '.join(qs.SCALES)}")
     chosen = qs.SCALES[name]
     qs.check_outdir(outdir, chosen)
-    options = qs.Options(outdir=outdir, minutes=minutes, device=str(device), scale=chosen,
-                         threads=qs.cpu_threads(threads) if device.type == "cpu" else 0, quiet=quiet)
+    options = qs.Options(
+        outdir=outdir,
+        minutes=minutes,
+        device=str(device),
+        scale=chosen,
+        threads=qs.cpu_threads(threads) if device.type == "cpu" else 0,
+        quiet=quiet,
+    )
     outdir.mkdir(parents=True, exist_ok=True)
     log_path = outdir / qs.LOG
 
@@ -57,8 +79,9 @@ def quickstart_command(
 
     stop_on_sigterm()
     threads_used = f", {options.threads} CPU thread(s)" if options.threads else ""
-    start = (f"gcgan quickstart: {minutes:g} minutes on {options.device}{threads_used}, scale {chosen.name}, "
-             f"into {outdir}")
+    start = (
+        f"gcgan quickstart: {minutes:g} minutes on {options.device}{threads_used}, scale {chosen.name}, into {outdir}"
+    )
     split = _split_table(options)
     log(start + "\n" + plain_text(split))
     if not quiet:
@@ -70,12 +93,19 @@ def quickstart_command(
             command=lambda line: progress.print(f"$ {line}"),
             step_started=lambda index, step, budget: (
                 progress.update(bar, description=step),
-                progress.print(f"[bold]step {index + 1}/{len(qs.STEPS)}[/] {escape(step)}: {clock(budget)} "
-                               "of the time box", markup=True)),
+                progress.print(
+                    f"[bold]step {index + 1}/{len(qs.STEPS)}[/] {escape(step)}: {clock(budget)} of the time box",
+                    markup=True,
+                ),
+            ),
             step_done=lambda index, result, skipped: (
                 progress.advance(bar),
-                progress.print(f"{result.name}: {'already done' if skipped else 'done in ' + clock(result.seconds)}: "
-                               f"{result.headline}")))
+                progress.print(
+                    f"{result.name}: {'already done' if skipped else 'done in ' + clock(result.seconds)}: "
+                    f"{result.headline}"
+                ),
+            ),
+        )
         results = qs.run_quickstart(options, _runner(quiet, log_path), events)
     table = _summary_table(results, outdir)
     log(plain_text(table))
@@ -105,8 +135,10 @@ def _split_table(options: qs.Options) -> Table | str:
     """The split of the time box between the steps still to run, printed before they start."""
     left = qs.plan(options.outdir, options.minutes)
     if not left:
-        return (f"every step is finished: {options.outdir / qs.PAGE}; to redo a step and those after it, "
-                f"delete its {qs.STEPS_DIR}/NAME.json")
+        return (
+            f"every step is finished: {options.outdir / qs.PAGE}; to redo a step and those after it, "
+            f"delete its {qs.STEPS_DIR}/NAME.json"
+        )
     table = Table(title="the time box")
     for column in ("step", "share", "ends by"):
         table.add_column(column)

@@ -30,32 +30,79 @@ GAZE_GRID_MAX = 64  # rows of --gaze-grid: 4,096 gazes, far more than a sheet sh
 
 
 def sample_command(
-    ckpt: Annotated[Path, typer.Option(
-        "--network", help="A checkpoint from `gcgan train` (stage 1 or 2) or a model folder from `gcgan export`.")],
-    outdir: Annotated[Path, typer.Option("--outdir", "-o", help="Folder for the samples and samples.jsonl.")] = Path("results"),
-    n: Annotated[int | None, typer.Option("--n", min=1, help="Number of samples (default 8, or one per --seeds).")] = None,
+    ckpt: Annotated[
+        Path,
+        typer.Option(
+            "--network", help="A checkpoint from `gcgan train` (stage 1 or 2) or a model folder from `gcgan export`."
+        ),
+    ],
+    outdir: Annotated[Path, typer.Option("--outdir", "-o", help="Folder for the samples and samples.jsonl.")] = Path(
+        "results"
+    ),
+    n: Annotated[
+        int | None, typer.Option("--n", min=1, help="Number of samples (default 8, or one per --seeds).")
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Samples per forward pass.")] = 32,
-    truncation: Annotated[float, typer.Option(min=0.0, max=1.0, help="psi: w <- w_bar + psi (w - w_bar); 1 = none.")] = 0.7,
-    gaze_labels: Annotated[Path | None, typer.Option(help="Draw gazes from this label set (.npy [N, 2] or .json) instead of the checkpoint's.")] = None,
+    truncation: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="psi: w <- w_bar + psi (w - w_bar); 1 = none.")
+    ] = 0.7,
+    gaze_labels: Annotated[
+        Path | None,
+        typer.Option(help="Draw gazes from this label set (.npy [N, 2] or .json) instead of the checkpoint's."),
+    ] = None,
     gaze: Annotated[str | None, typer.Option(help="One gaze for every sample: PITCH,YAW in radians.")] = None,
-    gaze_grid_rows: Annotated[int | None, typer.Option(
-        "--gaze-grid", min=1, max=GAZE_GRID_MAX,
-        help="Cycle through an R x R grid over the training gaze range (5th-95th percentiles).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of z and of the gazes drawn, for the whole run (default 0).")] = None,
-    seeds: Annotated[str | None, typer.Option(
-        "--seeds", help="Per-image seeds instead, e.g. 0-99 or 1,5,9: image i draws z from seed S_i and its gaze "
-                        "from S_i + 1, as `gcgan fid --seeds` does, whatever the batch or the other seeds.")] = None,
-    save_latent: Annotated[bool, typer.Option("--save-latent", help="Also write NNNNNN_latent.npy: the truncated compact W+ \\[rows, style_dim] float32 (see README).")] = False,
+    gaze_grid_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--gaze-grid",
+            min=1,
+            max=GAZE_GRID_MAX,
+            help="Cycle through an R x R grid over the training gaze range (5th-95th percentiles).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of z and of the gazes drawn, for the whole run (default 0).")
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            help="Per-image seeds instead, e.g. 0-99 or 1,5,9: image i draws z from seed S_i and its gaze "
+            "from S_i + 1, as `gcgan fid --seeds` does, whatever the batch or the other seeds.",
+        ),
+    ] = None,
+    save_latent: Annotated[
+        bool,
+        typer.Option(
+            "--save-latent",
+            help="Also write NNNNNN_latent.npy: the truncated compact W+ \\[rows, style_dim] float32 (see README).",
+        ),
+    ] = False,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use G_ema (default) or the raw G.")] = True,
-    sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help=f"Write {SHEET}: the first {SHEET_MAX} samples with gaze arrows beside their masks.")] = True,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite",
-        help="Replace --outdir (an earlier run's folder) as a whole, once the new samples are complete.")] = False,
+    sheet: Annotated[
+        bool,
+        typer.Option(
+            "--sheet/--no-sheet",
+            help=f"Write {SHEET}: the first {SHEET_MAX} samples with gaze arrows beside their masks.",
+        ),
+    ] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace --outdir (an earlier run's folder) as a whole, once the new samples are complete.",
+        ),
+    ] = False,
     allow_extrapolation: AllowExtrapolationOpt = False,
-    compile: Annotated[bool, typer.Option(
-        "--compile", help="Render through torch.compile. For GPUs: the first batch (and a smaller last one) is slow "
-                          "while its graph compiles. It works on the CPU too (inductor builds C++ with gcc). "
-                          "GCGAN_COMPILE_BACKEND picks the backend (default inductor).")] = False,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Render through torch.compile. For GPUs: the first batch (and a smaller last one) is slow "
+            "while its graph compiles. It works on the CPU too (inductor builds C++ with gcc). "
+            "GCGAN_COMPILE_BACKEND picks the backend (default inductor).",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Sample gaze-conditioned images with their part masks from a training checkpoint.
@@ -67,7 +114,11 @@ def sample_command(
     from cuda_ops import compiler
     from gcgan_cli.core.synthesis import check_label_range, drawn_inputs, load_generator, parse_seeds, write_samples
 
-    chosen = [name for name, value in (("--gaze", gaze), ("--gaze-grid", gaze_grid_rows), ("--gaze-labels", gaze_labels)) if value is not None]
+    chosen = [
+        name
+        for name, value in (("--gaze", gaze), ("--gaze-grid", gaze_grid_rows), ("--gaze-labels", gaze_labels))
+        if value is not None
+    ]
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)}: choose one way to set the gazes")
     fixed = parse_gaze(gaze) if gaze is not None else None
@@ -95,16 +146,34 @@ def sample_command(
         _check_outdir(outdir, overwrite)
         with built_in_place(outdir) as building, reporting_disk_full(outdir), progress_bar("sample") as progress:
             bar = progress.add_task("", total=n)
-            write_samples(loaded, building, z, gazes, image_seeds, seed, truncation, batch, save_latent, sheet,
-                          {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
-                          on_advance=lambda k: progress.advance(bar, k), compile=compile)
+            write_samples(
+                loaded,
+                building,
+                z,
+                gazes,
+                image_seeds,
+                seed,
+                truncation,
+                batch,
+                save_latent,
+                sheet,
+                {"checkpoint": str(ckpt), "checkpoint_sha256": loaded.sha256, "ema": ema},
+                on_advance=lambda k: progress.advance(bar, k),
+                compile=compile,
+            )
     elapsed = time.perf_counter() - start
     table = summary_table("gcgan sample")
     table.add_row("checkpoint", f"{ckpt} (step {loaded.step}, {'G_ema' if ema else 'G'}, sha256 {loaded.sha256[:12]})")
-    table.add_row("samples", f"{n} at {loaded.config.size}x{loaded.config.size}, {loaded.config.seg_dim} classes, truncation {truncation}")
+    table.add_row(
+        "samples",
+        f"{n} at {loaded.config.size}x{loaded.config.size}, {loaded.config.seg_dim} classes, truncation {truncation}",
+    )
     table.add_row("gazes", chosen[0] if chosen else "drawn from the checkpoint's training label set")
-    table.add_row("time", f"{elapsed:.1f} s, {n / elapsed:.1f} img/s on {device}, batch {batch}"
-                  + (", compiled (the compilation included)" if compile else ""))
+    table.add_row(
+        "time",
+        f"{elapsed:.1f} s, {n / elapsed:.1f} img/s on {device}, batch {batch}"
+        + (", compiled (the compilation included)" if compile else ""),
+    )
     table.add_row("manifest", str(manifest))
     if sheet:
         table.add_row("contact sheet", str(outdir / SHEET))
@@ -119,8 +188,9 @@ def _check_outdir(outdir: Path, overwrite: bool) -> None:
     raise UsageError(f"--outdir {outdir} {held}; pass --overwrite to replace it or choose another folder")
 
 
-def _gazes(labels: torch.Tensor, n: int, fixed: tuple[float, float] | None, grid_rows: int | None,
-           drawn: torch.Tensor) -> torch.Tensor:
+def _gazes(
+    labels: torch.Tensor, n: int, fixed: tuple[float, float] | None, grid_rows: int | None, drawn: torch.Tensor
+) -> torch.Tensor:
     """[n, 2] (pitch, yaw) per sample: the fixed gaze, the grid's, else those drawn from the label set."""
     import torch
 

@@ -28,31 +28,61 @@ from gcgan_cli.errors import UsageError
 # The gaze sources, networks and trainers import torch: they are imported in the functions that use them,
 # so --help stays fast.
 
-app = typer.Typer(help="FP-GAN: translate eye patches between a synthetic (S) and a real (R) domain, keeping gaze and landmarks.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="FP-GAN: translate eye patches between a synthetic (S) and a real (R) domain, keeping gaze and landmarks.",
+    no_args_is_help=True,
+)
 
 EYE_SOURCES = "an eye source: an MPIIFaceGaze .h5, a UnityEyes folder, or a translated folder from `gcgan transfer run`"
 SHOWN = ("g_adv", "f_adv", "cycle", "gaze", "landmarks", "d_r", "d_s")
 DATA, MODEL, LOSSES, SCHEDULE = "Data and run", "Model", "Losses and feature networks", "Schedule"
 OUTPUT, DEVICE = "Output and logging", "Device"
 _PRESET = NET_PRESETS[TransferConfig.preset]
-_NET_FIELDS = {"upsample": "upsample", "net_d": "netD", "d_layers": "d_layers", "d_last_stride": "d_last_stride",
-               "norm": "norm"}
-helped = defaults_help(TransferConfig(), {
-    **{name: f"the preset's ({TransferConfig.preset}: {getattr(_PRESET, field)})" for name, field in _NET_FIELDS.items()},
-    "max_head_pose": "off"})
+_NET_FIELDS = {
+    "upsample": "upsample",
+    "net_d": "netD",
+    "d_layers": "d_layers",
+    "d_last_stride": "d_last_stride",
+    "norm": "norm",
+}
+helped = defaults_help(
+    TransferConfig(),
+    {
+        **{
+            name: f"the preset's ({TransferConfig.preset}: {getattr(_PRESET, field)})"
+            for name, field in _NET_FIELDS.items()
+        },
+        "max_head_pose": "off",
+    },
+)
 
 
 @app.command("synth", epilog=epilog("transfer synth"))
 def synth_command(
-    out: Annotated[Path, typer.Option(
-        "--outdir", "-o", help="The folder to write (unity), or the .h5 file (mpii).")],
-    style: Annotated[str, typer.Option(help="s: clean, UnityEyes-like, wide gaze prior; r: degraded, MPII-like, 15 persons, narrow prior.")] = "s",
-    fmt: Annotated[str, typer.Option("--format", help="unity (N.jpg + N.json) or mpii (one .h5 of 36 x 60 patches).")] = "unity",
+    out: Annotated[Path, typer.Option("--outdir", "-o", help="The folder to write (unity), or the .h5 file (mpii).")],
+    style: Annotated[
+        str,
+        typer.Option(
+            help="s: clean, UnityEyes-like, wide gaze prior; r: degraded, MPII-like, 15 persons, narrow prior."
+        ),
+    ] = "s",
+    fmt: Annotated[
+        str, typer.Option("--format", help="unity (N.jpg + N.json) or mpii (one .h5 of 36 x 60 patches).")
+    ] = "unity",
     n: Annotated[int, typer.Option("--n", min=1, help="Samples to render.")] = 1000,
-    persons: Annotated[int | None, typer.Option(min=1, help="Persons (r: 15 by default; s: one identity per sample).")] = None,
-    first_person: Annotated[int, typer.Option(min=0, help="Number of the first person (train p00-p11 and test p12-p14 from one seed).")] = 0,
-    twin: Annotated[bool, typer.Option("--twin", help="Also write each sample re-rendered in the other style with the same geometry, beside --outdir (OUTDIR-twin).")] = False,
+    persons: Annotated[
+        int | None, typer.Option(min=1, help="Persons (r: 15 by default; s: one identity per sample).")
+    ] = None,
+    first_person: Annotated[
+        int, typer.Option(min=0, help="Number of the first person (train p00-p11 and test p12-p14 from one seed).")
+    ] = 0,
+    twin: Annotated[
+        bool,
+        typer.Option(
+            "--twin",
+            help="Also write each sample re-rendered in the other style with the same geometry, beside --outdir (OUTDIR-twin).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --outdir if it exists.")] = False,
 ) -> None:
@@ -63,8 +93,18 @@ def synth_command(
     start = time.perf_counter()
     with progress_bar("transfer synth") as progress:
         bar = progress.add_task(f"style {style}", total=n * (2 if twin else 1))
-        summary = write_set(out, style, fmt, n, seed=seed, persons=persons, first_person=first_person, twin=twin,
-                            overwrite=overwrite, on_item=lambda: progress.advance(bar))
+        summary = write_set(
+            out,
+            style,
+            fmt,
+            n,
+            seed=seed,
+            persons=persons,
+            first_person=first_person,
+            twin=twin,
+            overwrite=overwrite,
+            on_item=lambda: progress.advance(bar),
+        )
     table = summary_table("gcgan transfer synth")
     for key, value in summary.items():
         table.add_row(str(key), str(value))
@@ -75,12 +115,18 @@ def synth_command(
 @app.command("landmarks-fit", epilog=epilog("transfer landmarks-fit"))
 def landmarks_fit_command(
     data: Annotated[Path, typer.Option("--data", help=f"Training data with landmarks: {EYE_SOURCES}.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The landmark model file to write (the best epoch on validation).")],
-    val: Annotated[Path | None, typer.Option(help="Validation source (default: the training set itself, unaugmented).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The landmark model file to write (the best epoch on validation).")
+    ],
+    val: Annotated[
+        Path | None, typer.Option(help="Validation source (default: the training set itself, unaugmented).")
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 30,
     batch: Annotated[int, typer.Option(min=1, help="Patches per step (GazeML: 32).")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (GazeML: 1e-3).")] = 1e-3,
-    stride: Annotated[int, typer.Option(help="First-layer stride: 1 (GazeML's 36 x 60 recipe) or 2 (FP-GAN's ELG).")] = 1,
+    stride: Annotated[
+        int, typer.Option(help="First-layer stride: 1 (GazeML's 36 x 60 recipe) or 2 (FP-GAN's ELG).")
+    ] = 1,
     maps: Annotated[int, typer.Option(min=1, help="Feature maps (GazeML 36 x 60: 32; FP-GAN: 64).")] = 32,
     modules: Annotated[int, typer.Option(min=1, help="Hourglass modules (GazeML 36 x 60: 2; FP-GAN: 3).")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the split, the order and the weights.")] = 0,
@@ -95,21 +141,28 @@ def landmarks_fit_command(
         raise UsageError(f"--out {out} exists; pass --overwrite to replace it")
     train = open_source(data, 0, EyeOptions(seed=seed))
     val_source = open_source(val, 0, EyeOptions(seed=seed + 1), flag="--val") if val else None
-    config = LandmarkFitConfig(model=ElgConfig(stride=stride, maps=maps, modules=modules), epochs=epochs, batch=batch, lr=lr, seed=seed)
+    config = LandmarkFitConfig(
+        model=ElgConfig(stride=stride, maps=maps, modules=modules), epochs=epochs, batch=batch, lr=lr, seed=seed
+    )
     start = time.perf_counter()
     with progress_bar("transfer landmarks-fit") as progress:
         bar = progress.add_task(train.describe(), total=epochs)
 
         def epoch_done(row: dict) -> None:
             progress.advance(bar)
-            progress.console.print(f"epoch {row['epoch']}: loss {row['loss']:.4g}, landmark error {row['error']:.2f} px "
-                                   f"(iris centre {row['iris_error']:.2f} px)")
+            progress.console.print(
+                f"epoch {row['epoch']}: loss {row['loss']:.4g}, landmark error {row['error']:.2f} px "
+                f"(iris centre {row['iris_error']:.2f} px)"
+            )
 
         report = fit_landmarks(train, val_source, config, out, device, on_epoch=epoch_done)
     table = summary_table("gcgan transfer landmarks-fit")
     table.add_row("data", f"{report['train_count']} train, {report['val_count']} validation")
-    table.add_row("landmark error", f"{report['error']:.2f} px, iris centre {report['iris_error']:.2f} px on {report['measured_on']} "
-                  f"(epoch {report['best_epoch']} of {epochs}; untrained {report['start_error']:.2f} px)")
+    table.add_row(
+        "landmark error",
+        f"{report['error']:.2f} px, iris centre {report['iris_error']:.2f} px on {report['measured_on']} "
+        f"(epoch {report['best_epoch']} of {epochs}; untrained {report['start_error']:.2f} px)",
+    )
     table.add_row("time", f"{time.perf_counter() - start:.1f} s on {device}")
     table.add_row("model", str(out))
     console.print(table)
@@ -117,43 +170,229 @@ def landmarks_fit_command(
 
 @app.command("fit", epilog=epilog("transfer fit"))
 def fit_command(
-    s: Annotated[Path | None, typer.Option("--s", help=helped('s', f"The synthetic domain S: {EYE_SOURCES}."), rich_help_panel=DATA)] = None,
-    r: Annotated[Path | None, typer.Option("--r", help=helped('r', f"The real domain R: {EYE_SOURCES}."), rich_help_panel=DATA)] = None,
-    out: Annotated[Path | None, typer.Option("--outdir", "-o", help=helped('out', "The run folder: checkpoints/, samples/, metrics.jsonl, config.json."), rich_help_panel=DATA)] = None,
-    preset: Annotated[str | None, typer.Option(help=helped('preset', "reference (ngf 64, 6 blocks: GPU) or tiny (CPU)."), rich_help_panel=MODEL)] = None,
-    upsample: Annotated[str | None, typer.Option(help=helped('upsample', "deconv (the reference) or resize (nearest x2 + conv, no checkerboard)."), rich_help_panel=MODEL)] = None,
-    net_d: Annotated[str | None, typer.Option("--netD", help=helped('net_d', "patch (the reference's 4 stride-2 layers) or local (SimGAN's small receptive field)."), rich_help_panel=MODEL)] = None,
-    d_layers: Annotated[int | None, typer.Option(help=helped('d_layers', "Stride-2 layers of the patch discriminator."), rich_help_panel=MODEL)] = None,
-    d_last_stride: Annotated[int | None, typer.Option(help=helped('d_last_stride', "Stride of the last of them: 2 (the reference) or 1 (standard PatchGAN)."), rich_help_panel=MODEL)] = None,
-    norm: Annotated[str | None, typer.Option(help=helped('norm', "instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance norm, and translation runs in eval mode."), rich_help_panel=MODEL)] = None,
-    gaze_model: Annotated[Path | None, typer.Option(help=helped('gaze_model', "The frozen gaze loss network (`gcgan gaze fit --input eye`, trained on S)."), rich_help_panel=LOSSES)] = None,
-    landmark_model: Annotated[Path | None, typer.Option(help=helped('landmark_model', "The frozen landmark loss network (`gcgan transfer landmarks-fit`, trained on S)."), rich_help_panel=LOSSES)] = None,
-    lambda_gaze: Annotated[float | None, typer.Option(help=helped('lambda_gaze', "Gaze consistency weight in rad^-2 (the reference's selected run: 30)."), rich_help_panel=LOSSES)] = None,
-    lambda_landmarks: Annotated[float | None, typer.Option(help=helped('lambda_landmarks', "Landmark consistency weight (the reference's selected run: 15)."), rich_help_panel=LOSSES)] = None,
-    lambda_self: Annotated[float | None, typer.Option(help=helped('lambda_self', "Self-regularisation |G(x) - x| on the generator's own input (the reference's 'identity')."), rich_help_panel=LOSSES)] = None,
-    lambda_idt: Annotated[float | None, typer.Option(help=helped('lambda_idt', "CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here)."), rich_help_panel=LOSSES)] = None,
-    lambda_cycle_s: Annotated[float | None, typer.Option(help=helped('lambda_cycle_s', "Cycle weight |F(G(s)) - s|."), rich_help_panel=LOSSES)] = None,
-    lambda_cycle_r: Annotated[float | None, typer.Option(help=helped('lambda_cycle_r', "Cycle weight |G(F(r)) - r|."), rich_help_panel=LOSSES)] = None,
-    gaze_target: Annotated[str | None, typer.Option(help=helped('gaze_target', "pred: G(s) must read as s reads (the reference); label: as s's true gaze."), rich_help_panel=LOSSES)] = None,
-    landmark_norm: Annotated[str | None, typer.Option(help=helped('landmark_norm', "wh: x / width, y / height; legacy-hw: the reference's swapped axes; legacy-max: / 60."), rich_help_panel=LOSSES)] = None,
-    batch: Annotated[int | None, typer.Option(help=helped('batch', "Patches per domain per step."), rich_help_panel=SCHEDULE)] = None,
-    steps: Annotated[int | None, typer.Option(help=helped('steps', "Training steps; the learning rate falls linearly to 0 over the second half."), rich_help_panel=SCHEDULE)] = None,
-    lr: Annotated[float | None, typer.Option(help=helped('lr', "Adam learning rate."), rich_help_panel=SCHEDULE)] = None,
-    pool: Annotated[str | None, typer.Option(help=helped('pool', "standard (CycleGAN's per-image pool) or legacy (the reference's)."), rich_help_panel=SCHEDULE)] = None,
-    pool_size: Annotated[int | None, typer.Option(help=helped('pool_size', "Fakes kept for D (0 = none)."), rich_help_panel=SCHEDULE)] = None,
-    crop_jitter: Annotated[bool | None, typer.Option("--crop-jitter/--no-crop-jitter", help=helped('crop_jitter', "UnityEyes crop jitter on S (scale 10%, shift 10 px sd)."), rich_help_panel=DATA)] = None,
-    max_head_pose: Annotated[float | None, typer.Option(help=helped('max_head_pose', "Drop UnityEyes samples with head pitch or yaw beyond this many degrees (GazeML: 20)."), rich_help_panel=DATA)] = None,
-    log_every: Annotated[int | None, typer.Option(help=helped('log_every', "A metrics.jsonl row every N steps."), rich_help_panel=OUTPUT)] = None,
-    sample_every: Annotated[int | None, typer.Option(help=helped('sample_every', "A sample sheet every N steps (0 = only at the end)."), rich_help_panel=OUTPUT)] = None,
-    save_every: Annotated[int | None, typer.Option(help=helped('save_every', "A checkpoint every N steps (0 = only at the end)."), rich_help_panel=OUTPUT)] = None,
-    keep: Annotated[int | None, typer.Option(help=helped('keep', "Newest checkpoints kept (0 = all)."), rich_help_panel=OUTPUT)] = None,
-    seed: Annotated[int | None, typer.Option(help=helped('seed', "Seed of weights, data order and pools."), rich_help_panel=SCHEDULE)] = None,
-    device: Annotated[str | None, typer.Option(help=helped('device', f"{DEVICE_CHOICES}."), rich_help_panel=DEVICE)] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Options from a TOML file (flat keys named like the flags).", rich_help_panel=DATA)] = None,
-    from_ini: Annotated[Path | None, typer.Option("--from-ini", help="Options from the FP-GAN original's .ini file (with --section); its traps are reported.", rich_help_panel=DATA)] = None,
-    section: Annotated[str, typer.Option(help="The .ini section to import (values inherit from [DEFAULT]).", rich_help_panel=DATA)] = "DEFAULT",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest checkpoint in --outdir exactly (flags given here win).", rich_help_panel=DATA)] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved options and exit.", rich_help_panel=OUTPUT)] = False,
+    s: Annotated[
+        Path | None,
+        typer.Option("--s", help=helped("s", f"The synthetic domain S: {EYE_SOURCES}."), rich_help_panel=DATA),
+    ] = None,
+    r: Annotated[
+        Path | None, typer.Option("--r", help=helped("r", f"The real domain R: {EYE_SOURCES}."), rich_help_panel=DATA)
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--outdir",
+            "-o",
+            help=helped("out", "The run folder: checkpoints/, samples/, metrics.jsonl, config.json."),
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help=helped("preset", "reference (ngf 64, 6 blocks: GPU) or tiny (CPU)."), rich_help_panel=MODEL),
+    ] = None,
+    upsample: Annotated[
+        str | None,
+        typer.Option(
+            help=helped("upsample", "deconv (the reference) or resize (nearest x2 + conv, no checkerboard)."),
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    net_d: Annotated[
+        str | None,
+        typer.Option(
+            "--netD",
+            help=helped(
+                "net_d", "patch (the reference's 4 stride-2 layers) or local (SimGAN's small receptive field)."
+            ),
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    d_layers: Annotated[
+        int | None,
+        typer.Option(help=helped("d_layers", "Stride-2 layers of the patch discriminator."), rich_help_panel=MODEL),
+    ] = None,
+    d_last_stride: Annotated[
+        int | None,
+        typer.Option(
+            help=helped("d_last_stride", "Stride of the last of them: 2 (the reference) or 1 (standard PatchGAN)."),
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    norm: Annotated[
+        str | None,
+        typer.Option(
+            help=helped(
+                "norm",
+                "instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance norm, and translation runs in eval mode.",
+            ),
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    gaze_model: Annotated[
+        Path | None,
+        typer.Option(
+            help=helped("gaze_model", "The frozen gaze loss network (`gcgan gaze fit --input eye`, trained on S)."),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    landmark_model: Annotated[
+        Path | None,
+        typer.Option(
+            help=helped(
+                "landmark_model", "The frozen landmark loss network (`gcgan transfer landmarks-fit`, trained on S)."
+            ),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    lambda_gaze: Annotated[
+        float | None,
+        typer.Option(
+            help=helped("lambda_gaze", "Gaze consistency weight in rad^-2 (the reference's selected run: 30)."),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    lambda_landmarks: Annotated[
+        float | None,
+        typer.Option(
+            help=helped("lambda_landmarks", "Landmark consistency weight (the reference's selected run: 15)."),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    lambda_self: Annotated[
+        float | None,
+        typer.Option(
+            help=helped(
+                "lambda_self",
+                "Self-regularisation |G(x) - x| on the generator's own input (the reference's 'identity').",
+            ),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    lambda_idt: Annotated[
+        float | None,
+        typer.Option(
+            help=helped(
+                "lambda_idt",
+                "CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here).",
+            ),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    lambda_cycle_s: Annotated[
+        float | None, typer.Option(help=helped("lambda_cycle_s", "Cycle weight |F(G(s)) - s|."), rich_help_panel=LOSSES)
+    ] = None,
+    lambda_cycle_r: Annotated[
+        float | None, typer.Option(help=helped("lambda_cycle_r", "Cycle weight |G(F(r)) - r|."), rich_help_panel=LOSSES)
+    ] = None,
+    gaze_target: Annotated[
+        str | None,
+        typer.Option(
+            help=helped("gaze_target", "pred: G(s) must read as s reads (the reference); label: as s's true gaze."),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    landmark_norm: Annotated[
+        str | None,
+        typer.Option(
+            help=helped(
+                "landmark_norm", "wh: x / width, y / height; legacy-hw: the reference's swapped axes; legacy-max: / 60."
+            ),
+            rich_help_panel=LOSSES,
+        ),
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option(help=helped("batch", "Patches per domain per step."), rich_help_panel=SCHEDULE)
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help=helped("steps", "Training steps; the learning rate falls linearly to 0 over the second half."),
+            rich_help_panel=SCHEDULE,
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help=helped("lr", "Adam learning rate."), rich_help_panel=SCHEDULE)
+    ] = None,
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            help=helped("pool", "standard (CycleGAN's per-image pool) or legacy (the reference's)."),
+            rich_help_panel=SCHEDULE,
+        ),
+    ] = None,
+    pool_size: Annotated[
+        int | None, typer.Option(help=helped("pool_size", "Fakes kept for D (0 = none)."), rich_help_panel=SCHEDULE)
+    ] = None,
+    crop_jitter: Annotated[
+        bool | None,
+        typer.Option(
+            "--crop-jitter/--no-crop-jitter",
+            help=helped("crop_jitter", "UnityEyes crop jitter on S (scale 10%, shift 10 px sd)."),
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    max_head_pose: Annotated[
+        float | None,
+        typer.Option(
+            help=helped(
+                "max_head_pose", "Drop UnityEyes samples with head pitch or yaw beyond this many degrees (GazeML: 20)."
+            ),
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    log_every: Annotated[
+        int | None, typer.Option(help=helped("log_every", "A metrics.jsonl row every N steps."), rich_help_panel=OUTPUT)
+    ] = None,
+    sample_every: Annotated[
+        int | None,
+        typer.Option(
+            help=helped("sample_every", "A sample sheet every N steps (0 = only at the end)."), rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    save_every: Annotated[
+        int | None,
+        typer.Option(
+            help=helped("save_every", "A checkpoint every N steps (0 = only at the end)."), rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None, typer.Option(help=helped("keep", "Newest checkpoints kept (0 = all)."), rich_help_panel=OUTPUT)
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help=helped("seed", "Seed of weights, data order and pools."), rich_help_panel=SCHEDULE),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help=helped("device", f"{DEVICE_CHOICES}."), rich_help_panel=DEVICE)
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Options from a TOML file (flat keys named like the flags).", rich_help_panel=DATA
+        ),
+    ] = None,
+    from_ini: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-ini",
+            help="Options from the FP-GAN original's .ini file (with --section); its traps are reported.",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    section: Annotated[
+        str, typer.Option(help="The .ini section to import (values inherit from [DEFAULT]).", rich_help_panel=DATA)
+    ] = "DEFAULT",
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the newest checkpoint in --outdir exactly (flags given here win).",
+            rich_help_panel=DATA,
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the resolved options and exit.", rich_help_panel=OUTPUT)
+    ] = False,
 ) -> None:
     """Train G: S -> R and F: R -> S (LSGAN, cycle, self-regularisation, and gaze / landmark consistency through frozen networks).
 
@@ -167,7 +406,9 @@ def fit_command(
             console.print(f"[yellow]warning[/] {from_ini} [{section}]: {warning}", soft_wrap=True)
         file_options = {**imported, **file_options}
     # Paths are stored absolute, so a run resumes and is evaluated from any folder.
-    given, file_options = ({k: (_absolute(v) if k in PATH_OPTIONS else v) for k, v in layer.items()} for layer in (given, file_options))
+    given, file_options = (
+        {k: (_absolute(v) if k in PATH_OPTIONS else v) for k, v in layer.items()} for layer in (given, file_options)
+    )
     folder = given["out"] or file_options.get("out")
     stored = None
     if resume:
@@ -213,16 +454,24 @@ def _fit(config: TransferConfig, resume: bool) -> None:
                 log.open()
                 progress.update(bar, completed=info["step"])
                 features = ", ".join(f"{k} {v['path']}" for k, v in info["features"].items() if v) or "none"
-                progress.print(f"[bold]gcgan transfer fit[/]: S {info['s']}; R {info['r']}; G/F {info['g_params']:,} params each, "
-                               f"D {info['d_params']:,}; feature networks: {escape(features)}; on {info['device']}"
-                               + (f"; resuming at step {info['step']}" if info["step"] else ""), markup=True)
+                progress.print(
+                    f"[bold]gcgan transfer fit[/]: S {info['s']}; R {info['r']}; G/F {info['g_params']:,} params each, "
+                    f"D {info['d_params']:,}; feature networks: {escape(features)}; on {info['device']}"
+                    + (f"; resuming at step {info['step']}" if info["step"] else ""),
+                    markup=True,
+                )
 
             def logged(row: dict) -> None:
                 shown = " ".join(f"{k} {row[k]:.3g}" for k in SHOWN if k in row)
                 progress.update(bar, description=f"{row['img_per_s']:.0f} img/s {shown}")
 
-            hooks = Hooks(on_start=started, on_step=lambda step: progress.update(bar, completed=step), on_log=logged,
-                          on_event=progress.print, should_stop=lambda: stop["requested"])
+            hooks = Hooks(
+                on_start=started,
+                on_step=lambda step: progress.update(bar, completed=step),
+                on_log=logged,
+                on_event=progress.print,
+                should_stop=lambda: stop["requested"],
+            )
             result = TransferTrainer(config, hooks, resume).train()
     finally:
         for sig, handler in previous.items():
@@ -243,18 +492,30 @@ def _fit(config: TransferConfig, resume: bool) -> None:
     console.print(table)
     log(plain_text(table))
     if result.interrupted:
-        console.print(f"[yellow]interrupted[/] at step {result.step}; continue with: gcgan transfer fit --resume --outdir {config.out}")
+        console.print(
+            f"[yellow]interrupted[/] at step {result.step}; continue with: gcgan transfer fit --resume --outdir {config.out}"
+        )
         raise typer.Exit(130)
 
 
 @app.command("run", epilog=epilog("transfer run"))
 def run_command(
-    checkpoint: Annotated[Path, typer.Option(
-        "--network", help="A `gcgan transfer fit` run folder (its newest checkpoint) or checkpoint file.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Option("--network", help="A `gcgan transfer fit` run folder (its newest checkpoint) or checkpoint file."),
+    ],
     data: Annotated[Path, typer.Option("--data", help=f"The images to translate: {EYE_SOURCES}.")],
     direction: Annotated[str, typer.Option(help="s2r (G: synthetic to real) or r2s (F: real to synthetic).")] = "s2r",
-    outdir: Annotated[Path, typer.Option("--outdir", help="The translated folder: ID.png, ID_clean.png (the equalised input), manifest.jsonl, transfer.json.")] = Path("translated"),
-    batch: Annotated[int, typer.Option(min=1, help="Patches per forward pass (any size; the last batch may be partial).")] = 100,
+    outdir: Annotated[
+        Path,
+        typer.Option(
+            "--outdir",
+            help="The translated folder: ID.png, ID_clean.png (the equalised input), manifest.jsonl, transfer.json.",
+        ),
+    ] = Path("translated"),
+    batch: Annotated[
+        int, typer.Option(min=1, help="Patches per forward pass (any size; the last batch may be partial).")
+    ] = 100,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --outdir if it is not empty.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -266,11 +527,21 @@ def run_command(
     start = time.perf_counter()
     with progress_bar("transfer run") as progress:
         bar = progress.add_task(direction, total=len(source))
-        summary = translate(checkpoint, source, direction, outdir, batch, device, overwrite,
-                            on_batch=lambda done: progress.update(bar, completed=done))
+        summary = translate(
+            checkpoint,
+            source,
+            direction,
+            outdir,
+            batch,
+            device,
+            overwrite,
+            on_batch=lambda done: progress.update(bar, completed=done),
+        )
     seconds = time.perf_counter() - start
     table = summary_table("gcgan transfer run")
-    table.add_row("translated", f"{summary['count']} images ({direction}, step {summary['step']}) in {summary['batches']} batches")
+    table.add_row(
+        "translated", f"{summary['count']} images ({direction}, step {summary['step']}) in {summary['batches']} batches"
+    )
     table.add_row("mean |G(x) - x|", f"{summary['mean_abs_change']:.3f}")
     table.add_row("time", f"{seconds:.1f} s, {summary['count'] / max(seconds, 1e-9):.0f} img/s")
     table.add_row("folder", str(outdir))
@@ -279,16 +550,49 @@ def run_command(
 
 @app.command("eval", epilog=epilog("transfer eval"))
 def eval_command(
-    checkpoint: Annotated[Path, typer.Option("--network", help="A `gcgan transfer fit` run folder or checkpoint file.")],
-    s_test: Annotated[Path, typer.Option("--s-test", help="Held-out S, with true gazes (and landmarks for --landmarks-r).")],
+    checkpoint: Annotated[
+        Path, typer.Option("--network", help="A `gcgan transfer fit` run folder or checkpoint file.")
+    ],
+    s_test: Annotated[
+        Path, typer.Option("--s-test", help="Held-out S, with true gazes (and landmarks for --landmarks-r).")
+    ],
     r_test: Annotated[Path, typer.Option("--r-test", help="Held-out R persons, with gazes.")],
-    s_train: Annotated[Path, typer.Option("--s-train", help="S training data (the realism judge and the downstream estimator).")],
-    r_train: Annotated[Path, typer.Option("--r-train", help="R training data (the realism judge and the downstream upper bound).")],
-    gaze_r: Annotated[Path, typer.Option("--gaze-r", help="The independent gaze evaluator E_R: an eye estimator trained on R_train, no loss network.")],
-    gaze_s: Annotated[Path | None, typer.Option("--gaze-s", help="E_S': an eye estimator trained on S (another seed or arch than the loss network), for R -> S.")] = None,
-    landmarks_r: Annotated[Path | None, typer.Option("--landmarks-r", help="The independent landmark evaluator L_R (landmarks-fit on R_train).")] = None,
-    twins: Annotated[Path | None, typer.Option("--twins", help="S_test re-rendered in R's style (`transfer synth --twin`): a paired ideal translation.")] = None,
-    downstream_epochs: Annotated[int, typer.Option(min=0, help="Also train fresh estimators on G(S_train), S_train and R_train for this many epochs and test them on R_test (0: off).")] = 0,
+    s_train: Annotated[
+        Path, typer.Option("--s-train", help="S training data (the realism judge and the downstream estimator).")
+    ],
+    r_train: Annotated[
+        Path, typer.Option("--r-train", help="R training data (the realism judge and the downstream upper bound).")
+    ],
+    gaze_r: Annotated[
+        Path,
+        typer.Option(
+            "--gaze-r", help="The independent gaze evaluator E_R: an eye estimator trained on R_train, no loss network."
+        ),
+    ],
+    gaze_s: Annotated[
+        Path | None,
+        typer.Option(
+            "--gaze-s",
+            help="E_S': an eye estimator trained on S (another seed or arch than the loss network), for R -> S.",
+        ),
+    ] = None,
+    landmarks_r: Annotated[
+        Path | None,
+        typer.Option("--landmarks-r", help="The independent landmark evaluator L_R (landmarks-fit on R_train)."),
+    ] = None,
+    twins: Annotated[
+        Path | None,
+        typer.Option(
+            "--twins", help="S_test re-rendered in R's style (`transfer synth --twin`): a paired ideal translation."
+        ),
+    ] = None,
+    downstream_epochs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also train fresh estimators on G(S_train), S_train and R_train for this many epochs and test them on R_test (0: off).",
+        ),
+    ] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here as well.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report (and nothing else).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the downstream estimators.")] = 0,
@@ -299,13 +603,27 @@ def eval_command(
     from gcgan_cli.core.transfer.evaluate import evaluate, table_rows
 
     options = EyeOptions()
-    sources = {name: open_source(path, 0, options, flag=f"--{name.replace('_', '-')}") for name, path in
-               (("s_test", s_test), ("r_test", r_test), ("s_train", s_train), ("r_train", r_train))}
+    sources = {
+        name: open_source(path, 0, options, flag=f"--{name.replace('_', '-')}")
+        for name, path in (("s_test", s_test), ("r_test", r_test), ("s_train", s_train), ("r_train", r_train))
+    }
     twin_source = open_source(twins, 0, options, flag="--twins") if twins else None
     with console.status("transfer eval") as status:
-        report = evaluate(checkpoint, sources["s_test"], sources["r_test"], sources["s_train"], sources["r_train"], gaze_r, device,
-                          gaze_s=gaze_s, landmarks_r=landmarks_r, twins=twin_source, downstream_epochs=downstream_epochs, seed=seed,
-                          on_stage=lambda stage: status.update(f"transfer eval: {stage}"))
+        report = evaluate(
+            checkpoint,
+            sources["s_test"],
+            sources["r_test"],
+            sources["s_train"],
+            sources["r_train"],
+            gaze_r,
+            device,
+            gaze_s=gaze_s,
+            landmarks_r=landmarks_r,
+            twins=twin_source,
+            downstream_epochs=downstream_epochs,
+            seed=seed,
+            on_stage=lambda stage: status.update(f"transfer eval: {stage}"),
+        )
     if out is not None:
         write_json_atomic(out, report)
     if as_json:

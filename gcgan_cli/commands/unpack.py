@@ -16,10 +16,12 @@ from gcgan_cli.data.manifest import MANIFEST
 
 def unpack_command(
     data: Annotated[Path, typer.Option("--data", help="A DB from `gcgan pack`.")],
-    outdir: Annotated[Path, typer.Option(
-        "--outdir", "-o", help=f"The PREP_DIR to write: rgb/NAME.png, mask/NAME.png, {MANIFEST}.")],
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace an earlier PREP_DIR at --outdir, once the new one is complete.")] = False,
+    outdir: Annotated[
+        Path, typer.Option("--outdir", "-o", help=f"The PREP_DIR to write: rgb/NAME.png, mask/NAME.png, {MANIFEST}.")
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier PREP_DIR at --outdir, once the new one is complete.")
+    ] = False,
 ) -> None:
     """Write a packed DB back as a PREP_DIR: each record's image and mask PNG as stored, name and gaze in a manifest.
 
@@ -29,14 +31,25 @@ def unpack_command(
     stop_on_sigterm()
     with progress_bar("unpack", unit="records") as progress:
         bar = progress.add_task("")
-        result = unpack(data, outdir, overwrite, on_start=lambda total: progress.update(bar, total=total),
-                        on_advance=lambda: progress.advance(bar))
+        result = unpack(
+            data,
+            outdir,
+            overwrite,
+            on_start=lambda total: progress.update(bar, total=total),
+            on_advance=lambda: progress.advance(bar),
+        )
     meta = result.meta
     table = summary_table("gcgan unpack")
     table.add_row("DB", f"{data} ({meta.count} records at {meta.size}x{meta.size})")
     table.add_row("gaze", f"{result.labelled} labelled" if result.labelled else "none (unlabelled)")
     table.add_row("PREP_DIR", str(result.outdir))
-    again = f"gcgan pack --data {result.outdir} --outdir NEW_DB --size {meta.size} --classes {','.join(meta.class_names)}"
-    table.add_row("pack again", again if result.in_name_order else
-                  f"{again} (records come back sorted by name: the DB held them in another order)")
+    again = (
+        f"gcgan pack --data {result.outdir} --outdir NEW_DB --size {meta.size} --classes {','.join(meta.class_names)}"
+    )
+    table.add_row(
+        "pack again",
+        again
+        if result.in_name_order
+        else f"{again} (records come back sorted by name: the DB held them in another order)",
+    )
     console.print(table)

@@ -86,8 +86,10 @@ class GazeMaskDataset(Dataset):
         flip = self.flip > 0 and (self.flip >= 1 or torch.rand(()).item() < self.flip)
         if flip:
             image = image[:, ::-1]
-        item = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0),
-                "index": index}
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0),
+            "index": index,
+        }
         if self.with_mask:
             mask = self._resized(_decode(record.mask_png, cv2.IMREAD_UNCHANGED, self.path, index), masks.RESIZE)
             if flip:

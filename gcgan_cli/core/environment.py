@@ -169,7 +169,8 @@ def check_opencv() -> Check:
             "OpenCV",
             WARN,
             f"several distributions share the cv2 folder: {', '.join(installed)}",
-            "pip uninstall -y " + " ".join(d.split()[0] for d in installed)
+            "pip uninstall -y "
+            + " ".join(d.split()[0] for d in installed)
             + " && pip install 'opencv-contrib-python<4.12'",
         )
     return Check("OpenCV", OK, installed[0])

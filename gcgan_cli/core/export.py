@@ -56,8 +56,9 @@ def train_checkpoint(path: Path, required: tuple[str, ...] = TRAIN_KEYS) -> dict
     if record.get("kind") != TRAIN_KIND:
         kind = record.get("kind")
         found = f"a {kind} checkpoint" if isinstance(kind, str) else "a checkpoint without a kind"
-        raise CheckpointError(f"{path} is not a `gcgan train` checkpoint ({found}); give one from a training run's "
-                              "checkpoints/ folder")
+        raise CheckpointError(
+            f"{path} is not a `gcgan train` checkpoint ({found}); give one from a training run's checkpoints/ folder"
+        )
     require_entries(record, required, path)
     return record
 
@@ -91,8 +92,10 @@ def read_export(path: Path) -> ExportedModel:
     model = ModelConfig.from_dict(record.get("model"), f"{config_file}: model config", CheckpointError)
     sha = file_sha256(weights)
     if sha != record.get("weights_sha256"):
-        raise CheckpointError(f"{weights}: its sha256 differs from the weights_sha256 in {config_file} (one of them "
-                              f"was changed or damaged); {EXPORT_AGAIN}")
+        raise CheckpointError(
+            f"{weights}: its sha256 differs from the weights_sha256 in {config_file} (one of them "
+            f"was changed or damaged); {EXPORT_AGAIN}"
+        )
     try:
         with safetensors.safe_open(str(weights), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -100,8 +103,10 @@ def read_export(path: Path) -> ExportedModel:
     except (safetensors.SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc}); {EXPORT_AGAIN}") from exc
     if metadata.get(METADATA_KEY) != _metadata_text(model):
-        raise CheckpointError(f"{config_file}: its model config differs from the one {weights} was exported with "
-                              f"(edited?); restore it or {EXPORT_AGAIN}")
+        raise CheckpointError(
+            f"{config_file}: its model config differs from the one {weights} was exported with "
+            f"(edited?); restore it or {EXPORT_AGAIN}"
+        )
     labels = state.pop(LABELS_TENSOR, None)
     if labels is None or labels.ndim != 2 or labels.shape[1] != 2 or len(labels) == 0:
         raise CheckpointError(f"{weights}: no {LABELS_TENSOR} tensor [N, 2]; {EXPORT_AGAIN}")
@@ -119,8 +124,10 @@ def _read_config(config_file: Path) -> dict:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{config_file}: not a gcgan export config (no '{FORMAT}' format marker)")
     if record.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{config_file}: export format version {record.get('format_version')}; this gcgan "
-                              f"reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{config_file}: export format version {record.get('format_version')}; this gcgan "
+            f"reads version {FORMAT_VERSION}"
+        )
     return record
 
 
@@ -138,8 +145,9 @@ def check_outdir(outdir: Path, network: Path, overwrite: bool) -> None:
     if not outdir.is_dir() or not any(outdir.iterdir()):
         return
     if not (outdir / CONFIG).is_file() or not (outdir / WEIGHTS).is_file():
-        raise UsageError(f"--outdir {outdir} is a folder that is not a gcgan export; refusing to replace it: "
-                         "choose another folder")
+        raise UsageError(
+            f"--outdir {outdir} is a folder that is not a gcgan export; refusing to replace it: choose another folder"
+        )
     if not overwrite:
         raise UsageError(f"--outdir {outdir} already holds an export; pass --overwrite to replace it")
 
@@ -160,8 +168,14 @@ def export_generator(network: Path, outdir: Path, overwrite: bool) -> dict:
     summary = describe(record, network, labels, step, total_batch)
     tensors = {**{name: value.contiguous() for name, value in record["g_ema"].items()}, LABELS_TENSOR: labels}
     weights = safetensors.torch.save(tensors, metadata={METADATA_KEY: _metadata_text(config)})
-    summary = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": config.to_dict(), "weights": WEIGHTS,
-               "weights_sha256": hashlib.sha256(weights).hexdigest(), **summary}
+    summary = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": config.to_dict(),
+        "weights": WEIGHTS,
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        **summary,
+    }
     with writer_lock(outdir, "export"):
         check_outdir(outdir, network, overwrite)  # again: another export may have finished meanwhile
         with built_in_place(outdir) as building, reporting_disk_full(outdir, needed=len(weights)):
@@ -178,15 +192,25 @@ def describe(record: dict, network: Path, labels: torch.Tensor, step: int, total
     train = train if isinstance(train, dict) else {}
     low, high = labels.min(dim=0).values.tolist(), labels.max(dim=0).values.tolist()
     return {
-        "stage": record.get("stage"), "step": step, "total_batch": total_batch, "kimg": step * total_batch / 1000,
-        "gaze_labels": {"tensor": LABELS_TENSOR, "count": len(labels), "pitch": [low[0], high[0]],
-                        "yaw": [low[1], high[1]]},
+        "stage": record.get("stage"),
+        "step": step,
+        "total_batch": total_batch,
+        "kimg": step * total_batch / 1000,
+        "gaze_labels": {
+            "tensor": LABELS_TENSOR,
+            "count": len(labels),
+            "pitch": [low[0], high[0]],
+            "yaw": [low[1], high[1]],
+        },
         "gaze_loss_model": record.get("gaze_loss_model"),
         "training_data": training_data(record["config"], train),
         "stage1_checkpoint": train.get("ckpt"),
         "metrics": measured(network, step),
-        "source": {"checkpoint": str(network.resolve()), "sha256": file_sha256(network),
-                   "gcgan_version": record.get("gcgan_version")},
+        "source": {
+            "checkpoint": str(network.resolve()),
+            "sha256": file_sha256(network),
+            "gcgan_version": record.get("gcgan_version"),
+        },
         "exported_by": {"gcgan_version": gcgan_cli.__version__, "git_revision": git_revision()},
     }
 
@@ -195,8 +219,10 @@ def training_data(config: dict, train: dict) -> dict:
     """The DB a checkpoint was trained on: its path, and the kind, record count and inputs_sha256
     of its metadata where the checkpoint's config recorded them (None where it did not)."""
     recorded = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
-    return {"path": recorded.get("path", train.get("dataset")),
-            **{name: recorded.get(name) for name in ("kind", "count", "inputs_sha256")}}
+    return {
+        "path": recorded.get("path", train.get("dataset")),
+        **{name: recorded.get(name) for name in ("kind", "count", "inputs_sha256")},
+    }
 
 
 def measured(network: Path, step: int) -> dict[str, float]:
@@ -207,8 +233,13 @@ def measured(network: Path, step: int) -> dict[str, float]:
     if run is not None and run.metrics.is_file():
         for row in read_metrics(run.metrics):
             if row.get("step") == step:
-                values.update({name: value for name, value in row.items()
-                               if MEASURE.fullmatch(name) and isinstance(value, (int, float))})
+                values.update(
+                    {
+                        name: value
+                        for name, value in row.items()
+                        if MEASURE.fullmatch(name) and isinstance(value, (int, float))
+                    }
+                )
     return values
 
 
@@ -218,8 +249,9 @@ def git_revision() -> str:
     if not (source / ".git").exists():
         return "unknown"
     try:
-        result = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
+        result = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
@@ -239,17 +271,35 @@ def model_card(summary: dict) -> str:
         ("training data", data_line),
         ("steps", f"{summary['step']} (stage {summary['stage']})"),
         ("kimg", f"{summary['kimg']:g} ({summary['step']} steps x {summary['total_batch']} images / 1000)"),
-        *[(label, ", ".join(f"{name} {value:.4g}" for name, value in summary["metrics"].items()
-                            if name.startswith(family)) or "not measured")
-          for label, family in CARD_MEASURES.items()],
-        ("images", f"{model['size']} x {model['size']} RGB with a {len(model['class_names'])}-class part mask "
-                   f"({', '.join(model['class_names'])})"),
-        ("gaze labels", f"{labels['count']}: pitch {labels['pitch'][0]:.3f} to {labels['pitch'][1]:.3f}, "
-                        f"yaw {labels['yaw'][0]:.3f} to {labels['yaw'][1]:.3f} rad"),
-        ("gaze loss model",
-         f"`{loss_model.get('path')}` (sha256 {loss_model.get('sha256')})" if loss_model else "none"),
-        ("gcgan", f"trained with {source['gcgan_version'] or 'unknown'}, exported with "
-                  f"{summary['exported_by']['gcgan_version']} (git revision {summary['exported_by']['git_revision']})"),
+        *[
+            (
+                label,
+                ", ".join(
+                    f"{name} {value:.4g}" for name, value in summary["metrics"].items() if name.startswith(family)
+                )
+                or "not measured",
+            )
+            for label, family in CARD_MEASURES.items()
+        ],
+        (
+            "images",
+            f"{model['size']} x {model['size']} RGB with a {len(model['class_names'])}-class part mask "
+            f"({', '.join(model['class_names'])})",
+        ),
+        (
+            "gaze labels",
+            f"{labels['count']}: pitch {labels['pitch'][0]:.3f} to {labels['pitch'][1]:.3f}, "
+            f"yaw {labels['yaw'][0]:.3f} to {labels['yaw'][1]:.3f} rad",
+        ),
+        (
+            "gaze loss model",
+            f"`{loss_model.get('path')}` (sha256 {loss_model.get('sha256')})" if loss_model else "none",
+        ),
+        (
+            "gcgan",
+            f"trained with {source['gcgan_version'] or 'unknown'}, exported with "
+            f"{summary['exported_by']['gcgan_version']} (git revision {summary['exported_by']['git_revision']})",
+        ),
         ("source checkpoint", f"`{source['checkpoint']}` (sha256 {source['sha256']})"),
         ("weights", f"`{WEIGHTS}` (sha256 {summary['weights_sha256']})"),
     ]
@@ -259,7 +309,7 @@ library_name: gcgan
 tags: [gan, gaze-estimation, image-generation, semantic-segmentation]
 ---
 
-# GC-GAN generator, step {summary['step']}
+# GC-GAN generator, step {summary["step"]}
 
 G_ema of a `gcgan train` run: eye-region images with part masks, conditioned on a gaze (pitch, yaw in radians).
 

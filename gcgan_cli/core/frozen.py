@@ -25,8 +25,10 @@ def refuse_loss_network(path: Path, loss_networks: dict[str, dict | None], flag:
     digest = file_sha256(Path(path))
     for name, record in loss_networks.items():
         if record and record.get("sha256") == digest:
-            raise UsageError(f"{flag} {path} was in this {owner}'s training loss ({name}); judge it with an evaluator "
-                             "no loss saw (another seed or --arch)")
+            raise UsageError(
+                f"{flag} {path} was in this {owner}'s training loss ({name}); judge it with an evaluator "
+                "no loss saw (another seed or --arch)"
+            )
 
 
 class FrozenNet:

@@ -88,9 +88,17 @@ def pack(
         return _pack(inputs, out, size, class_names, workers, overwrite, unlabelled, on_start, on_advance)
 
 
-def _pack(inputs: PackInputs, out: Path, size: int, class_names: Sequence[str], workers: int, overwrite: bool,
-          unlabelled: bool, on_start: Callable[[int, int], None] | None,
-          on_advance: Callable[[], None] | None) -> PackResult:
+def _pack(
+    inputs: PackInputs,
+    out: Path,
+    size: int,
+    class_names: Sequence[str],
+    workers: int,
+    overwrite: bool,
+    unlabelled: bool,
+    on_start: Callable[[int, int], None] | None,
+    on_advance: Callable[[], None] | None,
+) -> PackResult:
     """`pack` while holding the DB's writer lock."""
     check_destination(out, overwrite)  # again: another pack may have finished it meanwhile
     pairs = inputs.pairs
@@ -114,13 +122,19 @@ def _pack(inputs: PackInputs, out: Path, size: int, class_names: Sequence[str], 
     try:
         writer = _Writer(env, out.parent, fingerprint, start)
         try:
-            for pair, outcome in zip(todo, map_in_order(work, [(str(p.image), str(p.mask)) for p in todo], result.workers)):
+            for pair, outcome in zip(
+                todo, map_in_order(work, [(str(p.image), str(p.mask)) for p in todo], result.workers)
+            ):
                 if isinstance(outcome, str):
                     failures.append(outcome)
                 elif not failures:  # after a failure the DB cannot be completed: only collect errors
                     image_png, mask_png = outcome
-                    writer.add(pair.name, image_png or pair.image.read_bytes(), mask_png or pair.mask.read_bytes(),
-                               pair.gaze if labelled else None)
+                    writer.add(
+                        pair.name,
+                        image_png or pair.image.read_bytes(),
+                        mask_png or pair.mask.read_bytes(),
+                        pair.gaze if labelled else None,
+                    )
                 if on_advance:
                     on_advance()
         except KeyboardInterrupt:
@@ -133,9 +147,20 @@ def _pack(inputs: PackInputs, out: Path, size: int, class_names: Sequence[str], 
             writer.commit()  # on Ctrl-C too: a re-run continues from here
         result.written = writer.next_index - start
         if not failures and not result.interrupted:
-            meta = gaze_db.DbMeta(len(pairs), size, tuple(class_names), labelled, gcgan_cli.__version__, {
-                "kind": inputs.kind, "manifest": str(inputs.manifest) if inputs.manifest else None,
-                "manifest_sha256": sha256_of(inputs.manifest), "inputs_sha256": fingerprint, "gaze_from": result.gaze_from})
+            meta = gaze_db.DbMeta(
+                len(pairs),
+                size,
+                tuple(class_names),
+                labelled,
+                gcgan_cli.__version__,
+                {
+                    "kind": inputs.kind,
+                    "manifest": str(inputs.manifest) if inputs.manifest else None,
+                    "manifest_sha256": sha256_of(inputs.manifest),
+                    "inputs_sha256": fingerprint,
+                    "gaze_from": result.gaze_from,
+                },
+            )
             writer.commit(meta)
             with reporting_disk_full(out.parent):
                 env.sync(True)
@@ -198,8 +223,11 @@ class _Writer:
 
     def add(self, name: str, image_png: bytes, mask_png: bytes, gaze: tuple[float, float] | None) -> None:
         index = self.next_index + self.pending_records
-        self.pending += [(gaze_db.key("image", index), image_png), (gaze_db.key("mask", index), mask_png),
-                         (gaze_db.key("name", index), name.encode())]
+        self.pending += [
+            (gaze_db.key("image", index), image_png),
+            (gaze_db.key("mask", index), mask_png),
+            (gaze_db.key("name", index), name.encode()),
+        ]
         if gaze is not None:
             self.pending.append((gaze_db.key("gaze", index), gaze_db.encode_gaze(*gaze)))
         self.pending_records += 1

@@ -72,8 +72,9 @@ def map_in_order(
     batches = [items[i : i + batch] for i in range(0, len(items), batch)]
     context = multiprocessing.get_context("spawn")
     taken_by = context.RawArray("q", len(batches))  # pid of the worker that started each batch, 0 before
-    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(taken_by, os.getpid()))
+    executor = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(taken_by, os.getpid())
+    )
     work = partial(_apply_all, func)
     pending: collections.deque[tuple[int, Future]] = collections.deque()
     try:
@@ -139,8 +140,9 @@ def _died(batches: list, unfinished: list[int], taken_by, codes: dict[int, int |
     names = [label(item) for i in held for item in batches[i]]
     more = f" (and {len(names) - NAMED_ITEMS} more)" if len(names) > NAMED_ITEMS else ""
     where = f" while working on {'; '.join(names[:NAMED_ITEMS])}{more}" if names else ""
-    return WorkerDied(f"a worker process died (killed? out of memory?){where}; run again with fewer --workers; "
-                      "finished work is kept")
+    return WorkerDied(
+        f"a worker process died (killed? out of memory?){where}; run again with fewer --workers; finished work is kept"
+    )
 
 
 def _init_worker(taken_by, parent: int) -> None:

@@ -80,12 +80,35 @@ class Scale:
 
 
 SCALES = {
-    "cpu": Scale("cpu", "small", 64, 2000, 1000, 8, 10, 10, 10, 100, 100, 64, 8, 48, 6, 500,
-                 1000, 300, 80, 5, "tiny", 20, 20),
-    "gpu": Scale("gpu", "small", 64, 4000, 2000, 32, 20, 20, 20, 500, 500, 64, 8, 96, 30, 1000,
-                 3000, 500, 200, 15, "reference", 50, 50),
-    "tiny": Scale("tiny", "tiny", 32, 200, 100, 4, 2, 2, 2, 4, 0, 8, 2, 4, 1, 16,
-                  64, 32, 8, 1, "tiny", 2, 2),
+    "cpu": Scale(
+        "cpu", "small", 64, 2000, 1000, 8, 10, 10, 10, 100, 100, 64, 8, 48, 6, 500, 1000, 300, 80, 5, "tiny", 20, 20
+    ),
+    "gpu": Scale(
+        "gpu",
+        "small",
+        64,
+        4000,
+        2000,
+        32,
+        20,
+        20,
+        20,
+        500,
+        500,
+        64,
+        8,
+        96,
+        30,
+        1000,
+        3000,
+        500,
+        200,
+        15,
+        "reference",
+        50,
+        50,
+    ),
+    "tiny": Scale("tiny", "tiny", 32, 200, 100, 4, 2, 2, 2, 4, 0, 8, 2, 4, 1, 16, 64, 32, 8, 1, "tiny", 2, 2),
 }
 
 # (name, title, share of --minutes); the shares sum to 1 (the page takes well under a second). On 2 CPU cores at
@@ -164,16 +187,19 @@ def check_outdir(outdir: Path, scale: Scale) -> None:
     marker = outdir / MARKER
     if not marker.is_file():
         if outdir.is_dir() and any(outdir.iterdir()):
-            raise UsageError(f"--outdir {outdir} holds files and no {MARKER}: not a quickstart folder; "
-                             "give a new or empty folder")
+            raise UsageError(
+                f"--outdir {outdir} holds files and no {MARKER}: not a quickstart folder; give a new or empty folder"
+            )
         return
     try:
         made = json.loads(marker.read_text())
     except (OSError, ValueError):
         raise UsageError(f"--outdir {outdir}: {MARKER} is unreadable; give a new folder") from None
     if made.get("scale") != scale.name:
-        raise UsageError(f"--outdir {outdir} holds a quickstart run at scale {made.get('scale')!r}, this one would be "
-                         f"{scale.name!r} (the device decides it); give another folder")
+        raise UsageError(
+            f"--outdir {outdir} holds a quickstart run at scale {made.get('scale')!r}, this one would be "
+            f"{scale.name!r} (the device decides it); give another folder"
+        )
 
 
 def plan(outdir: Path, minutes: float) -> list[tuple[str, str, float]]:
@@ -257,14 +283,51 @@ def command_line(argv: list[str]) -> str:
 def _data(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     s = c.scale
     size = ["--size", str(s.size)]
-    studio = ["segment", "synthetic", "--n", str(s.n_studio), *size, "--seed", "1", "--style", "studio",
-              "--outdir", c.path("data/prep_studio")]
-    wild = ["segment", "synthetic", "--n", str(s.n_wild), *size, "--seed", "2", "--style", "wild",
-            "--outdir", c.path("data/prep_wild")]
-    pack_studio = ["pack", "--data", c.path("data/prep_studio"), "--outdir", c.path("data/db_studio"), *size,
-                   "--overwrite"]
-    pack_wild = ["pack", "--data", c.path("data/prep_wild"), "--outdir", c.path("data/db_wild"), *size,
-                 "--unlabelled", "--overwrite"]
+    studio = [
+        "segment",
+        "synthetic",
+        "--n",
+        str(s.n_studio),
+        *size,
+        "--seed",
+        "1",
+        "--style",
+        "studio",
+        "--outdir",
+        c.path("data/prep_studio"),
+    ]
+    wild = [
+        "segment",
+        "synthetic",
+        "--n",
+        str(s.n_wild),
+        *size,
+        "--seed",
+        "2",
+        "--style",
+        "wild",
+        "--outdir",
+        c.path("data/prep_wild"),
+    ]
+    pack_studio = [
+        "pack",
+        "--data",
+        c.path("data/prep_studio"),
+        "--outdir",
+        c.path("data/db_studio"),
+        *size,
+        "--overwrite",
+    ]
+    pack_wild = [
+        "pack",
+        "--data",
+        c.path("data/prep_wild"),
+        "--outdir",
+        c.path("data/db_wild"),
+        *size,
+        "--unlabelled",
+        "--overwrite",
+    ]
     commands = [studio, wild, pack_studio, pack_wild]
     for argv in commands:  # segment continues a folder it began; pack rebuilds the DB whole
         c.call(argv + c.quiet())
@@ -273,28 +336,59 @@ def _data(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
         commands=[command_line(a) for a in commands],
         headline=f"{s.n_studio:,} labelled + {s.n_wild:,} unlabelled strips, {s.size} px",
         wrote=["data/db_studio", "data/db_wild"],
-        numbers={"labelled (studio)": f"{s.n_studio:,} strips of {people} synthetic people, exact masks and gaze",
-                 "unlabelled (wild)": f"{s.n_wild:,} strips in another look, gaze dropped", "size": f"{s.size} px"},
-        pictures=[["data/prep_studio/preview.png", "studio strips (the labelled domain) beside their mask overlays"],
-                  ["data/prep_wild/preview.png", "wild strips (the unlabelled domain) beside their mask overlays"]],
-        links=[["data/prep_studio/segment_report.json", "studio segment report"],
-               ["data/prep_wild/segment_report.json", "wild segment report"]])
+        numbers={
+            "labelled (studio)": f"{s.n_studio:,} strips of {people} synthetic people, exact masks and gaze",
+            "unlabelled (wild)": f"{s.n_wild:,} strips in another look, gaze dropped",
+            "size": f"{s.size} px",
+        },
+        pictures=[
+            ["data/prep_studio/preview.png", "studio strips (the labelled domain) beside their mask overlays"],
+            ["data/prep_wild/preview.png", "wild strips (the unlabelled domain) beside their mask overlays"],
+        ],
+        links=[
+            ["data/prep_studio/segment_report.json", "studio segment report"],
+            ["data/prep_wild/segment_report.json", "wild segment report"],
+        ],
+    )
 
 
 def _stage1(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     s = c.scale
-    first = ["train", "--data", c.path("data/db_studio"), "--outdir", c.path("stage1"), "--preset", s.preset,
-             "--batch", str(s.batch), "--mirror"]
-    return _train_step(c, "stage1", first, deadline, "G_ema on the labelled domain, each image with its gaze arrow "
-                                                      "beside its mask")
+    first = [
+        "train",
+        "--data",
+        c.path("data/db_studio"),
+        "--outdir",
+        c.path("stage1"),
+        "--preset",
+        s.preset,
+        "--batch",
+        str(s.batch),
+        "--mirror",
+    ]
+    return _train_step(
+        c, "stage1", first, deadline, "G_ema on the labelled domain, each image with its gaze arrow beside its mask"
+    )
 
 
 def _stage2(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     start = newest_checkpoint(c.options.outdir / "stage1")
-    first = ["train", "--stage", "2", "--network", c.path(f"stage1/checkpoints/{start.name}"),
-             "--data", c.path("data/db_wild"), "--outdir", c.path("stage2"), "--batch", str(c.scale.batch)]
-    return _train_step(c, "stage2", first, deadline, "G_ema moved to the unlabelled domain (gazes from stage 1's "
-                                                      "label set)")
+    first = [
+        "train",
+        "--stage",
+        "2",
+        "--network",
+        c.path(f"stage1/checkpoints/{start.name}"),
+        "--data",
+        c.path("data/db_wild"),
+        "--outdir",
+        c.path("stage2"),
+        "--batch",
+        str(c.scale.batch),
+    ]
+    return _train_step(
+        c, "stage2", first, deadline, "G_ema moved to the unlabelled domain (gazes from stage 1's label set)"
+    )
 
 
 def _train_step(c: _Context, run: str, first: list[str], deadline: float, caption: str) -> StepResult:
@@ -336,13 +430,21 @@ def _train_step(c: _Context, run: str, first: list[str], deadline: float, captio
         commands=[command_line(first + ["--iters", str(steps)])],
         headline=f"{steps:,} steps, {rate:.1f} img/s",
         wrote=[f"{run}/checkpoints/{newest_checkpoint(folder).name}"],
-        numbers={"steps": f"{steps:,} ({kimg:.2f} kimg, batch {s.batch})", "speed": f"{rate:.1f} img/s",
-                 "training time": f"{train_seconds:.0f} s", "last losses": losses,
-                 "ran as": f"{len(calls)} call(s) of gcgan train, each to the steps the time left allowed"},
+        numbers={
+            "steps": f"{steps:,} ({kimg:.2f} kimg, batch {s.batch})",
+            "speed": f"{rate:.1f} img/s",
+            "training time": f"{train_seconds:.0f} s",
+            "last losses": losses,
+            "ran as": f"{len(calls)} call(s) of gcgan train, each to the steps the time left allowed",
+        },
         pictures=[[str(grids[-1].relative_to(c.options.outdir)), f"{caption}, step {steps}"]] if grids else [],
-        links=[[f"{run}/metrics.jsonl", f"{run} metrics.jsonl"], [f"{run}/log.txt", f"{run} log.txt"],
-               [f"{run}/config.json", f"{run} config.json"]],
-        calls=calls)
+        links=[
+            [f"{run}/metrics.jsonl", f"{run} metrics.jsonl"],
+            [f"{run}/log.txt", f"{run} log.txt"],
+            [f"{run}/config.json", f"{run} config.json"],
+        ],
+        calls=calls,
+    )
 
 
 def _samples(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
@@ -350,85 +452,249 @@ def _samples(c: _Context, deadline: float, done: list[StepResult]) -> StepResult
     commands, pictures = [], []
     for run in ("stage1", "stage2"):
         network = c.path(f"{run}/checkpoints/{newest_checkpoint(c.options.outdir / run).name}")
-        sheet = ["sample", "--network", network, "--outdir", c.path(f"samples/{run}"), "--n", str(s.n_samples),
-                 "--save-latent", "--overwrite", *c.device()]
-        grid = ["sample", "--network", network, "--outdir", c.path(f"samples/{run}_gaze_grid"),
-                "--n", str(s.grid * s.grid), "--gaze-grid", str(s.grid), "--overwrite", *c.device()]
+        sheet = [
+            "sample",
+            "--network",
+            network,
+            "--outdir",
+            c.path(f"samples/{run}"),
+            "--n",
+            str(s.n_samples),
+            "--save-latent",
+            "--overwrite",
+            *c.device(),
+        ]
+        grid = [
+            "sample",
+            "--network",
+            network,
+            "--outdir",
+            c.path(f"samples/{run}_gaze_grid"),
+            "--n",
+            str(s.grid * s.grid),
+            "--gaze-grid",
+            str(s.grid),
+            "--overwrite",
+            *c.device(),
+        ]
         commands += [sheet, grid]
-        pictures += [[f"samples/{run}/contact_sheet.png", f"{run}: samples at gazes drawn from the label set, "
-                                                          "each with its gaze arrow beside its mask"],
-                     [f"samples/{run}_gaze_grid/contact_sheet.png",
-                      f"{run}: a {s.grid} x {s.grid} gaze grid over the label set's 5th-95th percentiles "
-                      "(the iris should follow the arrow)"]]
+        pictures += [
+            [
+                f"samples/{run}/contact_sheet.png",
+                f"{run}: samples at gazes drawn from the label set, each with its gaze arrow beside its mask",
+            ],
+            [
+                f"samples/{run}_gaze_grid/contact_sheet.png",
+                f"{run}: a {s.grid} x {s.grid} gaze grid over the label set's 5th-95th percentiles "
+                "(the iris should follow the arrow)",
+            ],
+        ]
     for argv in commands:
         c.call(argv)
     network = c.path(f"stage2/checkpoints/{newest_checkpoint(c.options.outdir / 'stage2').name}")
     latent = c.path("samples/stage2/000000_latent.npy")
-    for component, caption in (("nose", "only the nose's latent moves; everything else and the gaze stay"),
-                               ("gaze", "the latent stays; the gaze goes round the training range")):
-        argv = ["interpolate", "--network", network, "--latent", latent, "--outdir", c.path("anim"),
-                "--component", component, "--with-mask", "--frames", str(s.frames), "--overwrite", *c.device()]
+    for component, caption in (
+        ("nose", "only the nose's latent moves; everything else and the gaze stay"),
+        ("gaze", "the latent stays; the gaze goes round the training range"),
+    ):
+        argv = [
+            "interpolate",
+            "--network",
+            network,
+            "--latent",
+            latent,
+            "--outdir",
+            c.path("anim"),
+            "--component",
+            component,
+            "--with-mask",
+            "--frames",
+            str(s.frames),
+            "--overwrite",
+            *c.device(),
+        ]
         commands.append(argv)
         c.call(argv)
         gif = sorted((c.options.outdir / "anim").glob(f"*_{component}.gif"))[-1]
         pictures.append([str(gif.relative_to(c.options.outdir)), f"stage2, {caption}"])
     count = 2 * (s.n_samples + s.grid * s.grid)
     return StepResult(
-        commands=[command_line(a) for a in commands], headline=f"{count} images + masks + latents, 2 GIFs",
-        wrote=["samples/", "anim/"], numbers={"images": f"{count} (each with its mask, class ids and colours)",
-                                              "animations": f"nose and gaze, {s.frames} frames each"},
-        pictures=pictures, links=[["samples/stage2/samples.jsonl", "stage2 samples.jsonl (a gaze dataset)"]])
+        commands=[command_line(a) for a in commands],
+        headline=f"{count} images + masks + latents, 2 GIFs",
+        wrote=["samples/", "anim/"],
+        numbers={
+            "images": f"{count} (each with its mask, class ids and colours)",
+            "animations": f"nose and gaze, {s.frames} frames each",
+        },
+        pictures=pictures,
+        links=[["samples/stage2/samples.jsonl", "stage2 samples.jsonl (a gaze dataset)"]],
+    )
 
 
 def _gaze(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     s = c.scale
     judge = c.path("gaze/judge.pt")
-    fit = ["gaze", "fit", "--data", c.path("data/db_studio"), "--out", judge, "--size", str(s.size),
-           "--epochs", str(s.judge_epochs), "--seed", "1", "--overwrite", *c.device()]
+    fit = [
+        "gaze",
+        "fit",
+        "--data",
+        c.path("data/db_studio"),
+        "--out",
+        judge,
+        "--size",
+        str(s.size),
+        "--epochs",
+        str(s.judge_epochs),
+        "--seed",
+        "1",
+        "--overwrite",
+        *c.device(),
+    ]
     c.call(fit + c.quiet())
     commands, numbers, pictures, links, results = [fit], {}, [], [], {}
     for run in ("stage1", "stage2"):
         network = c.path(f"{run}/checkpoints/{newest_checkpoint(c.options.outdir / run).name}")
-        argv = ["gaze", "consistency", "--network", network, "--model", judge, "--n", str(s.consistency_n),
-                "--sweep", c.path(f"gaze/{run}_sweep"), "--json", *c.device()]
+        argv = [
+            "gaze",
+            "consistency",
+            "--network",
+            network,
+            "--model",
+            judge,
+            "--n",
+            str(s.consistency_n),
+            "--sweep",
+            c.path(f"gaze/{run}_sweep"),
+            "--json",
+            *c.device(),
+        ]
         commands.append(argv)
         result = json.loads(c.call(argv, capture=True))
         write_json_atomic(c.options.outdir / f"gaze/consistency_{run}.json", result)
         results[run] = result
-        numbers[f"{run} consistency"] = (f"{result['error_deg']['mean']:.2f} deg mean, "
-                                         f"{result['error_deg']['median']:.2f} median over {result['n']} samples; "
-                                         f"r pitch {_r(result, 'pitch')}, yaw {_r(result, 'yaw')}")
-        pictures += [[f"gaze/{run}_sweep_{axis}.png", f"{run}: identities (rows) across {axis} values, the "
-                      "conditioning gaze in green, the judge's reading in red"] for axis in ("yaw", "pitch")]
+        numbers[f"{run} consistency"] = (
+            f"{result['error_deg']['mean']:.2f} deg mean, "
+            f"{result['error_deg']['median']:.2f} median over {result['n']} samples; "
+            f"r pitch {_r(result, 'pitch')}, yaw {_r(result, 'yaw')}"
+        )
+        pictures += [
+            [
+                f"gaze/{run}_sweep_{axis}.png",
+                f"{run}: identities (rows) across {axis} values, the "
+                "conditioning gaze in green, the judge's reading in red",
+            ]
+            for axis in ("yaw", "pitch")
+        ]
         links.append([f"gaze/consistency_{run}.json", f"{run} consistency JSON"])
     first = results["stage1"]
-    numbers["judge's own error"] = (f"{first['estimator_validation_error_deg']:.2f} deg on its held-out people "
-                                    f"({s.judge_epochs} epochs on the labelled set; no loss used it)")
-    numbers["mean-gaze baseline"] = (f"{first['mean_gaze_baseline_deg']['mean']:.2f} deg (what a generator that "
-                                     "ignores its gaze scores)")
+    numbers["judge's own error"] = (
+        f"{first['estimator_validation_error_deg']:.2f} deg on its held-out people "
+        f"({s.judge_epochs} epochs on the labelled set; no loss used it)"
+    )
+    numbers["mean-gaze baseline"] = (
+        f"{first['mean_gaze_baseline_deg']['mean']:.2f} deg (what a generator that ignores its gaze scores)"
+    )
     numbers["note"] = "stage 2 draws the wild look, which the judge never saw: its number mixes in that domain gap"
     return StepResult(
         commands=[command_line(a) for a in commands],
-        headline=(f"consistency {first['error_deg']['mean']:.1f} deg; "
-                  f"judge {first['estimator_validation_error_deg']:.1f}"
-                  f", baseline {first['mean_gaze_baseline_deg']['mean']:.1f}"),
-        wrote=["gaze/judge.pt", "gaze/consistency_stage1.json"], numbers=numbers, pictures=pictures, links=links)
+        headline=(
+            f"consistency {first['error_deg']['mean']:.1f} deg; "
+            f"judge {first['estimator_validation_error_deg']:.1f}"
+            f", baseline {first['mean_gaze_baseline_deg']['mean']:.1f}"
+        ),
+        wrote=["gaze/judge.pt", "gaze/consistency_stage1.json"],
+        numbers=numbers,
+        pictures=pictures,
+        links=links,
+    )
 
 
 def _transfer(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     s = c.scale
     t = "transfer"
-    synth = [["transfer", "synth", "--outdir", c.path(f"{t}/s_train"), "--style", "s", "--n", str(s.s_train),
-              "--seed", "0", "--overwrite"],
-             ["transfer", "synth", "--outdir", c.path(f"{t}/s_test"), "--style", "s", "--n", str(s.s_test),
-              "--seed", "1", "--twin", "--overwrite"],
-             ["transfer", "synth", "--outdir", c.path(f"{t}/r_train.h5"), "--style", "r", "--format", "mpii",
-              "--n", str(12 * s.r_per_person), "--persons", "12", "--seed", "2", "--overwrite"],
-             ["transfer", "synth", "--outdir", c.path(f"{t}/r_test.h5"), "--style", "r", "--format", "mpii",
-              "--n", str(3 * s.r_per_person), "--persons", "3", "--first-person", "12", "--seed", "2",
-              "--overwrite"]]
-    evaluator = ["gaze", "fit", "--input", "eye", "--data", c.path(f"{t}/r_train.h5"), "--out", c.path(f"{t}/e_r.pt"),
-                 "--arch", "small", "--seed", "11", "--epochs", str(s.er_epochs), "--overwrite", *c.device()]
+    synth = [
+        [
+            "transfer",
+            "synth",
+            "--outdir",
+            c.path(f"{t}/s_train"),
+            "--style",
+            "s",
+            "--n",
+            str(s.s_train),
+            "--seed",
+            "0",
+            "--overwrite",
+        ],
+        [
+            "transfer",
+            "synth",
+            "--outdir",
+            c.path(f"{t}/s_test"),
+            "--style",
+            "s",
+            "--n",
+            str(s.s_test),
+            "--seed",
+            "1",
+            "--twin",
+            "--overwrite",
+        ],
+        [
+            "transfer",
+            "synth",
+            "--outdir",
+            c.path(f"{t}/r_train.h5"),
+            "--style",
+            "r",
+            "--format",
+            "mpii",
+            "--n",
+            str(12 * s.r_per_person),
+            "--persons",
+            "12",
+            "--seed",
+            "2",
+            "--overwrite",
+        ],
+        [
+            "transfer",
+            "synth",
+            "--outdir",
+            c.path(f"{t}/r_test.h5"),
+            "--style",
+            "r",
+            "--format",
+            "mpii",
+            "--n",
+            str(3 * s.r_per_person),
+            "--persons",
+            "3",
+            "--first-person",
+            "12",
+            "--seed",
+            "2",
+            "--overwrite",
+        ],
+    ]
+    evaluator = [
+        "gaze",
+        "fit",
+        "--input",
+        "eye",
+        "--data",
+        c.path(f"{t}/r_train.h5"),
+        "--out",
+        c.path(f"{t}/e_r.pt"),
+        "--arch",
+        "small",
+        "--seed",
+        "11",
+        "--epochs",
+        str(s.er_epochs),
+        "--overwrite",
+        *c.device(),
+    ]
     for argv in synth:
         c.call(argv)
     c.call(evaluator + c.quiet())
@@ -437,9 +703,24 @@ def _transfer(c: _Context, deadline: float, done: list[StepResult]) -> StepResul
     calls = []
     if checkpoint_steps(fp):  # an interrupted fit continues to the --steps it was planned with
         steps = json.loads((fp / "config.json").read_text())["transfer"]["steps"]
-        fit = ["transfer", "fit", *domains, "--outdir", c.path(f"{t}/fp"), "--preset", s.fp_preset,
-               "--steps", str(steps), "--log-every", "50", "--sample-every", str(steps), "--save-every", "0",
-               *c.device()]
+        fit = [
+            "transfer",
+            "fit",
+            *domains,
+            "--outdir",
+            c.path(f"{t}/fp"),
+            "--preset",
+            s.fp_preset,
+            "--steps",
+            str(steps),
+            "--log-every",
+            "50",
+            "--sample-every",
+            str(steps),
+            "--save-every",
+            "0",
+            *c.device(),
+        ]
         calls.append(command_line(["transfer", "fit", "--outdir", c.path(f"{t}/fp"), "--resume"]))
         c.call(["transfer", "fit", "--outdir", c.path(f"{t}/fp"), "--resume"])
     else:
@@ -447,8 +728,22 @@ def _transfer(c: _Context, deadline: float, done: list[StepResult]) -> StepResul
             shutil.rmtree(fp)
         probe = c.options.outdir / t / "probe"
         shutil.rmtree(probe, ignore_errors=True)
-        argv = ["transfer", "fit", *domains, "--outdir", str(probe), "--preset", s.fp_preset, "--steps",
-                str(s.fp_probe), "--log-every", str(s.fp_probe), "--save-every", "0", *c.device()]
+        argv = [
+            "transfer",
+            "fit",
+            *domains,
+            "--outdir",
+            str(probe),
+            "--preset",
+            s.fp_preset,
+            "--steps",
+            str(s.fp_probe),
+            "--log-every",
+            str(s.fp_probe),
+            "--save-every",
+            "0",
+            *c.device(),
+        ]
         calls.append(command_line(argv))
         seconds = _timed(lambda: c.call(argv))
         per_step = metrics_rows(probe / "metrics.jsonl")[-1]["sec_per_step"]
@@ -456,17 +751,61 @@ def _transfer(c: _Context, deadline: float, done: list[StepResult]) -> StepResul
         shutil.rmtree(probe)
         left = deadline - time.monotonic()
         steps = max(s.fp_min_steps, int((left * (1 - FP_EVAL_SHARE) - overhead) / per_step))
-        fit = ["transfer", "fit", *domains, "--outdir", c.path(f"{t}/fp"), "--preset", s.fp_preset,
-               "--steps", str(steps), "--log-every", str(min(50, steps)), "--sample-every", str(steps),
-               "--save-every", "0", *c.device()]
+        fit = [
+            "transfer",
+            "fit",
+            *domains,
+            "--outdir",
+            c.path(f"{t}/fp"),
+            "--preset",
+            s.fp_preset,
+            "--steps",
+            str(steps),
+            "--log-every",
+            str(min(50, steps)),
+            "--sample-every",
+            str(steps),
+            "--save-every",
+            "0",
+            *c.device(),
+        ]
         calls.append(command_line(fit))
         c.call(fit)
-    translate = ["transfer", "run", "--network", c.path(f"{t}/fp"), "--data", c.path(f"{t}/s_test"),
-                 "--direction", "s2r", "--outdir", c.path(f"{t}/s_test_in_r"), "--overwrite", *c.device()]
-    judge = ["transfer", "eval", "--network", c.path(f"{t}/fp"), "--s-test", c.path(f"{t}/s_test"),
-             "--r-test", c.path(f"{t}/r_test.h5"), "--s-train", c.path(f"{t}/s_train"),
-             "--r-train", c.path(f"{t}/r_train.h5"), "--gaze-r", c.path(f"{t}/e_r.pt"),
-             "--twins", c.path(f"{t}/s_test-twin"), "--out", c.path(f"{t}/eval.json"), *c.device()]
+    translate = [
+        "transfer",
+        "run",
+        "--network",
+        c.path(f"{t}/fp"),
+        "--data",
+        c.path(f"{t}/s_test"),
+        "--direction",
+        "s2r",
+        "--outdir",
+        c.path(f"{t}/s_test_in_r"),
+        "--overwrite",
+        *c.device(),
+    ]
+    judge = [
+        "transfer",
+        "eval",
+        "--network",
+        c.path(f"{t}/fp"),
+        "--s-test",
+        c.path(f"{t}/s_test"),
+        "--r-test",
+        c.path(f"{t}/r_test.h5"),
+        "--s-train",
+        c.path(f"{t}/s_train"),
+        "--r-train",
+        c.path(f"{t}/r_train.h5"),
+        "--gaze-r",
+        c.path(f"{t}/e_r.pt"),
+        "--twins",
+        c.path(f"{t}/s_test-twin"),
+        "--out",
+        c.path(f"{t}/eval.json"),
+        *c.device(),
+    ]
     c.call(translate)
     c.call(judge)
     report = json.loads((c.options.outdir / t / "eval.json").read_text())
@@ -476,33 +815,53 @@ def _transfer(c: _Context, deadline: float, done: list[StepResult]) -> StepResul
         commands=[command_line(a) for a in (*synth, evaluator, fit, translate, judge)],
         headline=f"E_R gaze error {gaze['raw_s']['mean']:.1f} -> {gaze['translated']['mean']:.1f} deg",
         wrote=[f"{t}/fp", f"{t}/s_test_in_r", f"{t}/eval.json"],
-        numbers={"translated": f"{s.s_test} synthetic eye patches (S_test) by G: S -> R, {steps:,} steps of the "
-                               f"{s.fp_preset} preset",
-                 "gaze error, before": f"{gaze['raw_s']['mean']:.2f} deg: E_R (trained on R only, no loss saw it) on "
-                                       "the raw S patches against their true gaze",
-                 "gaze error, after": f"{gaze['translated']['mean']:.2f} deg: E_R on their translations",
-                 "floor": f"{gaze['r_test_floor']['mean']:.2f} deg: E_R on held-out R people",
-                 "realism": f"an S-vs-R judge calls {realism['translated']:.0f} % of translations synthetic "
-                            f"(raw S: {realism['raw_s']:.0f} %; 50 % = chance)"},
-        pictures=[[str(sheets[-1].relative_to(c.options.outdir)),
-                   "x | G(x) | F(G(x)) | |G(x) - x|: S -> R rows on top, R -> S below, the true gaze as arrows"]]
-        if sheets else [],
+        numbers={
+            "translated": f"{s.s_test} synthetic eye patches (S_test) by G: S -> R, {steps:,} steps of the "
+            f"{s.fp_preset} preset",
+            "gaze error, before": f"{gaze['raw_s']['mean']:.2f} deg: E_R (trained on R only, no loss saw it) on "
+            "the raw S patches against their true gaze",
+            "gaze error, after": f"{gaze['translated']['mean']:.2f} deg: E_R on their translations",
+            "floor": f"{gaze['r_test_floor']['mean']:.2f} deg: E_R on held-out R people",
+            "realism": f"an S-vs-R judge calls {realism['translated']:.0f} % of translations synthetic "
+            f"(raw S: {realism['raw_s']:.0f} %; 50 % = chance)",
+        },
+        pictures=[
+            [
+                str(sheets[-1].relative_to(c.options.outdir)),
+                "x | G(x) | F(G(x)) | |G(x) - x|: S -> R rows on top, R -> S below, the true gaze as arrows",
+            ]
+        ]
+        if sheets
+        else [],
         links=[[f"{t}/eval.json", "transfer eval JSON"], [f"{t}/fp/metrics.jsonl", "fp metrics.jsonl"]],
-        calls=calls)
+        calls=calls,
+    )
 
 
 def _page(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     from gcgan_cli.core.report_page import render
 
     page = c.options.outdir / PAGE
-    header = {"minutes": c.options.minutes, "device": c.options.device, "threads": c.options.threads,
-              "scale": c.scale.name, "written": _now()}
+    header = {
+        "minutes": c.options.minutes,
+        "device": c.options.device,
+        "threads": c.options.threads,
+        "scale": c.scale.name,
+        "written": _now(),
+    }
     write_atomic(page, render(header, done).encode())
     return StepResult(commands=[], headline="open it in a browser", wrote=[PAGE])
 
 
-STEP_FUNCTIONS = {"data": _data, "stage1": _stage1, "stage2": _stage2, "samples": _samples, "gaze": _gaze,
-                  "transfer": _transfer, "page": _page}
+STEP_FUNCTIONS = {
+    "data": _data,
+    "stage1": _stage1,
+    "stage2": _stage2,
+    "samples": _samples,
+    "gaze": _gaze,
+    "transfer": _transfer,
+    "page": _page,
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,8 +23,11 @@ def render(header: dict, results: list) -> str:
     total = sum(r.seconds for r in results)
     threads = f", {header['threads']} CPU thread(s)" if header["threads"] else ""
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>gcgan quickstart</title>",
-        f"<style>{STYLE}</style></head><body>", "<h1>gcgan quickstart</h1>",
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>gcgan quickstart</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>gcgan quickstart</h1>",
         f"<p>A {header['minutes']:g}-minute time box on {escape(header['device'])}{threads}, scale "
         f"{escape(header['scale'])}; the steps took {_clock(total)} in all. Written {escape(header['written'])}. "
         "Every command below runs from the folder quickstart was started in.</p>",
@@ -34,7 +37,9 @@ def render(header: dict, results: list) -> str:
         "12 minutes on 2 CPU cores give about 500, which draw no eyes yet, and the consistency then sits at the "
         "mean-gaze baseline. The data, the FP-GAN translations and the measurements are what such a run "
         "shows.</p>",
-        "<h2>Summary</h2>", _summary(results)]
+        "<h2>Summary</h2>",
+        _summary(results),
+    ]
     for result in results:
         if result.name != "page":
             parts.append(_section(result))
@@ -47,22 +52,28 @@ def _summary(results: list) -> str:
     for r in results:
         wrote = "<br>".join(_link(path, path) for path in r.wrote)
         title = _link(f"#{r.name}", r.title) if r.name != "page" else escape(r.title)
-        rows.append(f"<tr><td>{title}</td><td>{wrote}</td><td>{_clock(r.seconds)}</td>"
-                    f"<td>{escape(r.headline)}</td></tr>")
+        rows.append(
+            f"<tr><td>{title}</td><td>{wrote}</td><td>{_clock(r.seconds)}</td><td>{escape(r.headline)}</td></tr>"
+        )
     return "\n".join(rows + ["</table>"])
 
 
 def _section(r) -> str:
     parts = [f'<h2 id="{escape(r.name)}">{escape(r.title)}</h2>']
     if r.numbers:
-        parts.append("<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
-                                         for k, v in r.numbers.items()) + "</table>")
+        parts.append(
+            "<table>"
+            + "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in r.numbers.items())
+            + "</table>"
+        )
     parts.append("<p>To run it by hand:</p><pre>" + escape("\n".join(r.commands)) + "</pre>")
     if r.calls:
         parts.append('<p class="note">Run here as:</p><pre>' + escape("\n".join(r.calls)) + "</pre>")
     for path, caption in r.pictures:
-        parts.append(f'<figure><a href="{quote(path)}"><img src="{quote(path)}" alt="{escape(caption)}"></a>'
-                     f"<figcaption>{escape(caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure><a href="{quote(path)}"><img src="{quote(path)}" alt="{escape(caption)}"></a>'
+            f"<figcaption>{escape(caption)}</figcaption></figure>"
+        )
     if r.links:
         parts.append("<p>" + " &middot; ".join(_link(path, label) for path, label in r.links) + "</p>")
     return "\n".join(parts)

@@ -52,8 +52,12 @@ class SegmentResult:
         return {
             "source": self.source,
             "options": options,
-            "counts": {"candidates": self.candidates, "written": self.written,
-                       "already_done": self.already_done, "failed": len(self.failed)},
+            "counts": {
+                "candidates": self.candidates,
+                "written": self.written,
+                "already_done": self.already_done,
+                "failed": len(self.failed),
+            },
             "interrupted": self.interrupted,
             "elapsed_s": round(self.elapsed_s, 3),
             "workers": self.workers,
@@ -108,8 +112,14 @@ def segment(
     return result
 
 
-def _write_strips(source, prep: PrepDir, todo: list[Task], result: SegmentResult, new_rows: dict[str, dict],
-                  on_advance: Callable[[], None] | None) -> None:
+def _write_strips(
+    source,
+    prep: PrepDir,
+    todo: list[Task],
+    result: SegmentResult,
+    new_rows: dict[str, dict],
+    on_advance: Callable[[], None] | None,
+) -> None:
     """Make and write the strips of `todo`, logging each whole one in the manifest at once."""
     labels = {task.item: task.label for task in todo}
     work = map_in_order(partial(_make, source), [t.item for t in todo], result.workers, label=labels.__getitem__)
@@ -127,8 +137,14 @@ def _write_strips(source, prep: PrepDir, todo: list[Task], result: SegmentResult
                 on_advance()
 
 
-def _finish(prep: PrepDir, existing: dict[str, dict], new_rows: dict[str, dict], result: SegmentResult,
-            options: dict, start: float) -> None:
+def _finish(
+    prep: PrepDir,
+    existing: dict[str, dict],
+    new_rows: dict[str, dict],
+    result: SegmentResult,
+    options: dict,
+    start: float,
+) -> None:
     """The manifest without duplicates, the report and the preview, each written whole."""
     result.elapsed_s = time.perf_counter() - start
     rows = _final_rows(prep, existing, new_rows)
@@ -150,8 +166,10 @@ def _continued_rows(prep: PrepDir, source, options: dict, overwrite: bool) -> di
         return existing
     if overwrite:
         return {}
-    raise UsageError(f"--outdir {prep.root} holds strips made with {_listed(made, changed)}; this run asks for "
-                     f"{_listed(wanted, changed)}: pass --overwrite to redo them, or choose another --outdir")
+    raise UsageError(
+        f"--outdir {prep.root} holds strips made with {_listed(made, changed)}; this run asks for "
+        f"{_listed(wanted, changed)}: pass --overwrite to redo them, or choose another --outdir"
+    )
 
 
 def _reported_options(prep: PrepDir) -> dict | None:

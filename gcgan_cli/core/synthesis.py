@@ -90,8 +90,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def drawn_inputs(style_dim: int, labels: torch.Tensor, n: int, seed: int,
-                 seeds: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def drawn_inputs(
+    style_dim: int, labels: torch.Tensor, n: int, seed: int, seeds: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """(z [n, D], gazes drawn from `labels` [n, 2], each image's seed) on the CPU. With `seeds`, image i
     draws from its own seed as `gcgan fid --seeds` does, so it is the same whatever else is in the run;
     without, all n come from one stream of `seed` (z) and one of `seed + 1` (gazes)."""
@@ -119,8 +120,9 @@ def truncated_latents(generator: Generator, z: torch.Tensor, truncation: float, 
 
 
 @torch.no_grad()
-def render(generator: Generator, latents: torch.Tensor, gazes: torch.Tensor, batch: int,
-           compile: bool = False) -> Iterator[GeneratorOutput]:
+def render(
+    generator: Generator, latents: torch.Tensor, gazes: torch.Tensor, batch: int, compile: bool = False
+) -> Iterator[GeneratorOutput]:
     """Outputs for latents [N, rows, D] at gazes [N, 2], `batch` at a time, fixed noise. With `compile`,
     through torch.compile: the first batch compiles a graph, and a smaller last batch another."""
     synthesize = compiler.compiled(generator.synthesize) if compile else generator.synthesize
@@ -144,9 +146,11 @@ def check_label_range(gazes: torch.Tensor, labels: torch.Tensor, where: str) -> 
     if beyond.any():
         row, axis = beyond.nonzero()[0].tolist()
         span = ", ".join(f"{name} {low[i]:.3f}..{high[i]:.3f}" for i, name in enumerate(("pitch", "yaw")))
-        raise UsageError(f"{where}: {('pitch', 'yaw')[axis]} {gazes[row, axis]:.3f} is more than "
-                         f"{EXTRAPOLATION_MARGIN} rad outside the checkpoint's training gazes ({span} rad); "
-                         "choose a gaze inside that range or pass --allow-extrapolation")
+        raise UsageError(
+            f"{where}: {('pitch', 'yaw')[axis]} {gazes[row, axis]:.3f} is more than "
+            f"{EXTRAPOLATION_MARGIN} rad outside the checkpoint's training gazes ({span} rad); "
+            "choose a gaze inside that range or pass --allow-extrapolation"
+        )
 
 
 def gaze_sweep(labels: torch.Tensor, frames: int) -> torch.Tensor:
@@ -185,25 +189,49 @@ def component_path(base: torch.Tensor, rows: list[int], others: torch.Tensor, fr
     return path
 
 
-def write_samples(loaded: LoadedGenerator, outdir: Path, z: torch.Tensor, gazes: torch.Tensor, seeds: list[int],
-                  centre_seed: int, truncation: float, batch: int, save_latent: bool, sheet: bool, provenance: dict,
-                  on_advance: Callable[[int], None] = lambda k: None, compile: bool = False) -> list[dict]:
+def write_samples(
+    loaded: LoadedGenerator,
+    outdir: Path,
+    z: torch.Tensor,
+    gazes: torch.Tensor,
+    seeds: list[int],
+    centre_seed: int,
+    truncation: float,
+    batch: int,
+    save_latent: bool,
+    sheet: bool,
+    provenance: dict,
+    on_advance: Callable[[int], None] = lambda k: None,
+    compile: bool = False,
+) -> list[dict]:
     """Render one sample per z [n, D] and gaze [n, 2] into `outdir` (images, masks, latents, contact sheet,
     metadata.jsonl; `seeds[i]` recorded as image i's seed) and write samples.jsonl last, so a folder with
     a manifest is complete; `compile` renders through torch.compile. Returns the manifest rows."""
     generator, device = loaded.generator, loaded.generator.grid.device
     n, z = len(gazes), z.to(device)
     centre = truncation_centre(generator, centre_seed)
-    latents = torch.cat([truncated_latents(generator, z[i : i + batch], truncation, centre) for i in range(0, n, batch)])
+    latents = torch.cat(
+        [truncated_latents(generator, z[i : i + batch], truncation, centre) for i in range(0, n, batch)]
+    )
     gazes = gazes.to(device)
     rows, shown = [], []
     for first, out in zip(range(0, n, batch), render(generator, latents, gazes, batch, compile)):
         for j, (image, mask) in enumerate(zip(to_uint8(out.image), class_ids(out.seg))):
             i = first + j
             pitch, yaw = (float(v) for v in gazes[i].cpu())
-            row = {"image": f"{i:06d}.png", "file_name": f"{i:06d}.png", "mask": f"{i:06d}_mask.png",
-                   "mask_color": f"{i:06d}_mask_color.png", "pitch": pitch, "yaw": yaw, "name": f"{i:06d}", "index": i,
-                   "seed": seeds[i], "truncation": truncation, **provenance}
+            row = {
+                "image": f"{i:06d}.png",
+                "file_name": f"{i:06d}.png",
+                "mask": f"{i:06d}_mask.png",
+                "mask_color": f"{i:06d}_mask_color.png",
+                "pitch": pitch,
+                "yaw": yaw,
+                "name": f"{i:06d}",
+                "index": i,
+                "seed": seeds[i],
+                "truncation": truncation,
+                **provenance,
+            }
             write_atomic(outdir / row["image"], encode_png(image))
             write_atomic(outdir / row["mask"], encode_png(mask))
             write_atomic(outdir / row["mask_color"], encode_png(colorize(mask)))
@@ -225,13 +253,30 @@ def write_samples(loaded: LoadedGenerator, outdir: Path, z: torch.Tensor, gazes:
 
 def metadata_row(row: dict) -> dict:
     """The metadata.jsonl row of a samples.jsonl row (paths relative to the folder)."""
-    return {"file_name": row["file_name"], "pitch": row["pitch"], "yaw": row["yaw"], "mask_file_name": row["mask"],
-            "seed": row["seed"]}
+    return {
+        "file_name": row["file_name"],
+        "pitch": row["pitch"],
+        "yaw": row["yaw"],
+        "mask_file_name": row["mask"],
+        "seed": row["seed"],
+    }
 
 
-def write_animations(loaded: LoadedGenerator, base: torch.Tensor, base_gaze: tuple[float, float], names: list[str],
-                     outdir: Path, frames: int, keyframes: int, truncation: float, batch: int, seed: int, fps: float,
-                     with_mask: bool, on_advance: Callable[[str, int], None] = lambda name, k: None) -> list[Path]:
+def write_animations(
+    loaded: LoadedGenerator,
+    base: torch.Tensor,
+    base_gaze: tuple[float, float],
+    names: list[str],
+    outdir: Path,
+    frames: int,
+    keyframes: int,
+    truncation: float,
+    batch: int,
+    seed: int,
+    fps: float,
+    with_mask: bool,
+    on_advance: Callable[[str, int], None] = lambda name, k: None,
+) -> list[Path]:
     """One animation per name (a class, or "gaze") from compact W+ `base`; GIF (+ MP4) files."""
     generator, config, device = loaded.generator, loaded.config, loaded.generator.grid.device
     rows = {name: component_rows(config, name) for name in names if name != "gaze"}  # a wrong name fails first
@@ -245,7 +290,9 @@ def write_animations(loaded: LoadedGenerator, base: torch.Tensor, base_gaze: tup
             latents, gazes = component_path(base, rows[name], others, frames), torch.tensor(base_gaze).repeat(frames, 1)
         pictures = []
         for first, out in zip(range(0, frames, batch), render(generator, latents, gazes.to(device), batch)):
-            for image, mask, (pitch, yaw) in zip(to_uint8(out.image), class_ids(out.seg), gazes[first : first + batch].tolist()):
+            for image, mask, (pitch, yaw) in zip(
+                to_uint8(out.image), class_ids(out.seg), gazes[first : first + batch].tolist()
+            ):
                 if name == "gaze":
                     image = draw_gaze_arrow(image, pitch, yaw, length=image.shape[1] / 3)
                 pictures.append(np.concatenate([image, colorize(mask)], axis=1) if with_mask else image)
@@ -260,8 +307,11 @@ def animation_stem(outdir: Path, index: int, name: str) -> Path:
 
 def animation_files(outdir: Path, names: list[str]) -> list[Path]:
     """Every file write_animations may write for `names` (a GIF and an MP4 each)."""
-    return [animation_stem(outdir, i, name).with_suffix(suffix)
-            for i, name in enumerate(names) for suffix in (".gif", ".mp4")]
+    return [
+        animation_stem(outdir, i, name).with_suffix(suffix)
+        for i, name in enumerate(names)
+        for suffix in (".gif", ".mp4")
+    ]
 
 
 def _write_animation(stem: Path, pictures: list[np.ndarray], fps: float) -> list[Path]:

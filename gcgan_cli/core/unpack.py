@@ -39,14 +39,21 @@ def check_outdir(outdir: Path, db: Path, overwrite: bool) -> None:
     if not outdir.is_dir() or not any(outdir.iterdir()):
         return
     if not (outdir / MANIFEST).is_file():
-        raise UsageError(f"--outdir {outdir} is a folder that is not a PREP_DIR (no manifest.jsonl); refusing to "
-                         "replace it: choose another folder")
+        raise UsageError(
+            f"--outdir {outdir} is a folder that is not a PREP_DIR (no manifest.jsonl); refusing to "
+            "replace it: choose another folder"
+        )
     if not overwrite:
         raise UsageError(f"--outdir {outdir} already holds a PREP_DIR; pass --overwrite to replace it")
 
 
-def unpack(db: Path, outdir: Path, overwrite: bool, on_start: Callable[[int], None] = lambda n: None,
-           on_advance: Callable[[], None] = lambda: None) -> UnpackResult:
+def unpack(
+    db: Path,
+    outdir: Path,
+    overwrite: bool,
+    on_start: Callable[[int], None] = lambda n: None,
+    on_advance: Callable[[], None] = lambda: None,
+) -> UnpackResult:
     """Write the records of the DB at `db` as the PREP_DIR `outdir`."""
     outdir = folder_place(outdir, "--outdir")
     check_outdir(outdir, db, overwrite)
@@ -83,15 +90,21 @@ def _check_record(record: gaze_db.Record, index: int, db: Path, seen: set[str]) 
     """Refuse a record whose name cannot be a file stem that `gcgan pack` reads back (a path, a
     hidden file, a second record of that name) or whose image is not a PNG."""
     name = record.name
-    if (not name or name.startswith(".") or any(c in name for c in "/\\\0")
-            or len(name.encode()) > _NAME_BYTES):
-        raise DatasetError(f"{db}: record {index}'s name {name[:80]!r} cannot be a file name (empty, hidden, a path or "
-                           f"over {_NAME_BYTES} bytes); pack the DB again from files with plain names")
+    if not name or name.startswith(".") or any(c in name for c in "/\\\0") or len(name.encode()) > _NAME_BYTES:
+        raise DatasetError(
+            f"{db}: record {index}'s name {name[:80]!r} cannot be a file name (empty, hidden, a path or "
+            f"over {_NAME_BYTES} bytes); pack the DB again from files with plain names"
+        )
     if name in seen:
-        raise DatasetError(f"{db}: two records are named {name!r}; names must be unique to unpack (pack the DB "
-                           "again from files with unique names)")
+        raise DatasetError(
+            f"{db}: two records are named {name!r}; names must be unique to unpack (pack the DB "
+            "again from files with unique names)"
+        )
     seen.add(name)
-    damaged = [kind for kind, data in (("image", record.image_png), ("mask", record.mask_png))
-               if not data.startswith(PNG_SIGNATURE)]
+    damaged = [
+        kind
+        for kind, data in (("image", record.image_png), ("mask", record.mask_png))
+        if not data.startswith(PNG_SIGNATURE)
+    ]
     if damaged:
         raise DatasetError(f"{db}: record {index}'s {listing(damaged)} is not a PNG; the DB is damaged, pack it again")

@@ -27,8 +27,9 @@ def class_ids(seg: torch.Tensor) -> np.ndarray:
     return seg.detach().argmax(dim=1).to(torch.uint8).cpu().numpy()
 
 
-def draw_gaze_arrow(image: np.ndarray, pitch: float, yaw: float, length: float | None = None,
-                    colour: tuple[int, int, int] = ARROW_RGB) -> np.ndarray:
+def draw_gaze_arrow(
+    image: np.ndarray, pitch: float, yaw: float, length: float | None = None, colour: tuple[int, int, int] = ARROW_RGB
+) -> np.ndarray:
     """A copy of `image` [H, W, 3] with the gaze drawn from its centre: dx = -L sin(yaw) cos(pitch),
     dy = -L sin(pitch), L = W/2 by default; anti-aliased, tip 0.2, RGB `colour`."""
     height, width = image.shape[:2]
@@ -37,12 +38,21 @@ def draw_gaze_arrow(image: np.ndarray, pitch: float, yaw: float, length: float |
     tip = (centre[0] - length * math.sin(yaw) * math.cos(pitch), centre[1] - length * math.sin(pitch))
     out = np.ascontiguousarray(image).copy()
     thickness = max(1, round(width / 64))
-    cv2.arrowedLine(out, tuple(round(v) for v in centre), tuple(round(v) for v in tip), colour, thickness,
-                    cv2.LINE_AA, tipLength=0.2)
+    cv2.arrowedLine(
+        out,
+        tuple(round(v) for v in centre),
+        tuple(round(v) for v in tip),
+        colour,
+        thickness,
+        cv2.LINE_AA,
+        tipLength=0.2,
+    )
     return out
 
 
-def sample_grid(images: torch.Tensor, segs: torch.Tensor, gazes: torch.Tensor | None, columns: int | None = None) -> np.ndarray:
+def sample_grid(
+    images: torch.Tensor, segs: torch.Tensor, gazes: torch.Tensor | None, columns: int | None = None
+) -> np.ndarray:
     """Grid of (image with gaze arrow | coloured mask) pairs; `gazes` [B, 2] (pitch, yaw) or None."""
     rgb, ids = to_uint8(images), class_ids(segs)
     scale = max(1, MIN_TILE // rgb.shape[2])  # small models: enlarge (nearest) so parts and arrows are visible

@@ -17,8 +17,12 @@ def contact_sheet(pairs: list[tuple[np.ndarray, np.ndarray]], columns: int = 2) 
         raise ValueError("no strips to show")
     size = pairs[0][0].shape[0]
     top, bottom = band_rows(size)
-    tiles = [np.concatenate([rgb[top:bottom], np.full((bottom - top, GAP, 3), 255, np.uint8),
-                             overlay(rgb, mask)[top:bottom]], axis=1) for rgb, mask in pairs]
+    tiles = [
+        np.concatenate(
+            [rgb[top:bottom], np.full((bottom - top, GAP, 3), 255, np.uint8), overlay(rgb, mask)[top:bottom]], axis=1
+        )
+        for rgb, mask in pairs
+    ]
     return tile(tiles, columns)
 
 

@@ -47,7 +47,7 @@ class EthxRow:
 
 def subject_id(path: Path) -> str:
     stem = path.stem
-    return stem[len("subject"):] if stem.startswith("subject") else stem
+    return stem[len("subject") :] if stem.startswith("subject") else stem
 
 
 def subject_files(h5_dir: Path, subjects: tuple[str, ...] | None) -> list[Path]:
@@ -61,7 +61,9 @@ def subject_files(h5_dir: Path, subjects: tuple[str, ...] | None) -> list[Path]:
         known = {subject_id(f): f for f in files}
         missing = [s for s in subjects if s not in known]
         if missing:
-            raise DatasetError(f"--subjects: no file for {', '.join(missing)} in {h5_dir} (have {', '.join(sorted(known))})")
+            raise DatasetError(
+                f"--subjects: no file for {', '.join(missing)} in {h5_dir} (have {', '.join(sorted(known))})"
+            )
         files = [known[s] for s in subjects]
     return files
 

@@ -68,7 +68,9 @@ def crop_matrix(margin: np.ndarray, caruncle: np.ndarray, jitter: tuple[float, f
     width = CROP_SPAN * max(abs(caruncle.mean(axis=0)[0] - margin[OUTER_CORNER, 0]), 1e-6)
     scale = PATCH[0] / width * s
     centre = (margin.min(axis=0) + margin.max(axis=0)) / 2
-    return np.array([[scale, 0.0, PATCH[0] / 2 - scale * (centre[0] - tx)], [0.0, scale, PATCH[1] / 2 - scale * (centre[1] - ty)]])
+    return np.array(
+        [[scale, 0.0, PATCH[0] / 2 - scale * (centre[0] - tx)], [0.0, scale, PATCH[1] / 2 - scale * (centre[1] - ty)]]
+    )
 
 
 def crop(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -86,8 +88,13 @@ def look_vector(pitch: float, yaw: float) -> tuple[float, float, float]:
     return -math.cos(pitch) * math.sin(yaw), math.sin(pitch), -math.cos(pitch) * math.cos(yaw)
 
 
-def landmarks(matrix: np.ndarray, margin: np.ndarray, iris: np.ndarray, look: tuple[float, float, float],
-              image_size: tuple[int, int]) -> np.ndarray:
+def landmarks(
+    matrix: np.ndarray,
+    margin: np.ndarray,
+    iris: np.ndarray,
+    look: tuple[float, float, float],
+    image_size: tuple[int, int],
+) -> np.ndarray:
     """The 18 ELG landmarks [18, 2] float32 in patch pixels: margin[::2], iris[::4], the iris centre
     c + R (-cos p sin yaw0, -sin p) and the eyeball centre c = (w/2, h/2), where (p, yaw0) is the
     look vector's uncorrected pitch and yaw, yaw0 = atan2(-x, z)."""
@@ -95,7 +102,9 @@ def landmarks(matrix: np.ndarray, margin: np.ndarray, iris: np.ndarray, look: tu
     pitch, yaw0 = math.asin(y / math.sqrt(x * x + y * y + z * z)), math.atan2(-x, z)
     centre = np.array([image_size[0] / 2, image_size[1] / 2])
     iris_centre = centre + EYEBALL_RADIUS * np.array([-math.cos(pitch) * math.sin(yaw0), -math.sin(pitch)])
-    points = np.concatenate([np.asarray(margin, np.float64)[::2, :2], np.asarray(iris, np.float64)[::4, :2], [iris_centre, centre]])
+    points = np.concatenate(
+        [np.asarray(margin, np.float64)[::2, :2], np.asarray(iris, np.float64)[::4, :2], [iris_centre, centre]]
+    )
     return transform(matrix, points).astype(np.float32)
 
 

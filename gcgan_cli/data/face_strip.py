@@ -78,8 +78,9 @@ def find_anchor(rgb: np.ndarray, detector: LandmarkDetector, view: DetectionView
     return None if face is None else Anchor(face.crop, face.extent)
 
 
-def locate_near(rgb: np.ndarray, detector: LandmarkDetector, view: DetectionView,
-                anchor: Anchor | None) -> tuple[np.ndarray, StripBox]:
+def locate_near(
+    rgb: np.ndarray, detector: LandmarkDetector, view: DetectionView, anchor: Anchor | None
+) -> tuple[np.ndarray, StripBox]:
     """`locate` for a frame of a span whose first frame gave `anchor`, mostly without the detector.
 
     The landmark model looks at the anchor's detector region. When the face's landmark region is
@@ -132,7 +133,9 @@ def _placed(view_points: np.ndarray, rgb: np.ndarray, view: DetectionView) -> tu
         raise NoFace(str(exc)) from exc
 
 
-def strip_from_landmarks(rgb: np.ndarray, points: np.ndarray, box: StripBox, size: int) -> tuple[np.ndarray, np.ndarray]:
+def strip_from_landmarks(
+    rgb: np.ndarray, points: np.ndarray, box: StripBox, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB strip [size, size, 3] and its landmark-drawn mask [size, size]."""
     return crop_strip(rgb, box, size), masks.mask_from_landmarks(box.to_strip(points, size), size)
 

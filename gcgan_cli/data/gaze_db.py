@@ -89,8 +89,14 @@ class DbMeta:
                     f"{where}: gcgan dataset format version {record.get('format_version')}, this gcgan reads "
                     f"version {FORMAT_VERSION}; pack it again with this version (gcgan pack ... --overwrite)"
                 )
-            return cls(int(record["count"]), int(record["size"]), tuple(record["class_names"]),
-                       bool(record["labelled"]), str(record["gcgan_version"]), dict(record.get("source") or {}))
+            return cls(
+                int(record["count"]),
+                int(record["size"]),
+                tuple(record["class_names"]),
+                bool(record["labelled"]),
+                str(record["gcgan_version"]),
+                dict(record.get("source") or {}),
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{where}: the metadata record is damaged ({exc}); pack it again") from exc
 
@@ -137,8 +143,10 @@ def reader(path: Path) -> lmdb.Environment:
 
 
 def _cut_short(path: Path, size: int, needed: str) -> DatasetError:
-    return DatasetError(f"{path}: {DATA_FILE} is {size} bytes but the DB needs {needed}; it was cut short "
-                        "(copy interrupted?); copy or pack it again")
+    return DatasetError(
+        f"{path}: {DATA_FILE} is {size} bytes but the DB needs {needed}; it was cut short "
+        "(copy interrupted?); copy or pack it again"
+    )
 
 
 def release(path: Path) -> None:
@@ -167,7 +175,9 @@ def read_meta(path: Path) -> DbMeta:
             meta = DbMeta.from_json(data, path)
             last = meta.count - 1
             if meta.count < 1 or any(txn.get(key(kind, last)) is None for kind in ("image", "mask")):
-                raise DatasetError(f"{path}: truncated ({meta.count} records announced, the last is missing); pack it again")
+                raise DatasetError(
+                    f"{path}: truncated ({meta.count} records announced, the last is missing); pack it again"
+                )
             return meta
     except lmdb.Error as exc:
         raise DatasetError(f"{path}: unreadable LMDB ({exc}); pack it again") from exc
@@ -187,10 +197,13 @@ def read_record(txn: lmdb.Transaction, index: int, where: Path) -> Record:
         raise DatasetError(f"{where}: record {index} is missing; the DB is damaged, pack it again")
     gaze = txn.get(key("gaze", index))
     if gaze is not None and len(gaze) != GAZE_BYTES:
-        raise DatasetError(f"{where}: record {index}'s gaze is {len(gaze)} bytes, expected {GAZE_BYTES}; "
-                           "the DB is damaged, pack it again")
-    return Record(bytes(image), bytes(mask), decode_gaze(gaze) if gaze is not None else None,
-                  read_name(txn, index, where))
+        raise DatasetError(
+            f"{where}: record {index}'s gaze is {len(gaze)} bytes, expected {GAZE_BYTES}; "
+            "the DB is damaged, pack it again"
+        )
+    return Record(
+        bytes(image), bytes(mask), decode_gaze(gaze) if gaze is not None else None, read_name(txn, index, where)
+    )
 
 
 def read_name(txn: lmdb.Transaction, index: int, where: Path) -> str:
@@ -213,22 +226,27 @@ def read_labels(path: Path) -> np.ndarray:
     """
     file = path / LABELS_FILE if path.is_dir() else path
     if not file.is_file():
-        raise DatasetError(f"{file}: no such label file; give a DB from `gcgan pack` or a gaze label file "
-                           "(.npy, .json)")
+        raise DatasetError(
+            f"{file}: no such label file; give a DB from `gcgan pack` or a gaze label file (.npy, .json)"
+        )
     try:
         if file.suffix.lower() == ".json":
             labels = np.asarray(json.loads(file.read_text()), dtype=np.float64)
         else:
             labels = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError, TypeError) as exc:
-        raise DatasetError(f"{file}: not a gaze label file ({exc}); expected float32 (N, 2) (.npy from `gcgan pack`) "
-                           "or a JSON list of (pitch, yaw) pairs") from exc
+        raise DatasetError(
+            f"{file}: not a gaze label file ({exc}); expected float32 (N, 2) (.npy from `gcgan pack`) "
+            "or a JSON list of (pitch, yaw) pairs"
+        ) from exc
     labels = check_gaze(labels, str(file))
     if len(labels) == 0:
         raise DatasetError(f"{file}: no gaze labels; expected at least one (pitch, yaw) row")
     if file.name == LABELS_FILE and (file.parent / DATA_FILE).is_file():
         count = read_meta(file.parent).count
         if len(labels) != count:
-            raise DatasetError(f"{file}: {len(labels)} gaze labels, but the DB {file.parent} has {count} records; "
-                               "the label set is from another pack: pack the DB again")
+            raise DatasetError(
+                f"{file}: {len(labels)} gaze labels, but the DB {file.parent} has {count} records; "
+                "the label set is from another pack: pack the DB again"
+            )
     return labels.astype(np.float32)

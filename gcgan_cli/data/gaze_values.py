@@ -35,7 +35,11 @@ def _checked(values, where: str, error: type[GcganError], rows: bool) -> np.ndar
     if array.ndim == 1 and array.shape[0] == 2:
         array = array[None]
     if array.ndim != 2 or array.shape[1] != 2:
-        hint = "; a [N, 3] array is a gaze vector: convert it to (pitch, yaw) first" if array.ndim == 2 and array.shape[1] == 3 else ""
+        hint = (
+            "; a [N, 3] array is a gaze vector: convert it to (pitch, yaw) first"
+            if array.ndim == 2 and array.shape[1] == 3
+            else ""
+        )
         raise error(f"{where}: expected gaze as [N, 2] (pitch, yaw) in radians, got shape {list(array.shape)}{hint}")
     finite = np.isfinite(array).all(axis=1)
     if not finite.all():
@@ -45,9 +49,11 @@ def _checked(values, where: str, error: type[GcganError], rows: bool) -> np.ndar
     outside = (np.abs(array[:, 0]) > PITCH_LIMIT + _TOLERANCE) | (np.abs(array[:, 1]) > YAW_LIMIT + _TOLERANCE)
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
-        raise error(f"{where}: {_value(array, row, rows)} is outside |pitch| <= pi/2, |yaw| <= pi; "
-                    f"values up to {np.abs(array).max():.4g} look like degrees, and gcgan reads radians "
-                    "(divide degrees by 57.2958)")
+        raise error(
+            f"{where}: {_value(array, row, rows)} is outside |pitch| <= pi/2, |yaw| <= pi; "
+            f"values up to {np.abs(array).max():.4g} look like degrees, and gcgan reads radians "
+            "(divide degrees by 57.2958)"
+        )
     return array
 
 

@@ -39,8 +39,9 @@ LEFT_EYE_CORNERS = (263, 362)
 
 PRESENCE = 0.5  # FaceMesh's default min_tracking_confidence: below it the landmark model reports no face
 _FACEMESH_GRAPH = "mediapipe/modules/face_landmark/face_landmark_front_cpu.binarypb"
-_DETECTOR_SCORE = ("facedetectionshortrangecpu__facedetectionshortrange__facedetection__"
-                   "TensorsToDetectionsCalculator.min_score_thresh")
+_DETECTOR_SCORE = (
+    "facedetectionshortrangecpu__facedetectionshortrange__facedetection__TensorsToDetectionsCalculator.min_score_thresh"
+)
 _PRESENCE_SCORE = "facelandmarkcpu__ThresholdingCalculator.threshold"
 # The landmark half of FaceMesh's graph: the image and a region in, the landmarks and their own region out.
 _FOLLOW_GRAPH = """
@@ -107,8 +108,9 @@ class Region:
     def rect(self):
         from mediapipe.framework.formats import rect_pb2
 
-        return rect_pb2.NormalizedRect(x_center=self.x, y_center=self.y, width=self.width, height=self.height,
-                                       rotation=self.rotation)
+        return rect_pb2.NormalizedRect(
+            x_center=self.x, y_center=self.y, width=self.width, height=self.height, rotation=self.rotation
+        )
 
 
 class Face(NamedTuple):
@@ -159,8 +161,11 @@ class LandmarkDetector:
             result = self._mesh.process(np.ascontiguousarray(rgb))
         if not result.multi_face_landmarks:
             return None
-        return Face(_pixels(result.multi_face_landmarks[0], rgb.shape), Region.of(result.face_rects_from_detections[0]),
-                    Region.of(result.face_rects_from_landmarks[0]))
+        return Face(
+            _pixels(result.multi_face_landmarks[0], rgb.shape),
+            Region.of(result.face_rects_from_detections[0]),
+            Region.of(result.face_rects_from_landmarks[0]),
+        )
 
     def follow(self, rgb: np.ndarray, region: Region) -> Face | None:
         """The landmark model alone on `region` of `rgb`: the face there, or None when the model's
@@ -173,7 +178,8 @@ class LandmarkDetector:
             with _quiet_stderr():
                 self._follower = solution_base.SolutionBase(
                     graph_config=text_format.Parse(_FOLLOW_GRAPH, calculator_pb2.CalculatorGraphConfig()),
-                    side_inputs={"with_attention": True}, calculator_params={_PRESENCE_SCORE: PRESENCE},
+                    side_inputs={"with_attention": True},
+                    calculator_params={_PRESENCE_SCORE: PRESENCE},
                     outputs=["landmarks", "extent"],
                 )
         with _quiet_stderr():

@@ -87,8 +87,9 @@ def check_folders(folder: Path, rgb_dir: Path | None, mask_dir: Path | None, out
             raise UsageError(f"--outdir {out} is in the {what} folder {source}; write the DB outside its input folders")
 
 
-def find_inputs(folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None,
-                unlabelled: bool = False) -> PackInputs:
+def find_inputs(
+    folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None = None, unlabelled: bool = False
+) -> PackInputs:
     """The pairs to pack from `folder`, sorted by name; a DatasetError lists every problem name.
     With `unlabelled`, gaze is neither read nor checked."""
     if not folder.is_dir():
@@ -105,12 +106,16 @@ def find_inputs(folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None
     if only_images or only_masks:
         parts = [f"{len(only_images)} image(s) without a mask ({listing(only_images)})"] if only_images else []
         parts += [f"{len(only_masks)} mask(s) without an image ({listing(only_masks)})"] if only_masks else []
-        raise DatasetError(f"{folder}: unmatched names: {'; '.join(parts)}. Images and masks pair by file name"
-                           + _unfinished_segment_hint(folder, rows, only_images + only_masks))
+        raise DatasetError(
+            f"{folder}: unmatched names: {'; '.join(parts)}. Images and masks pair by file name"
+            + _unfinished_segment_hint(folder, rows, only_images + only_masks)
+        )
     rowless = sorted(name for name in images if rows and name not in rows)
     if rowless:  # a segment run stopped between writing a strip and logging it
-        raise DatasetError(f"{folder}: {len(rowless)} strip(s) have no row in {MANIFEST} ({listing(rowless)})"
-                           + _unfinished_segment_hint(folder, rows, rowless))
+        raise DatasetError(
+            f"{folder}: {len(rowless)} strip(s) have no row in {MANIFEST} ({listing(rowless)})"
+            + _unfinished_segment_hint(folder, rows, rowless)
+        )
     pairs = []
     for name in sorted(images):
         row = rows.get(name)
@@ -121,8 +126,10 @@ def find_inputs(folder: Path, rgb_dir: Path | None = None, mask_dir: Path | None
         else:
             gaze, source = gaze_from_name(name), "name"
             if gaze is not None:
-                gaze = check_pair(*gaze, f"{images[name]}: the gaze in its name (fields 4 and 5; "
-                                         "pass --unlabelled if the names carry none)")
+                gaze = check_pair(
+                    *gaze,
+                    f"{images[name]}: the gaze in its name (fields 4 and 5; pass --unlabelled if the names carry none)",
+                )
         pairs.append(Pair(name, images[name], masks[name], gaze, source if gaze else "none"))
     return PackInputs("prep" if rows else "folders", pairs, manifest if rows else None)
 
@@ -135,8 +142,10 @@ def _unfinished_segment_hint(folder: Path, rows: dict[str, dict], unmatched: lis
     except (OSError, ValueError, AttributeError):
         interrupted = False
     if interrupted or (rows and not any(name in rows for name in unmatched)):
-        return (f"; the segment run that wrote {folder} did not finish: run the same `gcgan segment` command "
-                "again to complete it")
+        return (
+            f"; the segment run that wrote {folder} did not finish: run the same `gcgan segment` command "
+            "again to complete it"
+        )
     return "."
 
 
@@ -182,8 +191,10 @@ def _files_by_stem(folder: Path, option: str) -> dict[str, Path]:
 def _refuse_lossy_masks(masks: Iterable[Path], folder: Path) -> None:
     lossy = sorted(_shown(p, folder) for p in masks if p.suffix.lower() in LOSSY_SUFFIXES)
     if lossy:
-        raise DatasetError(f"{folder}: {len(lossy)} mask(s) in a lossy format ({listing(lossy)}); masks must be "
-                           "lossless class-id images (PNG or BMP): JPEG and WebP change the ids along region edges")
+        raise DatasetError(
+            f"{folder}: {len(lossy)} mask(s) in a lossy format ({listing(lossy)}); masks must be "
+            "lossless class-id images (PNG or BMP): JPEG and WebP change the ids along region edges"
+        )
 
 
 def _shown(path: Path, folder: Path) -> str:
@@ -198,15 +209,19 @@ def _sample_inputs(folder: Path, unlabelled: bool) -> PackInputs:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise DatasetError(f"{file}:{number}: not UTF-8 text (a binary file?); expected one JSON object per line "
-                               "as `gcgan sample` writes") from None
+            raise DatasetError(
+                f"{file}:{number}: not UTF-8 text (a binary file?); expected one JSON object per line "
+                "as `gcgan sample` writes"
+            ) from None
         if not line.strip():
             continue
         try:
             row = json.loads(line)
             image, mask = folder / row["image"], folder / row["mask"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{file}:{number}: expected a JSON object with image, mask, pitch, yaw ({exc})") from None
+            raise DatasetError(
+                f"{file}:{number}: expected a JSON object with image, mask, pitch, yaw ({exc})"
+            ) from None
         missing += [_shown(p, folder) for p in (image, mask) if not p.is_file()]
         gaze = None if unlabelled else _gaze(row.get("pitch"), row.get("yaw"), f"{file}:{number}")
         pairs.append(Pair(str(row.get("name") or image.stem), image, mask, gaze, "samples" if gaze else "none"))
@@ -251,11 +266,17 @@ def make_record(pair: tuple[str, str], size: int, num_classes: int) -> tuple[byt
         if image.dtype != np.uint8 or mask.dtype != np.uint8:
             raise RecordError(f"{image_path if image.dtype != np.uint8 else mask_path}: expected 8-bit pixels")
         if image.shape[:2] != mask.shape:
-            raise RecordError(f"{mask_path}: {mask.shape[1]}x{mask.shape[0]}, but its image is {image.shape[1]}x{image.shape[0]}")
+            raise RecordError(
+                f"{mask_path}: {mask.shape[1]}x{mask.shape[0]}, but its image is {image.shape[1]}x{image.shape[0]}"
+            )
         top = int(mask.max())
         if top >= num_classes:
             raise RecordError(f"{mask_path}: class id {top}, but only ids 0..{num_classes - 1} are declared")
-        image_png = None if _is_png(image_bytes, size, colour_type=2) else encode_png(_fit(image[:, :, ::-1], size, _image_filter(image, size)))
+        image_png = (
+            None
+            if _is_png(image_bytes, size, colour_type=2)
+            else encode_png(_fit(image[:, :, ::-1], size, _image_filter(image, size)))
+        )
         mask_png = None if _is_png(mask_bytes, size, colour_type=0) else encode_png(_fit(mask, size, MASK_RESIZE))
         return image_png, mask_png
     except RecordError as exc:

@@ -41,8 +41,9 @@ def check_separate(rgb_dir: Path, mask_dir: Path) -> None:
     """Refuse one folder for images and masks (symlinks and `..` resolved): they share file names,
     so each mask would be written over its strip, or read as an image."""
     if rgb_dir.resolve() == mask_dir.resolve():
-        raise UsageError(f"--rgb-dir and --mask-dir are the same folder {rgb_dir}; masks and images must be in "
-                         "separate folders")
+        raise UsageError(
+            f"--rgb-dir and --mask-dir are the same folder {rgb_dir}; masks and images must be in separate folders"
+        )
 
 
 @dataclass(frozen=True)

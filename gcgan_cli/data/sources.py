@@ -109,8 +109,17 @@ class EthxSource:
                     skipped.append(Skipped(label, problem))
                     continue
                 name = strip_name(r.camera, r.subject, r.k, r.pitch, r.yaw)
-                row = {"name": name, "pitch": r.pitch, "yaw": r.yaw, "subject": r.subject, "camera": r.camera,
-                       "frame": r.frame, "source": self.kind, "file": path.name, "row": r.row}
+                row = {
+                    "name": name,
+                    "pitch": r.pitch,
+                    "yaw": r.yaw,
+                    "subject": r.subject,
+                    "camera": r.camera,
+                    "frame": r.frame,
+                    "source": self.kind,
+                    "file": path.name,
+                    "row": r.row,
+                }
                 tasks.append(Task(name, row, (r.path, r.row, first if self.detect == "track" else None), label))
         return tasks, skipped
 
@@ -176,9 +185,17 @@ class CelebaSource:
         tasks = []
         for image_id, path in images:
             name = strip_name(0, "0", image_id, None, None)
-            row = {"name": name, "pitch": None, "yaw": None, "subject": None, "camera": None,
-                   "frame": image_id, "source": self.kind, "file": path.name,
-                   "annotations": anno is not None}
+            row = {
+                "name": name,
+                "pitch": None,
+                "yaw": None,
+                "subject": None,
+                "camera": None,
+                "frame": image_id,
+                "source": self.kind,
+                "file": path.name,
+                "annotations": anno is not None,
+            }
             tasks.append(Task(name, row, (str(path), image_id, str(anno) if anno else None), path.name))
         return tasks, []
 
@@ -214,8 +231,17 @@ class SyntheticSource:
             pitch, yaw = synthetic.gaze_of(self.seed, index, self.style)
             subject = f"{index // self.per_subject:04d}"
             name = strip_name(0, subject, index, pitch, yaw)
-            row = {"name": name, "pitch": pitch, "yaw": yaw, "subject": subject, "camera": None,
-                   "frame": index, "source": self.kind, "style": self.style, "seed": self.seed}
+            row = {
+                "name": name,
+                "pitch": pitch,
+                "yaw": yaw,
+                "subject": subject,
+                "camera": None,
+                "frame": index,
+                "source": self.kind,
+                "style": self.style,
+                "seed": self.seed,
+            }
             tasks.append(Task(name, row, index, f"synthetic #{index}"))
         return tasks, []
 

@@ -178,7 +178,9 @@ def sample_gaze(rng: np.random.Generator, prior: GazePrior) -> tuple[float, floa
                 return float(value)
         return float(np.clip(mean, *bounds))
 
-    return draw(prior.pitch_mean, prior.pitch_std, prior.pitch_range), draw(prior.yaw_mean, prior.yaw_std, prior.yaw_range)
+    return draw(prior.pitch_mean, prior.pitch_std, prior.pitch_range), draw(
+        prior.yaw_mean, prior.yaw_std, prior.yaw_range
+    )
 
 
 def _image_rng(seed: int, index: int, style: Style) -> tuple[np.random.Generator, tuple[float, float]]:
@@ -210,7 +212,9 @@ def iris_offset(pitch: float, yaw: float, eye_width: float) -> tuple[float, floa
 def lid_openings(pitch: float, ident: Identity) -> tuple[float, float]:
     """(upper, lower) lid openings above / below the corner line at this pitch, eye widths."""
     lift = float(np.sin(pitch))
-    return max(ident.lid_upper + UPPER_LID_FOLLOW * lift, LID_MIN), max(ident.lid_lower - LOWER_LID_FOLLOW * lift, LID_MIN)
+    return max(ident.lid_upper + UPPER_LID_FOLLOW * lift, LID_MIN), max(
+        ident.lid_lower - LOWER_LID_FOLLOW * lift, LID_MIN
+    )
 
 
 def iris_axes(pitch: float, yaw: float) -> tuple[np.ndarray, float]:
@@ -299,8 +303,12 @@ def outline(seed: int, subject: int, style_name: str) -> Outline:
     half_spacing = ident.eye_spacing / 2
     eyes = np.array([[0.5 - half_spacing, ident.eye_height], [0.5 + half_spacing, ident.eye_height]], np.float32)
     top, bottom = ident.nose_top_width / 2, ident.nose_bottom_width / 2
-    nose = [[0.5 - top, ident.nose_top], [0.5 + top, ident.nose_top],
-            [0.5 + bottom, NOSE_BOTTOM], [0.5 - bottom, NOSE_BOTTOM]]
+    nose = [
+        [0.5 - top, ident.nose_top],
+        [0.5 + top, ident.nose_top],
+        [0.5 + bottom, NOSE_BOTTOM],
+        [0.5 - bottom, NOSE_BOTTOM],
+    ]
     return Outline(eyes=eyes, brows=_brow_points(eyes, ident, 1.0), nose=np.array(nose, np.float32))
 
 
@@ -391,8 +399,9 @@ class _Parts:
         return float(self.nose[0, 1])
 
 
-def _place_parts(rng: np.random.Generator, shapes: Outline, ident: Identity, size: int, pitch: float,
-                 yaw: float) -> _Parts:
+def _place_parts(
+    rng: np.random.Generator, shapes: Outline, ident: Identity, size: int, pitch: float, yaw: float
+) -> _Parts:
     """Geometry: frame the outline (zoom and shift about the strip centre), then pose lids and irises."""
     zoom, shift_x, shift_y = rng.uniform(*FRAMING_ZOOM), *rng.normal(0, FRAMING_SHIFT_STD, 2)
     scale = size * zoom  # strip fractions -> pixels, about the jittered strip centre

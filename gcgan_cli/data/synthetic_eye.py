@@ -127,8 +127,10 @@ class Look:
 # Colours (BGR) and textures.
 SKIN = {"s": ((150, 170, 205), (120, 145, 190), (85, 110, 160)), "r": ((120, 140, 175), (95, 115, 150), (70, 88, 120))}
 SCLERA = {"s": (225, 230, 235), "r": (168, 175, 182)}
-IRIS = {"s": ((40, 70, 105), (30, 45, 70), (150, 120, 80), (90, 120, 95)),
-        "r": ((60, 78, 100), (52, 62, 78), (125, 110, 90), (90, 105, 95))}  # R: lower contrast against its darker sclera
+IRIS = {
+    "s": ((40, 70, 105), (30, 45, 70), (150, 120, 80), (90, 120, 95)),
+    "r": ((60, 78, 100), (52, 62, 78), (125, 110, 90), (90, 105, 95)),
+}  # R: lower contrast against its darker sclera
 CARUNCLE = {"s": (150, 150, 215), "r": (130, 132, 165)}
 PUPIL = 18.0
 GLINT = 250.0
@@ -155,7 +157,9 @@ class Geometry:
     identity: Identity
     upper: np.ndarray  # [LID_SAMPLES, 2] inner -> outer corner
     lower: np.ndarray
-    margin: np.ndarray  # [16, 2] UnityEyes interior_margin_2d: 0 inner corner, 1-7 upper lid, 8 outer corner, 9-15 lower lid
+    margin: (
+        np.ndarray
+    )  # [16, 2] UnityEyes interior_margin_2d: 0 inner corner, 1-7 upper lid, 8 outer corner, 9-15 lower lid
     caruncle: np.ndarray  # [CARUNCLE_POINTS, 2]
     iris: np.ndarray  # [32, 2] the limbus
     iris_centre: np.ndarray
@@ -210,9 +214,17 @@ def identity(seed: int, subject: tuple[int, int]) -> Identity:
     """A subject's eye shape and gaze offset; persons get an offset, one-sample identities none."""
     rng = np.random.default_rng((seed, _IDENTITY, *subject))
     offset = tuple(float(v) for v in rng.normal(0, PERSON_GAZE_OFFSET, 2)) if subject[0] == 0 else (0.0, 0.0)
-    return Identity(span=rng.uniform(*EYE_SPAN), roll=rng.normal(0, ROLL_STD), drop=rng.uniform(*EYE_DROP),
-                    upper=rng.uniform(*LID_UPPER), lower=rng.uniform(*LID_LOWER), upper_skew=rng.uniform(*UPPER_SKEW),
-                    lower_skew=rng.uniform(*LOWER_SKEW), iris=rng.uniform(*IRIS_RADIUS), gaze_offset=offset)
+    return Identity(
+        span=rng.uniform(*EYE_SPAN),
+        roll=rng.normal(0, ROLL_STD),
+        drop=rng.uniform(*EYE_DROP),
+        upper=rng.uniform(*LID_UPPER),
+        lower=rng.uniform(*LID_LOWER),
+        upper_skew=rng.uniform(*UPPER_SKEW),
+        lower_skew=rng.uniform(*LOWER_SKEW),
+        iris=rng.uniform(*IRIS_RADIUS),
+        gaze_offset=offset,
+    )
 
 
 @lru_cache(maxsize=256)
@@ -222,14 +234,20 @@ def look(seed: int, subject: tuple[int, int], style: str) -> Look:
     i = rng.integers(len(skins) - 1)
     skin = skins[i] + rng.uniform() * (skins[i + 1] - skins[i]) + rng.normal(0, SKIN_JITTER, 3)
     iris = np.array(IRIS[style][rng.integers(len(IRIS[style]))], np.float32) + rng.normal(0, IRIS_JITTER, 3)
-    return Look(skin=np.clip(skin, 0, 255).astype(np.float32), sclera=np.array(SCLERA[style], np.float32),
-                iris=np.clip(iris, 0, 255).astype(np.float32), caruncle=np.array(CARUNCLE[style], np.float32))
+    return Look(
+        skin=np.clip(skin, 0, 255).astype(np.float32),
+        sclera=np.array(SCLERA[style], np.float32),
+        iris=np.clip(iris, 0, 255).astype(np.float32),
+        caruncle=np.array(CARUNCLE[style], np.float32),
+    )
 
 
 # --- geometry ---
 
 
-def _lid(ident: Identity, head_yaw: float, height: float, skew: float, sign: float, frame: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _lid(
+    ident: Identity, head_yaw: float, height: float, skew: float, sign: float, frame: np.ndarray, t: np.ndarray
+) -> np.ndarray:
     """Points of one lid at parameters t in [-1, 1] (inner -> outer corner); sign -1 for the upper lid."""
     origin, along, down = frame
     half = ident.span * R * math.cos(head_yaw)
@@ -274,9 +292,22 @@ def geometry(seed: int, index: int, style: str, person: str | None = None) -> Ge
     phi = np.linspace(0, 2 * np.pi, IRIS_POINTS, endpoint=False)
     across = np.array([-unit[1], unit[0]])
     iris = iris_centre + (axes[0] * np.cos(phi))[:, None] * unit + (axes[1] * np.sin(phi))[:, None] * across
-    return Geometry(gaze=(pitch, yaw), head=head, person=person, identity=ident, upper=upper, lower=lower, margin=margin,
-                    caruncle=caruncle, iris=iris, iris_centre=iris_centre, iris_axes=axes,
-                    iris_angle=math.degrees(math.atan2(unit[1], unit[0])), pupil=rng.uniform(*PUPIL_RATIO), crease=crease)
+    return Geometry(
+        gaze=(pitch, yaw),
+        head=head,
+        person=person,
+        identity=ident,
+        upper=upper,
+        lower=lower,
+        margin=margin,
+        caruncle=caruncle,
+        iris=iris,
+        iris_centre=iris_centre,
+        iris_axes=axes,
+        iris_angle=math.degrees(math.atan2(unit[1], unit[0])),
+        pupil=rng.uniform(*PUPIL_RATIO),
+        crease=crease,
+    )
 
 
 # --- painting ---
@@ -336,8 +367,13 @@ def _appearance(rng: np.random.Generator, style: str) -> _Appearance:
         lash=rng.uniform(*R_LASH),
         lash_width=rng.uniform(*R_LASH_WIDTH),
         glint=GLINT_FROM_LIGHT * np.array([math.cos(light_angle), math.sin(light_angle)]),  # toward the lit side
-        camera=(rng.uniform(*R_RESOLUTION), rng.uniform(*R_DEFOCUS), rng.uniform(*R_GAIN), rng.uniform(*R_READ_NOISE),
-                int(rng.integers(R_JPEG[0], R_JPEG[1] + 1))),
+        camera=(
+            rng.uniform(*R_RESOLUTION),
+            rng.uniform(*R_DEFOCUS),
+            rng.uniform(*R_GAIN),
+            rng.uniform(*R_READ_NOISE),
+            int(rng.integers(R_JPEG[0], R_JPEG[1] + 1)),
+        ),
     )
 
 
@@ -384,7 +420,9 @@ def _paint(geo: Geometry, colours: Look, app: _Appearance, style: str) -> np.nda
     else:
         light = _illumination(app)
         y, x = app.texture_at
-        canvas = (light * (1.0 + app.texture * _skin_field()[y : y + CANVAS[1], x : x + CANVAS[0]]))[..., None] * colours.skin
+        canvas = (light * (1.0 + app.texture * _skin_field()[y : y + CANVAS[1], x : x + CANVAS[0]]))[
+            ..., None
+        ] * colours.skin
     lo, hi = _box(np.concatenate([geo.upper, geo.lower, geo.crease]), 4)  # everything drawn lies in here
     region = canvas[lo[1] : hi[1], lo[0] : hi[0]].astype(np.float32)
     elo, ehi = _box(np.concatenate([geo.upper, geo.lower]), 1)  # the lid opening
@@ -402,8 +440,16 @@ def _paint(geo: Geometry, colours: Look, app: _Appearance, style: str) -> np.nda
     iris_tone = (IRIS_CENTRE_TONE + (1.0 - IRIS_CENTRE_TONE) * np.minimum(rho, 1.0)) * fibres * ring
     corner = 1.0 - SCLERA_CORNER_SHADE * ((xs - CENTRE[0]) / (geo.identity.span * R)) ** 2
     # Each part's weight times its colour; the weights of a pixel sum to 1.
-    weights = np.stack([1.0 - cov["open"], (cov["open"] - cov["iris"] - cov["caruncle"]) * corner,
-                        (cov["iris"] - cov["pupil"]) * iris_tone, cov["pupil"], cov["caruncle"]], axis=-1)
+    weights = np.stack(
+        [
+            1.0 - cov["open"],
+            (cov["open"] - cov["iris"] - cov["caruncle"]) * corner,
+            (cov["iris"] - cov["pupil"]) * iris_tone,
+            cov["pupil"],
+            cov["caruncle"],
+        ],
+        axis=-1,
+    )
     parts = np.stack([colours.sclera, colours.iris, np.full(3, PUPIL, np.float32), colours.caruncle])
     eye = weights[..., 1:] @ parts
     if light is not None:
@@ -421,7 +467,9 @@ def _paint(geo: Geometry, colours: Look, app: _Appearance, style: str) -> np.nda
     crease = np.zeros_like(ink)
     cv2.polylines(crease, [np.round((geo.crease - lo) * 16).astype(np.int32)], False, 255, CREASE_LINE, cv2.LINE_AA, 4)
     region *= (1.0 - (LASH_DARKNESS / 255) * ink - (CREASE_DARKNESS / 255) * crease)[..., None]
-    canvas[lo[1] : hi[1], lo[0] : hi[0]] = np.clip(region, 0, 255) if light is not None else np.clip(np.rint(region), 0, 255)
+    canvas[lo[1] : hi[1], lo[0] : hi[0]] = (
+        np.clip(region, 0, 255) if light is not None else np.clip(np.rint(region), 0, 255)
+    )
     return canvas
 
 
@@ -438,7 +486,9 @@ def _camera(image: np.ndarray, settings, raw_per_patch: float, rng: np.random.Ge
     return cv2.resize(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), CANVAS, interpolation=cv2.INTER_CUBIC)
 
 
-def render_eye(seed: int, index: int, style: str, person: str | None = None, geometry_from: str | None = None) -> EyeRender:
+def render_eye(
+    seed: int, index: int, style: str, person: str | None = None, geometry_from: str | None = None
+) -> EyeRender:
     """Sample `index` (a person's k-th sample when `person` is "pXX", else a one-sample identity) in
     `style`. `geometry_from` names the style whose geometry (gaze, head, lids, iris, framing) to draw:
     the other style gives the twin, the same eye re-rendered in this style's look."""
@@ -455,8 +505,17 @@ def render_eye(seed: int, index: int, style: str, person: str | None = None, geo
         image = _camera(image, app.camera, 1.0 / matrix[0, 0], rng)
     look_vec = eye_patch.look_vector(*geo.gaze)
     marks = eye_patch.landmarks(matrix, geo.margin, geo.iris, look_vec, CANVAS)
-    return EyeRender(image=image, gaze=geo.gaze, head=geo.head, person=person, style=style, margin=geo.margin,
-                     caruncle=geo.caruncle, iris=geo.iris, landmarks=marks)
+    return EyeRender(
+        image=image,
+        gaze=geo.gaze,
+        head=geo.head,
+        person=person,
+        style=style,
+        margin=geo.margin,
+        caruncle=geo.caruncle,
+        iris=geo.iris,
+        landmarks=marks,
+    )
 
 
 # --- writing sets ---
@@ -488,8 +547,18 @@ def _plan(n: int, persons: int | None, first_person: int) -> list[tuple[str | No
     return [(f"p{first_person + i % persons:02d}", i // persons, i) for i in range(n)]
 
 
-def write_set(out: Path, style: str, fmt: str, n: int, seed: int = 0, persons: int | None = None, first_person: int = 0,
-              twin: bool = False, overwrite: bool = False, on_item: Callable[[], None] = lambda: None) -> dict:
+def write_set(
+    out: Path,
+    style: str,
+    fmt: str,
+    n: int,
+    seed: int = 0,
+    persons: int | None = None,
+    first_person: int = 0,
+    twin: bool = False,
+    overwrite: bool = False,
+    on_item: Callable[[], None] = lambda: None,
+) -> dict:
     """Render n samples to `out` in `fmt` ("unity": a folder of N.jpg + N.json; "mpii": one .h5 of
     /pXX/{image, gaze, head, landmarks}). persons=None takes the style's default: one identity per
     sample for S, p00..p14 for R. twin=True also writes `<out>-twin` (`<stem>-twin.h5`): the same ids,
@@ -509,7 +578,11 @@ def write_set(out: Path, style: str, fmt: str, n: int, seed: int = 0, persons: i
     out = Path(out)
     if fmt == "mpii" and out.suffix not in (".h5", ".hdf5"):
         raise UsageError(f"{out}: an mpii set is one .h5 file; name it OUT.h5")
-    twin_out = (out.with_name(f"{out.stem}-twin{out.suffix}") if fmt == "mpii" else out.with_name(f"{out.name}-twin")) if twin else None
+    twin_out = (
+        (out.with_name(f"{out.stem}-twin{out.suffix}") if fmt == "mpii" else out.with_name(f"{out.name}-twin"))
+        if twin
+        else None
+    )
     for path in (out, twin_out):
         if not overwrite and path is not None and path.exists() and (path.is_file() or any(path.iterdir())):
             raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose a new path")
@@ -528,8 +601,15 @@ def write_set(out: Path, style: str, fmt: str, n: int, seed: int = 0, persons: i
     finally:
         for temp in temps:
             remove_path(temp)
-    return {"out": str(out), "twin": str(twin_out) if twin else None, "format": fmt, "style": style, "n": n, "seed": seed,
-            "persons": sorted({p for p, _, _ in plan if p is not None}) or None}
+    return {
+        "out": str(out),
+        "twin": str(twin_out) if twin else None,
+        "format": fmt,
+        "style": style,
+        "n": n,
+        "seed": seed,
+        "persons": sorted({p for p, _, _ in plan if p is not None}) or None,
+    }
 
 
 def _renders(plan, seed: int, geometry_style: str, targets):

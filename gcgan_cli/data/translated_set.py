@@ -67,19 +67,33 @@ class TranslatedWriter:
         """One translated patch and the input it came from, both gray uint8 [36, 60]; `row` gives
         gaze and optionally source_id, person, head, landmarks and any extra keys."""
         if not _ID.match(id) or id.endswith(CLEAN_SUFFIX) or id in self.ids:
-            raise ValueError(f"id {id!r}: must be new, of letters, digits, '_', '.', '-', and not end in {CLEAN_SUFFIX}")
+            raise ValueError(
+                f"id {id!r}: must be new, of letters, digits, '_', '.', '-', and not end in {CLEAN_SUFFIX}"
+            )
         for name, picture in (("image", image_u8), ("clean", clean_u8)):
             if picture.dtype != np.uint8 or picture.shape != (eye_patch.PATCH[1], eye_patch.PATCH[0]):
-                raise ValueError(f"{name} of {id}: expected uint8 {eye_patch.PATCH[1]} x {eye_patch.PATCH[0]}, "
-                                 f"got {picture.dtype} {picture.shape}")
+                raise ValueError(
+                    f"{name} of {id}: expected uint8 {eye_patch.PATCH[1]} x {eye_patch.PATCH[0]}, "
+                    f"got {picture.dtype} {picture.shape}"
+                )
         gaze = _pair(row["gaze"])
         if gaze is None:
             raise ValueError(f"gaze of {id}: expected a finite [pitch, yaw]")
         for suffix, picture in (("", image_u8), (CLEAN_SUFFIX, clean_u8)):
             write_atomic(self.out / f"{id}{suffix}.png", cv2.imencode(".png", picture)[1].tobytes())
         self.ids.add(id)
-        self.rows.append({**row, "file": f"{id}.png", "id": id, "source_id": str(row.get("source_id", id)), "person": row.get("person"),
-                          "gaze": gaze, "head": _pair(row.get("head")), "landmarks": _landmarks(row.get("landmarks"))})
+        self.rows.append(
+            {
+                **row,
+                "file": f"{id}.png",
+                "id": id,
+                "source_id": str(row.get("source_id", id)),
+                "person": row.get("person"),
+                "gaze": gaze,
+                "head": _pair(row.get("head")),
+                "landmarks": _landmarks(row.get("landmarks")),
+            }
+        )
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
         if exc_type is None:
@@ -100,14 +114,30 @@ def read_manifest(path: Path) -> list[dict]:
         try:
             row = json.loads(line)
             gaze = np.asarray(row["gaze"], np.float32).reshape(2)
-            head = np.full(2, np.nan, np.float32) if row.get("head") is None else np.asarray(row["head"], np.float32).reshape(2)
+            head = (
+                np.full(2, np.nan, np.float32)
+                if row.get("head") is None
+                else np.asarray(row["head"], np.float32).reshape(2)
+            )
             marks = row.get("landmarks")
             shape = (eye_patch.N_LANDMARKS, 2)
-            marks = np.full(shape, np.nan, np.float32) if marks is None else np.asarray(marks, np.float32).reshape(shape)
+            marks = (
+                np.full(shape, np.nan, np.float32) if marks is None else np.asarray(marks, np.float32).reshape(shape)
+            )
             person = row.get("person")
-            rows.append({"file": str(row["file"]), "id": str(row["id"]), "person": None if person is None else str(person),
-                         "gaze": gaze, "head": head, "landmarks": marks})
+            rows.append(
+                {
+                    "file": str(row["file"]),
+                    "id": str(row["id"]),
+                    "person": None if person is None else str(person),
+                    "gaze": gaze,
+                    "head": head,
+                    "landmarks": marks,
+                }
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            raise DatasetError(f"{manifest}:{number}: expected a JSON row with file, id, gaze [p, y], head [p, y] or null, "
-                               "landmarks (18 x [x, y]) or null") from None
+            raise DatasetError(
+                f"{manifest}:{number}: expected a JSON row with file, id, gaze [p, y], head [p, y] or null, "
+                "landmarks (18 x [x, y]) or null"
+            ) from None
     return rows

@@ -21,7 +21,9 @@ def to_pitch_yaw(vector: np.ndarray) -> np.ndarray:
     """[..., 3] vectors (any length > 0) -> [..., 2] (pitch, yaw)."""
     vector = np.asarray(vector, dtype=np.float64)
     norm = np.linalg.norm(vector, axis=-1)
-    return np.stack([np.arcsin(np.clip(vector[..., 1] / norm, -1, 1)), np.arctan2(vector[..., 0], vector[..., 2])], axis=-1)
+    return np.stack(
+        [np.arcsin(np.clip(vector[..., 1] / norm, -1, 1)), np.arctan2(vector[..., 0], vector[..., 2])], axis=-1
+    )
 
 
 def angular_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -29,8 +29,9 @@ def check_independent(loaded: LoadedGenerator, model_path: Path) -> None:
     refuse_loss_network(model_path, {"gaze loss": loaded.gaze_loss_model}, "--model", "generator")
 
 
-def seeded_latents(loaded: LoadedGenerator, count: int, seed: int, truncation: float,
-                   draws: torch.Generator | None = None) -> torch.Tensor:
+def seeded_latents(
+    loaded: LoadedGenerator, count: int, seed: int, truncation: float, draws: torch.Generator | None = None
+) -> torch.Tensor:
     """Compact W+ [count, rows, D] of `count` z from `draws` (default: a fresh one seeded with
     `seed`), truncated toward the seed's w-bar."""
     generator = loaded.generator
@@ -45,18 +46,24 @@ def _readings(model: torch.nn.Module, size: int, images: np.ndarray) -> np.ndarr
 
 
 @torch.no_grad()
-def estimate_gazes(loaded: LoadedGenerator, model: torch.nn.Module, size: int, latents: torch.Tensor,
-                   gazes: torch.Tensor, batch: int) -> np.ndarray:
+def estimate_gazes(
+    loaded: LoadedGenerator, model: torch.nn.Module, size: int, latents: torch.Tensor, gazes: torch.Tensor, batch: int
+) -> np.ndarray:
     """The estimator's reading [N, 2] of the generator's image at each compact W+ [N, rows, D] and
     gaze [N, 2]. Images go through the same uint8 + resize path as saved samples, so the estimate
     sees what a file would hold."""
     device = loaded.generator.grid.device
-    return np.concatenate([_readings(model, size, to_uint8(out.image))
-                           for out in render(loaded.generator, latents, gazes.to(device), batch)])
+    return np.concatenate(
+        [
+            _readings(model, size, to_uint8(out.image))
+            for out in render(loaded.generator, latents, gazes.to(device), batch)
+        ]
+    )
 
 
-def generator_consistency(loaded: LoadedGenerator, model: torch.nn.Module, size: int, n: int, batch: int, seed: int,
-                          truncation: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def generator_consistency(
+    loaded: LoadedGenerator, model: torch.nn.Module, size: int, n: int, batch: int, seed: int, truncation: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(conditioning gazes, estimated gazes) [n, 2] for n samples at gazes drawn from the
     generator's training label set."""
     draws = torch.Generator().manual_seed(seed)
@@ -81,16 +88,27 @@ def consistency_stats(conditioning: np.ndarray, estimated: np.ndarray, estimator
     errors = angular_error(estimated, conditioning)
     baseline = angular_error(np.broadcast_to(conditioning.mean(axis=0), conditioning.shape), conditioning)
     mean, baseline_mean = float(errors.mean()), float(baseline.mean())
-    return {"error_deg": error_stats(errors), **axis_error_stats(estimated, conditioning),
-            "mean_gaze_baseline_deg": error_stats(baseline),
-            "correlation": {axis: _pearson(conditioning[:, i], estimated[:, i]) for i, axis in enumerate(("pitch", "yaw"))},
-            "estimator_validation_error_deg": estimator_error,
-            "ratio_to_estimator_error": mean / estimator_error if estimator_error else None,
-            "ratio_to_baseline": mean / baseline_mean if baseline_mean > 0 else None}
+    return {
+        "error_deg": error_stats(errors),
+        **axis_error_stats(estimated, conditioning),
+        "mean_gaze_baseline_deg": error_stats(baseline),
+        "correlation": {axis: _pearson(conditioning[:, i], estimated[:, i]) for i, axis in enumerate(("pitch", "yaw"))},
+        "estimator_validation_error_deg": estimator_error,
+        "ratio_to_estimator_error": mean / estimator_error if estimator_error else None,
+        "ratio_to_baseline": mean / baseline_mean if baseline_mean > 0 else None,
+    }
 
 
-def consistency_grid(loaded: LoadedGenerator, model: torch.nn.Module, size: int, rows: int, samples: int, batch: int,
-                     seed: int, truncation: float) -> dict:
+def consistency_grid(
+    loaded: LoadedGenerator,
+    model: torch.nn.Module,
+    size: int,
+    rows: int,
+    samples: int,
+    batch: int,
+    seed: int,
+    truncation: float,
+) -> dict:
     """Mean angular error per cell of a rows x rows gaze grid over the label set's 5th-95th
     percentiles: {"pitch": [rows], "yaw": [rows] centres in radians, "error_deg": [pitch][yaw]}.
     Every cell renders the same `samples` z, so cells differ by gaze alone."""
@@ -103,32 +121,51 @@ def consistency_grid(loaded: LoadedGenerator, model: torch.nn.Module, size: int,
     return {"pitch": centres[:, 0, 0].tolist(), "yaw": centres[0, :, 1].tolist(), "error_deg": errors.tolist()}
 
 
-def sweep_sheets(loaded: LoadedGenerator, model: torch.nn.Module, size: int, rows: int, batch: int, seed: int,
-                 truncation: float) -> tuple[np.ndarray, np.ndarray]:
+def sweep_sheets(
+    loaded: LoadedGenerator, model: torch.nn.Module, size: int, rows: int, batch: int, seed: int, truncation: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(yaw sheet, pitch sheet), RGB: `rows` identities (fixed z) across SWEEP_YAWS at the label
     set's median pitch, and across SWEEP_PITCHES pitches over its 5th-95th percentiles at its
     median yaw."""
     labels = loaded.gaze_labels
     median, low, high = (torch.quantile(labels, q, dim=0) for q in (0.5, 0.05, 0.95))
     yaws = torch.stack([torch.full((SWEEP_YAWS[2],), float(median[0])), torch.linspace(*SWEEP_YAWS)], dim=1)
-    pitches = torch.stack([torch.linspace(float(low[0]), float(high[0]), SWEEP_PITCHES),
-                           torch.full((SWEEP_PITCHES,), float(median[1]))], dim=1)
+    pitches = torch.stack(
+        [torch.linspace(float(low[0]), float(high[0]), SWEEP_PITCHES), torch.full((SWEEP_PITCHES,), float(median[1]))],
+        dim=1,
+    )
     latents = seeded_latents(loaded, rows, seed, truncation)
-    return (_sheet(loaded, model, size, latents, yaws, batch, f"yaw sweep at pitch {np.degrees(float(median[0])):+.1f} deg"),
-            _sheet(loaded, model, size, latents, pitches, batch, f"pitch sweep at yaw {np.degrees(float(median[1])):+.1f} deg"))
+    return (
+        _sheet(
+            loaded, model, size, latents, yaws, batch, f"yaw sweep at pitch {np.degrees(float(median[0])):+.1f} deg"
+        ),
+        _sheet(
+            loaded, model, size, latents, pitches, batch, f"pitch sweep at yaw {np.degrees(float(median[1])):+.1f} deg"
+        ),
+    )
 
 
 @torch.no_grad()
-def _sheet(loaded: LoadedGenerator, model: torch.nn.Module, size: int, latents: torch.Tensor, columns: torch.Tensor,
-           batch: int, title: str) -> np.ndarray:
+def _sheet(
+    loaded: LoadedGenerator,
+    model: torch.nn.Module,
+    size: int,
+    latents: torch.Tensor,
+    columns: torch.Tensor,
+    batch: int,
+    title: str,
+) -> np.ndarray:
     """One row per latent, one column per gaze in `columns` [C, 2]."""
     gazes = columns.repeat(len(latents), 1)  # identity r, column c at r * C + c
     device = loaded.generator.grid.device
     cells = []
-    for first, out in zip(range(0, len(gazes), batch),
-                          render(loaded.generator, latents.repeat_interleave(len(columns), dim=0), gazes.to(device), batch)):
+    for first, out in zip(
+        range(0, len(gazes), batch),
+        render(loaded.generator, latents.repeat_interleave(len(columns), dim=0), gazes.to(device), batch),
+    ):
         images = to_uint8(out.image)
-        for image, mask, reading, gaze in zip(images, class_ids(out.seg), _readings(model, size, images),
-                                              gazes[first : first + batch].tolist()):
+        for image, mask, reading, gaze in zip(
+            images, class_ids(out.seg), _readings(model, size, images), gazes[first : first + batch].tolist()
+        ):
             cells.append(sweep_cell(image, mask, gaze, reading.tolist()))
     return sweep_sheet(cells, columns.tolist(), title)

@@ -66,7 +66,7 @@ INIT_FORMAT = "a torchvision resnet18 state_dict (keys conv1.weight, bn1.*, laye
 
 
 def input_of(shape: tuple[int, ...]) -> str:
-    """"face" or "eye" for an input shape (C, H, W); another shape is a UsageError."""
+    """ "face" or "eye" for an input shape (C, H, W); another shape is a UsageError."""
     channels, height, width = shape
     if channels == CHANNELS["face"] and height == width and height >= 16 and height % 16 == 0:
         return "face"
@@ -74,7 +74,9 @@ def input_of(shape: tuple[int, ...]) -> str:
         return "eye"
     if channels == CHANNELS["face"]:
         raise UsageError(f"--size {height}: use a multiple of 16, at least 16 (face strips are square)")
-    raise UsageError(f"input {channels} x {height} x {width}: face strips are 3 x S x S, eye patches 1 x H x W (1 x 36 x 60)")
+    raise UsageError(
+        f"input {channels} x {height} x {width}: face strips are 3 x S x S, eye patches 1 x H x W (1 x 36 x 60)"
+    )
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -93,10 +95,18 @@ class SmallNet(nn.Module):
         super().__init__()
         channels, height, width = shape
         if layout == 1:
-            self.features = nn.Sequential(_conv_bn(channels, 32, 2), _conv_bn(32, 64, 2), _conv_bn(64, 128, 2), _conv_bn(128, 128, 2))
+            self.features = nn.Sequential(
+                _conv_bn(channels, 32, 2), _conv_bn(32, 64, 2), _conv_bn(64, 128, 2), _conv_bn(128, 128, 2)
+            )
         else:
-            self.features = nn.Sequential(_conv_bn(channels, 32, 2), _conv_bn(32, 32, 1), _conv_bn(32, 64, 2), _conv_bn(64, 64, 1),
-                                          _conv_bn(64, 128, 2), _conv_bn(128, 128, 2))
+            self.features = nn.Sequential(
+                _conv_bn(channels, 32, 2),
+                _conv_bn(32, 32, 1),
+                _conv_bn(32, 64, 2),
+                _conv_bn(64, 64, 1),
+                _conv_bn(64, 128, 2),
+                _conv_bn(128, 128, 2),
+            )
         cells = _stride2(height, 4) * _stride2(width, 4)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(128 * cells, 256), nn.ReLU(inplace=True), nn.Linear(256, 2))
 
@@ -113,8 +123,11 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                           if stride != 1 or cin != cout else None)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
@@ -157,8 +170,14 @@ def _old_resnet_names() -> dict[str, str]:
     was features.0 (conv) and .1 (BN), the blocks features.4-11 with body.0.0 / body.0.1 / body.1 /
     body.2 and skip.0 / skip.1 for conv1 / bn1 / conv2 / bn2 and the downsample pair."""
     names = {"features.0.": "conv1.", "features.1.": "bn1."}
-    parts = (("body.0.0.", "conv1."), ("body.0.1.", "bn1."), ("body.1.", "conv2."), ("body.2.", "bn2."),
-             ("skip.0.", "downsample.0."), ("skip.1.", "downsample.1."))
+    parts = (
+        ("body.0.0.", "conv1."),
+        ("body.0.1.", "bn1."),
+        ("body.1.", "conv2."),
+        ("body.2.", "bn2."),
+        ("skip.0.", "downsample.0."),
+        ("skip.1.", "downsample.1."),
+    )
     for block in range(8):
         names.update({f"features.{block + 4}.{old}": f"layer{block // 2 + 1}.{block % 2}.{new}" for old, new in parts})
     return names
@@ -206,8 +225,11 @@ class SharedBiasLinear(nn.Module):
 
 
 def _conv_bn_lrelu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout, eps=BN_EPS, momentum=BN_MOMENTUM),
-                         nn.LeakyReLU(LEAK, inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(cout, eps=BN_EPS, momentum=BN_MOMENTUM),
+        nn.LeakyReLU(LEAK, inplace=True),
+    )
 
 
 class GazeNet(nn.Module):
@@ -218,9 +240,15 @@ class GazeNet(nn.Module):
         super().__init__()
         channels, height, width = shape
         self.features = nn.Sequential(
-            TfSame(nn.Conv2d(channels, 32, 3, 2, bias=False), 3, 2), nn.LeakyReLU(LEAK, inplace=True),
-            _conv_bn_lrelu(32, 32), _conv_bn_lrelu(32, 64), TfSame(nn.MaxPool2d(3, 2), 3, 2, -math.inf),
-            _conv_bn_lrelu(64, 80), _conv_bn_lrelu(80, 192), TfSame(nn.MaxPool2d(2, 2), 2, 2, -math.inf))
+            TfSame(nn.Conv2d(channels, 32, 3, 2, bias=False), 3, 2),
+            nn.LeakyReLU(LEAK, inplace=True),
+            _conv_bn_lrelu(32, 32),
+            _conv_bn_lrelu(32, 64),
+            TfSame(nn.MaxPool2d(3, 2), 3, 2, -math.inf),
+            _conv_bn_lrelu(64, 80),
+            _conv_bn_lrelu(80, 192),
+            TfSame(nn.MaxPool2d(2, 2), 2, 2, -math.inf),
+        )
         widths = (192 * _stride2(height, 3) * _stride2(width, 3), *dense)
         dense_layer = SharedBiasLinear if shared_bias else nn.Linear
         layers: list[nn.Module] = []
@@ -239,8 +267,9 @@ class GazeNet(nn.Module):
         return self.head(self.features(x).permute(0, 2, 3, 1).flatten(1))  # NHWC order, as the reference flattens
 
 
-def build(arch: str, size: int, layout: int = LAYOUT, shape: tuple[int, int, int] | None = None,
-          input_norm: str | None = None) -> nn.Module:
+def build(
+    arch: str, size: int, layout: int = LAYOUT, shape: tuple[int, int, int] | None = None, input_norm: str | None = None
+) -> nn.Module:
     """The network for `arch` at input `shape` (C, H, W), by default a face strip 3 x size x size;
     `input_norm` IMAGENET (resnet18 only) maps the input as ImageNet weights expect."""
     if arch not in ARCHS:
@@ -251,12 +280,18 @@ def build(arch: str, size: int, layout: int = LAYOUT, shape: tuple[int, int, int
     kind = input_of(shape)
     if kind not in ARCH_INPUTS[arch]:
         fitting = ", ".join(a for a, inputs in ARCH_INPUTS.items() if kind in inputs)
-        raise UsageError(f"--arch {arch} takes {' or '.join(ARCH_INPUTS[arch])} input only; for --input {kind} use {fitting}")
+        raise UsageError(
+            f"--arch {arch} takes {' or '.join(ARCH_INPUTS[arch])} input only; for --input {kind} use {fitting}"
+        )
     if arch == "small":
         return SmallNet(shape, layout)
     if arch == "resnet18":
         return ResNet18(imagenet_input=input_norm == IMAGENET)
-    return GazeNet(shape, GAZENET_DENSE, shared_bias=True) if arch == "gazenet" else GazeNet(shape, SLIM_DENSE, shared_bias=False)
+    return (
+        GazeNet(shape, GAZENET_DENSE, shared_bias=True)
+        if arch == "gazenet"
+        else GazeNet(shape, SLIM_DENSE, shared_bias=False)
+    )
 
 
 def _norm_fits(arch: str, input_norm: str | None) -> bool:
@@ -267,8 +302,15 @@ def network_config(arch: str, shape: tuple[int, int, int], input_norm: str | Non
     """The config keys `load_estimator` rebuilds the network from; "size" is a face strip's side
     (what face sources are opened at), 0 for eye patches."""
     kind = input_of(shape)
-    return {"arch": arch, "size": shape[-1] if kind == "face" else 0, "layout": LAYOUT, "input": kind, "shape": list(shape),
-            "units": UNITS, "input_norm": input_norm}
+    return {
+        "arch": arch,
+        "size": shape[-1] if kind == "face" else 0,
+        "layout": LAYOUT,
+        "input": kind,
+        "shape": list(shape),
+        "units": UNITS,
+        "input_norm": input_norm,
+    }
 
 
 @dataclass(frozen=True)
@@ -291,24 +333,39 @@ def read_init(path: Path, arch: str) -> BackboneInit:
     classifier, which must all fit our ResNet18 by name and shape. Read once, so the hash is of
     what was loaded; never unpickles code."""
     if arch != INIT_ARCH:
-        raise UsageError(f"--init {path}: only --arch {INIT_ARCH} starts from ImageNet weights; "
-                         f"add --arch {INIT_ARCH} or drop --init")
+        raise UsageError(
+            f"--init {path}: only --arch {INIT_ARCH} starts from ImageNet weights; "
+            f"add --arch {INIT_ARCH} or drop --init"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"--init {path}: cannot read it ({exc.strerror or exc}); "
-                         f"give a local copy of {INIT_FORMAT}") from None
+        raise UsageError(
+            f"--init {path}: cannot read it ({exc.strerror or exc}); give a local copy of {INIT_FORMAT}"
+        ) from None
     state = _tensors_of(path, data)
     backbone = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER)}
     expected = {k: v.shape for k, v in ResNet18().state_dict().items() if not k.startswith(CLASSIFIER)}
-    problems = [(what, keys) for what, keys in (
-        ("missing", [k for k in expected if k not in backbone and not k.endswith("num_batches_tracked")]),
-        ("unexpected", [k for k in backbone if k not in expected]),
-        ("of another shape", [f"{k} {_dims(backbone[k].shape)} (the network's {_dims(expected[k])})"
-                              for k in expected if k in backbone and backbone[k].shape != expected[k]])) if keys]
+    problems = [
+        (what, keys)
+        for what, keys in (
+            ("missing", [k for k in expected if k not in backbone and not k.endswith("num_batches_tracked")]),
+            ("unexpected", [k for k in backbone if k not in expected]),
+            (
+                "of another shape",
+                [
+                    f"{k} {_dims(backbone[k].shape)} (the network's {_dims(expected[k])})"
+                    for k in expected
+                    if k in backbone and backbone[k].shape != expected[k]
+                ],
+            ),
+        )
+        if keys
+    ]
     if problems:
-        listed = "; ".join(f"{len(keys)} {what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-                           for what, keys in problems)
+        listed = "; ".join(
+            f"{len(keys)} {what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}" for what, keys in problems
+        )
         raise CheckpointError(f"--init {path}: does not fit {INIT_ARCH} ({listed}); give {INIT_FORMAT}")
     skipped = tuple(k for k in state if k.startswith(CLASSIFIER))
     return BackboneInit(path, hashlib.sha256(data).hexdigest(), backbone, skipped)
@@ -325,23 +382,29 @@ def _tensors_of(path: Path, data: bytes) -> dict:
         try:
             from safetensors.torch import load as load_safetensors
         except ImportError:
-            raise UsageError(f"--init {path}: reading .safetensors needs the safetensors package "
-                             "(pip install safetensors); or give the .pth file") from None
+            raise UsageError(
+                f"--init {path}: reading .safetensors needs the safetensors package "
+                "(pip install safetensors); or give the .pth file"
+            ) from None
         try:
             return load_safetensors(data)
         except Exception as exc:  # the reader's own error type: a cut or foreign file
-            raise CheckpointError(f"--init {path}: not a readable safetensors file ({load_error_reason(exc)}); "
-                                  f"give {INIT_FORMAT}") from None
+            raise CheckpointError(
+                f"--init {path}: not a readable safetensors file ({load_error_reason(exc)}); give {INIT_FORMAT}"
+            ) from None
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for foreign, cut and pickled-object files alike
-        raise CheckpointError(f"--init {path}: not a plain state_dict of tensors that loads without running code "
-                              f"({load_error_reason(exc)}); give {INIT_FORMAT}, saved with torch.save(model.state_dict(), PATH)"
-                              ) from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise CheckpointError(f"--init {path}: holds a {type(state).__name__}, not a state_dict of tensors; "
-                              f"give {INIT_FORMAT}")
+        raise CheckpointError(
+            f"--init {path}: not a plain state_dict of tensors that loads without running code "
+            f"({load_error_reason(exc)}); give {INIT_FORMAT}, saved with torch.save(model.state_dict(), PATH)"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(
+            f"--init {path}: holds a {type(state).__name__}, not a state_dict of tensors; give {INIT_FORMAT}"
+        )
     return state
 
 
@@ -364,16 +427,23 @@ def load_estimator(path: Path, device: torch.device) -> tuple[nn.Module, dict]:
     shape = tuple(config.get("shape", (3, config["size"], config["size"])))
     input_norm = config.get("input_norm")
     if not _norm_fits(config["arch"], input_norm):
-        raise CheckpointError(f"--model {path}: input_norm {input_norm!r} does not go with --arch {config['arch']}; "
-                              "re-fit it with `gcgan gaze fit`")
+        raise CheckpointError(
+            f"--model {path}: input_norm {input_norm!r} does not go with --arch {config['arch']}; "
+            "re-fit it with `gcgan gaze fit`"
+        )
     model = build(config["arch"], config["size"], config.get("layout", 1), shape, input_norm)
     state = torchvision_names(record["model"]) if config["arch"] == "resnet18" else record["model"]
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"--model {path}: its weights do not fit the {config['arch']} network ({exc})") from None
-    config = {**config, "input": input_of(shape), "shape": list(shape), "units": config.get("units", UNITS),
-              "input_norm": input_norm}
+    config = {
+        **config,
+        "input": input_of(shape),
+        "shape": list(shape),
+        "units": config.get("units", UNITS),
+        "input_norm": input_norm,
+    }
     return model.to(device).eval(), {**config, "report": record.get("report", {})}
 
 

@@ -35,8 +35,15 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset, WeightedRandomSa
 
 from gcgan_cli.core.augment import photometric, random_translate
 from gcgan_cli.core.gaze.angles import angular_error
-from gcgan_cli.core.gaze.estimator import (CHANNELS, IMAGENET, build, load_backbone, network_config, read_init,
-                                           save_estimator)
+from gcgan_cli.core.gaze.estimator import (
+    CHANNELS,
+    IMAGENET,
+    build,
+    load_backbone,
+    network_config,
+    read_init,
+    save_estimator,
+)
 from gcgan_cli.core.gaze.sources import GazeSource
 from gcgan_cli.errors import UsageError
 
@@ -85,7 +92,9 @@ def split(source: GazeSource, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 @torch.no_grad()
-def augment(images: torch.Tensor, gazes: torch.Tensor, config: FitConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    images: torch.Tensor, gazes: torch.Tensor, config: FitConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A randomly changed copy of a batch (images [B, C, H, W] in [-1, 1], face strips or eye
     patches; gazes [B, 2]) whose labels still hold; draws come from `generator` alone, so a seeded
     fit is repeatable."""
@@ -106,7 +115,9 @@ def augment(images: torch.Tensor, gazes: torch.Tensor, config: FitConfig, genera
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset, device: torch.device, batch: int = 256, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def evaluate(
+    model: torch.nn.Module, dataset, device: torch.device, batch: int = 256, workers: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, true) [N, 2] for every sample exactly once, in order."""
     model.eval()
     predicted, true = [], []
@@ -116,10 +127,19 @@ def evaluate(model: torch.nn.Module, dataset, device: torch.device, batch: int =
     return np.concatenate(predicted), np.concatenate(true)
 
 
-def fit(sources: list[GazeSource], weights: list[float], val: GazeSource | None, config: FitConfig, out: Path,
-        device: torch.device, provenance: dict, held_out: GazeSource | None = None,
-        on_start: Callable[[int, int, str], None] = lambda n, v, how: None,
-        on_batch: Callable[[], None] = lambda: None, on_epoch: Callable[[dict], None] = lambda row: None) -> FitResult:
+def fit(
+    sources: list[GazeSource],
+    weights: list[float],
+    val: GazeSource | None,
+    config: FitConfig,
+    out: Path,
+    device: torch.device,
+    provenance: dict,
+    held_out: GazeSource | None = None,
+    on_start: Callable[[int, int, str], None] = lambda n, v, how: None,
+    on_batch: Callable[[], None] = lambda: None,
+    on_epoch: Callable[[dict], None] = lambda row: None,
+) -> FitResult:
     """Fit on `sources` mixed by `weights`, validating on `val`, else on a split of the first
     source; `held_out` is that first source as validation should read it (the same samples
     without training-only jitter), by default the first source itself."""
@@ -129,7 +149,9 @@ def fit(sources: list[GazeSource], weights: list[float], val: GazeSource | None,
     shape = _one_shape(sources, val)
     held_out = sources[0] if held_out is None else held_out
     if len(held_out) != len(sources[0]):
-        raise ValueError(f"held_out has {len(held_out)} samples, the first source {len(sources[0])}: not the same samples")
+        raise ValueError(
+            f"held_out has {len(held_out)} samples, the first source {len(sources[0])}: not the same samples"
+        )
     torch.manual_seed(config.seed)
     if val is None:  # hold out from the first source (the labelled one a study is about)
         train_idx, val_idx, how = split(sources[0], config.val_fraction, config.seed)
@@ -142,10 +164,18 @@ def fit(sources: list[GazeSource], weights: list[float], val: GazeSource | None,
         raise UsageError("a training source or the validation split is empty; give more data or --val")
     train = ConcatDataset(parts)
     per_sample = torch.cat([torch.full((len(p),), w / len(p), dtype=torch.float64) for p, w in zip(parts, weights)])
-    sampler = WeightedRandomSampler(per_sample, num_samples=len(train), replacement=True,
-                                    generator=torch.Generator().manual_seed(config.seed))
-    loader = DataLoader(train, batch_size=config.batch, sampler=sampler, num_workers=config.workers, drop_last=len(train) > config.batch,
-                        pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
+    sampler = WeightedRandomSampler(
+        per_sample, num_samples=len(train), replacement=True, generator=torch.Generator().manual_seed(config.seed)
+    )
+    loader = DataLoader(
+        train,
+        batch_size=config.batch,
+        sampler=sampler,
+        num_workers=config.workers,
+        drop_last=len(train) > config.batch,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.workers > 0,
+    )
     train_gazes = np.concatenate([_gazes_of(p) for p in parts])
     mean_gaze = train_gazes.mean(axis=0)
     baseline = float(angular_error(np.broadcast_to(mean_gaze, val_gazes.shape), val_gazes).mean())
@@ -166,7 +196,12 @@ def fit(sources: list[GazeSource], weights: list[float], val: GazeSource | None,
         model.train()
         losses = []
         for item in loader:
-            images, gazes = augment(item["image"].to(device, non_blocking=True), item["gaze"].to(device, non_blocking=True), config, generator)
+            images, gazes = augment(
+                item["image"].to(device, non_blocking=True),
+                item["gaze"].to(device, non_blocking=True),
+                config,
+                generator,
+            )
             loss = torch.nn.functional.l1_loss(model(images.contiguous(memory_format=torch.channels_last)), gazes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -176,11 +211,18 @@ def fit(sources: list[GazeSource], weights: list[float], val: GazeSource | None,
             on_batch()
         predicted, true = evaluate(model, val_set, device, workers=config.workers)
         error = float(angular_error(predicted, true).mean())
-        row = {"epoch": epoch, "loss": float(torch.stack(losses).mean()), "val_error": error, "baseline_error": baseline}
+        row = {
+            "epoch": epoch,
+            "loss": float(torch.stack(losses).mean()),
+            "val_error": error,
+            "baseline_error": baseline,
+        }
         result.history.append(row)
         if error < result.best_error:  # the file always holds the best epoch so far
             result.best_epoch, result.best_error = epoch, error
-            save_estimator(out, model, saved, {"val_error": error, "baseline_error": baseline, "epoch": epoch, "split": how})
+            save_estimator(
+                out, model, saved, {"val_error": error, "baseline_error": baseline, "epoch": epoch, "split": how}
+            )
         on_epoch(row)
     return result
 
@@ -190,7 +232,9 @@ def _one_shape(sources: list[GazeSource], val: GazeSource | None) -> tuple[int, 
     shapes = {tuple(s.shape) for s in sources + ([val] if val is not None else [])}
     if len(shapes) > 1:
         listed = ", ".join(" x ".join(map(str, s)) for s in sorted(shapes))
-        raise UsageError(f"--data/--val: the sources give images of different shapes ({listed}); give sources of one --input")
+        raise UsageError(
+            f"--data/--val: the sources give images of different shapes ({listed}); give sources of one --input"
+        )
     return shapes.pop()
 
 
@@ -198,4 +242,3 @@ def _gazes_of(dataset) -> np.ndarray:
     if isinstance(dataset, Subset):
         return dataset.dataset.gazes[np.asarray(dataset.indices)]
     return dataset.gazes
-

@@ -36,8 +36,13 @@ FONT, FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.4
 
 
 def error_stats(errors: np.ndarray) -> dict:
-    return {"count": int(len(errors)), "mean": float(np.mean(errors)), "median": float(np.median(errors)),
-            "std": float(np.std(errors)), "p90": float(np.percentile(errors, 90))}
+    return {
+        "count": int(len(errors)),
+        "mean": float(np.mean(errors)),
+        "median": float(np.median(errors)),
+        "std": float(np.std(errors)),
+        "p90": float(np.percentile(errors, 90)),
+    }
 
 
 def axis_error_stats(predicted: np.ndarray, true: np.ndarray) -> dict:
@@ -89,17 +94,26 @@ def eval_figure(predicted: np.ndarray, true: np.ndarray, errors: np.ndarray):
     histogram.hist(np.clip(errors, 0, top), bins=HIST_BINS, range=(0, top), color="#4673c8")
     for value, name, style in ((np.mean(errors), "mean", "--"), (np.median(errors), "median", ":")):
         histogram.axvline(value, color="black", linestyle=style, linewidth=1, label=f"{name} {value:.2f} deg")
-    histogram.set(title=f"angular error, {len(errors)} samples", ylabel="samples", xlim=(0, top),
-                  xlabel=f"angular error (deg, clipped at the {ERROR_TOP}th percentile)")
+    histogram.set(
+        title=f"angular error, {len(errors)} samples",
+        ylabel="samples",
+        xlim=(0, top),
+        xlabel=f"angular error (deg, clipped at the {ERROR_TOP}th percentile)",
+    )
     histogram.legend()
     for axes, axis, name in ((scatters[0], 0, "pitch"), (scatters[1], 1, "yaw")):
         shown, truth, low, high = _degrees_range(predicted[:, axis], true[:, axis])
         pad = 0.05 * (high - low)
         axes.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", linewidth=1, label="y = x")
         axes.scatter(truth, shown, s=9, alpha=0.6, color="#c83c28", edgecolors="none")
-        axes.set(title=f"{name}: mean |error| {np.mean(np.abs(shown - truth)):.2f} deg", xlabel=f"true {name} (deg)",
-                 ylabel=f"predicted {name} (deg)", xlim=(low - pad, high + pad), ylim=(low - pad, high + pad),
-                 aspect="equal")
+        axes.set(
+            title=f"{name}: mean |error| {np.mean(np.abs(shown - truth)):.2f} deg",
+            xlabel=f"true {name} (deg)",
+            ylabel=f"predicted {name} (deg)",
+            xlim=(low - pad, high + pad),
+            ylim=(low - pad, high + pad),
+            aspect="equal",
+        )
         axes.legend(loc="upper left")
     return figure
 
@@ -120,8 +134,11 @@ def grid_figure(pitch: list[float], yaw: list[float], error_deg: list[list[float
     image = axes.imshow(errors, cmap="viridis", vmin=0, vmax=top, aspect="auto")
     axes.set_xticks(range(cols), [f"{np.degrees(v):+.1f}" for v in yaw])
     axes.set_yticks(range(rows), [f"{np.degrees(v):+.1f}" for v in pitch])
-    axes.set(title="mean angular error per conditioning gaze", xlabel="conditioning yaw (deg)",
-             ylabel="conditioning pitch (deg)")
+    axes.set(
+        title="mean angular error per conditioning gaze",
+        xlabel="conditioning yaw (deg)",
+        ylabel="conditioning pitch (deg)",
+    )
     if rows * cols <= ANNOTATE_CELLS:
         for (i, j), value in np.ndenumerate(errors):
             ink = "black" if value > 0.6 * top else "white"  # viridis is light at its top end
@@ -158,8 +175,14 @@ def _vertical_text(image: np.ndarray, text: str, x: int, centre_y: int) -> None:
     place[...] = np.minimum(place, strip)
 
 
-def _axes_panel(title: str, xlabel: str, ylabel: str, x_range: tuple[float, float], y_range: tuple[float, float],
-                y_format: str = "{:.1f}") -> np.ndarray:
+def _axes_panel(
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    y_format: str = "{:.1f}",
+) -> np.ndarray:
     """A white panel with a PANEL x PANEL frame, its title above, tick marks and labels at both
     ends of each axis, the x title below and the y title up its left side."""
     panel = np.full((TOP + PANEL + BOTTOM, LEFT + PANEL + RIGHT, 3), 255, np.uint8)
@@ -183,8 +206,14 @@ def _histogram(errors: np.ndarray) -> np.ndarray:
     top = _error_top(errors)
     counts, _ = np.histogram(np.clip(errors, 0, top), bins=HIST_BINS, range=(0, top))
     most = max(int(counts.max()), 1)
-    panel = _axes_panel(f"angular error, mean {errors.mean():.2f} deg", f"angular error (deg, top: {ERROR_TOP}th pct)",
-                        "samples", (0.0, top), (0, most), "{:d}")
+    panel = _axes_panel(
+        f"angular error, mean {errors.mean():.2f} deg",
+        f"angular error (deg, top: {ERROR_TOP}th pct)",
+        "samples",
+        (0.0, top),
+        (0, most),
+        "{:d}",
+    )
     width = PANEL / len(counts)
     for i, count in enumerate(counts):
         height = int(round(PANEL * count / most))
@@ -195,8 +224,13 @@ def _histogram(errors: np.ndarray) -> np.ndarray:
 
 def _scatter(predicted: np.ndarray, true: np.ndarray, name: str) -> np.ndarray:
     predicted, true, low, high = _degrees_range(predicted, true)
-    panel = _axes_panel(f"{name}: predicted vs true, grey y = x", f"true {name} (deg)", f"predicted {name} (deg)",
-                        (low, high), (low, high))
+    panel = _axes_panel(
+        f"{name}: predicted vs true, grey y = x",
+        f"true {name} (deg)",
+        f"predicted {name} (deg)",
+        (low, high),
+        (low, high),
+    )
     to_px = lambda v: (v - low) / (high - low) * PANEL  # noqa: E731
     cv2.line(panel, (LEFT, TOP + PANEL), (LEFT + PANEL, TOP), (160, 160, 160), 1, cv2.LINE_AA)  # y = x
     for t, p in zip(true, predicted):
@@ -209,8 +243,14 @@ def plot(predicted: np.ndarray, true: np.ndarray, errors: np.ndarray) -> np.ndar
     figure = eval_figure(predicted, true, errors)
     if figure is not None:
         return _pixels(figure)
-    return np.concatenate([_histogram(errors), _scatter(predicted[:, 0], true[:, 0], "pitch"),
-                           _scatter(predicted[:, 1], true[:, 1], "yaw")], axis=1)
+    return np.concatenate(
+        [
+            _histogram(errors),
+            _scatter(predicted[:, 0], true[:, 0], "pitch"),
+            _scatter(predicted[:, 1], true[:, 1], "yaw"),
+        ],
+        axis=1,
+    )
 
 
 def grid_plot(pitch: list[float], yaw: list[float], error_deg: list[list[float]]) -> np.ndarray:
@@ -266,5 +306,9 @@ def sweep_sheet(cells: list[np.ndarray], gazes: list[list[float]], title: str) -
     header = np.full((2 * CAPTION + GAP, body.shape[1], 3), 255, np.uint8)
     _text(header, f"{title}; green: conditioning gaze, red: estimate", (GAP, CAPTION - 5))
     for c, (pitch, yaw) in enumerate(gazes):
-        _text(header, f"pitch {np.degrees(pitch):+.0f} yaw {np.degrees(yaw):+.0f}", (GAP + c * (width + GAP), 2 * CAPTION - 2))
+        _text(
+            header,
+            f"pitch {np.degrees(pitch):+.0f} yaw {np.degrees(yaw):+.0f}",
+            (GAP + c * (width + GAP), 2 * CAPTION - 2),
+        )
     return np.concatenate([header, body], axis=0)

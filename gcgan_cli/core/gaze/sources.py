@@ -64,15 +64,26 @@ class GazeSource(Dataset):
     kind = ""
     eye_gray = "mean"  # the kind's own gray conversion in eye mode
 
-    def __init__(self, path: Path, size: int, gazes: np.ndarray, subjects: list[str | None], heads: np.ndarray | None = None,
-                 ids: list[str] | None = None, eye: EyeOptions | None = None, where: str | None = None):
+    def __init__(
+        self,
+        path: Path,
+        size: int,
+        gazes: np.ndarray,
+        subjects: list[str | None],
+        heads: np.ndarray | None = None,
+        ids: list[str] | None = None,
+        eye: EyeOptions | None = None,
+        where: str | None = None,
+    ):
         """`where` names the file (and key) the gazes came from in errors; by default `path`."""
         self.path, self.size, self.eye = Path(path), size, eye
         if np.size(gazes) == 0:
             raise DatasetError(f"{self.path}: no labelled samples")
         self.gazes = check_gaze(gazes, where or str(self.path)).astype(np.float32)
         self.subjects = subjects
-        self.heads = np.full_like(self.gazes, np.nan) if heads is None else np.asarray(heads, dtype=np.float32).reshape(-1, 2)
+        self.heads = (
+            np.full_like(self.gazes, np.nan) if heads is None else np.asarray(heads, dtype=np.float32).reshape(-1, 2)
+        )
         self.ids = [str(i) for i in range(len(self.gazes))] if ids is None else ids
         self.shape = eye_patch.EYE_SHAPE if eye is not None else (3, size, size)
         if eye is not None and eye.gray not in (None, *eye_patch.GRAY_MODES):
@@ -99,12 +110,21 @@ class GazeSource(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         if self.eye is None:
-            return {"image": prepare(self.rgb(index), self.size), "gaze": torch.from_numpy(self.gazes[index]), "index": index}
+            return {
+                "image": prepare(self.rgb(index), self.size),
+                "gaze": torch.from_numpy(self.gazes[index]),
+                "index": index,
+            }
         gray, marks = self._eye(index, jittered=self.eye.jitter)
         if self.eye.equalise:
             gray = eye_patch.equalise(gray)
-        return {"image": torch.from_numpy(eye_patch.to_unit(gray)[None]), "gaze": torch.from_numpy(self.gazes[index]),
-                "head": torch.from_numpy(self.heads[index]), "landmarks": torch.from_numpy(np.asarray(marks, np.float32)), "index": index}
+        return {
+            "image": torch.from_numpy(eye_patch.to_unit(gray)[None]),
+            "gaze": torch.from_numpy(self.gazes[index]),
+            "head": torch.from_numpy(self.heads[index]),
+            "landmarks": torch.from_numpy(np.asarray(marks, np.float32)),
+            "index": index,
+        }
 
     def describe(self) -> str:
         known = len({s for s in self.subjects if s is not None})
@@ -128,8 +148,10 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def _face_only(path: Path, what: str, eye: EyeOptions | None) -> None:
     if eye is not None:
-        raise DatasetError(f"{path}: {what} holds face images, not eye patches; for eye mode pass an MPIIFaceGaze .h5, "
-                           "a UnityEyes folder or a translated folder")
+        raise DatasetError(
+            f"{path}: {what} holds face images, not eye patches; for eye mode pass an MPIIFaceGaze .h5, "
+            "a UnityEyes folder or a translated folder"
+        )
 
 
 class DbSource(GazeSource):
@@ -165,8 +187,14 @@ class SampleFolderSource(GazeSource):
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 raise DatasetError(f"{manifest}:{number}: expected a JSON row with image, pitch and yaw") from None
         self.files = [file for file, _, _ in rows]
-        super().__init__(path, size, np.array([[p, y] for _, p, y in rows]), [None] * len(rows),
-                         ids=[f.stem for f in self.files], where=str(manifest))
+        super().__init__(
+            path,
+            size,
+            np.array([[p, y] for _, p, y in rows]),
+            [None] * len(rows),
+            ids=[f.stem for f in self.files],
+            where=str(manifest),
+        )
 
     def rgb(self, index: int) -> np.ndarray:
         return _read_rgb(self.files[index])
@@ -189,9 +217,11 @@ class MpiiSource(GazeSource):
                     if group["image"].ndim != 4 or group["image"].shape[0] != len(gaze):
                         raise DatasetError(f"{path}: /{person}/image must be (N, H, W, 3) with one row per gaze")
                     for key, shape in (("head", (len(gaze), 2)), ("landmarks", (len(gaze), eye_patch.N_LANDMARKS, 2))):
-                        if key in group and group[key].shape[:len(shape)] != shape:
+                        if key in group and group[key].shape[: len(shape)] != shape:
                             raise DatasetError(f"{path}: /{person}/{key} must be {shape}")
-                    heads.append(np.asarray(group["head"][:, :2], np.float32) if "head" in group else np.full_like(gaze, np.nan))
+                    heads.append(
+                        np.asarray(group["head"][:, :2], np.float32) if "head" in group else np.full_like(gaze, np.nan)
+                    )
                     self.has_landmarks[person] = "landmarks" in group
                     gazes.append(gaze)
                     index += [(person, i) for i in range(len(gaze))]
@@ -201,8 +231,15 @@ class MpiiSource(GazeSource):
         if not index:
             raise DatasetError(f"{path}: no person groups (/p00, /p01, ...) with image and gaze")
         self.index, self._file = index, None
-        super().__init__(path, size, np.concatenate(gazes), [person for person, _ in index], heads=np.concatenate(heads),
-                         ids=[f"{person}_{i}" for person, i in index], eye=eye)
+        super().__init__(
+            path,
+            size,
+            np.concatenate(gazes),
+            [person for person, _ in index],
+            heads=np.concatenate(heads),
+            ids=[f"{person}_{i}" for person, i in index],
+            eye=eye,
+        )
 
     def _group(self, index: int):
         if self._file is None:  # opened lazily: each DataLoader worker gets its own handle
@@ -226,7 +263,9 @@ class MpiiSource(GazeSource):
 
 def _points(values) -> np.ndarray:
     """UnityEyes point lists: strings "(x, y, z)" parsed as literals (never eval)."""
-    return np.array([ast.literal_eval(v)[:2] if isinstance(v, str) else v[:2] for v in values], dtype=np.float64).reshape(-1, 2)
+    return np.array(
+        [ast.literal_eval(v)[:2] if isinstance(v, str) else v[:2] for v in values], dtype=np.float64
+    ).reshape(-1, 2)
 
 
 def _head_pose(record: dict) -> tuple[float, float]:
@@ -256,7 +295,9 @@ class UnityEyesSource(GazeSource):
                 head = _head_pose(record)
                 person = record.get("gcgan_person")
             except (json.JSONDecodeError, KeyError, ValueError, SyntaxError, TypeError, IndexError):
-                raise DatasetError(f"{meta}: not a UnityEyes record (eye_details.look_vec, interior_margin_2d, caruncle_2d)") from None
+                raise DatasetError(
+                    f"{meta}: not a UnityEyes record (eye_details.look_vec, interior_margin_2d, caruncle_2d)"
+                ) from None
             if len(margin) < 9 or len(caruncle) == 0:
                 raise DatasetError(f"{meta}: needs 16 interior_margin_2d points and the caruncle")
             if limit is not None:
@@ -277,8 +318,12 @@ class UnityEyesSource(GazeSource):
         if not self.files:
             beyond = f" within --max-head-pose {limit:g} degrees" if limit is not None else ""
             raise DatasetError(f"{path}: no UnityEyes N.jpg + N.json pairs{beyond}")
-        self.draws = np.zeros(len(self.files), np.int64)  # jitter draws per item, so that runs repeat (a resumed one restores them)
-        super().__init__(path, size, np.array(gazes), subjects, heads=np.array(heads), ids=[f.stem for f in self.files], eye=eye)
+        self.draws = np.zeros(
+            len(self.files), np.int64
+        )  # jitter draws per item, so that runs repeat (a resumed one restores them)
+        super().__init__(
+            path, size, np.array(gazes), subjects, heads=np.array(heads), ids=[f.stem for f in self.files], eye=eye
+        )
 
     def _points_in_image(self, index: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         flip = np.array([1, -1]), np.array([0, height])  # origin bottom-left -> top-left
@@ -315,9 +360,16 @@ class TranslatedSource(GazeSource):
         rows = translated_set.read_manifest(path)
         self.files = [path / row["file"] for row in rows]
         self.landmarks = [row["landmarks"] for row in rows]
-        super().__init__(path, size, np.array([row["gaze"] for row in rows]), [row["person"] for row in rows],
-                         heads=np.array([row["head"] for row in rows]), ids=[row["id"] for row in rows], eye=eye,
-                         where=f"{path / translated_set.MANIFEST}:gaze")
+        super().__init__(
+            path,
+            size,
+            np.array([row["gaze"] for row in rows]),
+            [row["person"] for row in rows],
+            heads=np.array([row["head"] for row in rows]),
+            ids=[row["id"] for row in rows],
+            eye=eye,
+            where=f"{path / translated_set.MANIFEST}:gaze",
+        )
 
     def _gray(self, index: int) -> np.ndarray:
         gray = cv2.imread(str(self.files[index]), cv2.IMREAD_GRAYSCALE)
@@ -333,8 +385,9 @@ class TranslatedSource(GazeSource):
 
 
 # The class that opens each kind of `kinds.KINDS`.
-SOURCES = {source.kind: source
-           for source in (DbSource, SampleFolderSource, MpiiSource, TranslatedSource, UnityEyesSource)}
+SOURCES = {
+    source.kind: source for source in (DbSource, SampleFolderSource, MpiiSource, TranslatedSource, UnityEyesSource)
+}
 
 
 def open_source(path: str | Path, size: int, eye: EyeOptions | None = None, flag: str = "--data") -> GazeSource:
@@ -350,6 +403,8 @@ def open_source(path: str | Path, size: int, eye: EyeOptions | None = None, flag
             except GcganError as exc:  # the same error, naming the option the source came from
                 message = str(exc)
                 raise type(exc)(message if message.startswith("--") else f"{flag} {message}") from None
-    raise DatasetError(f"{flag} {path}: not a gaze source; expected a `gcgan pack` DB, a `gcgan sample` folder "
-                       "(samples.jsonl), an MPIIFaceGaze .h5, a translated folder (transfer.json + manifest.jsonl), "
-                       "or a UnityEyes folder (N.jpg + N.json)")
+    raise DatasetError(
+        f"{flag} {path}: not a gaze source; expected a `gcgan pack` DB, a `gcgan sample` folder "
+        "(samples.jsonl), an MPIIFaceGaze .h5, a translated folder (transfer.json + manifest.jsonl), "
+        "or a UnityEyes folder (N.jpg + N.json)"
+    )

@@ -144,8 +144,15 @@ class Stats:
         """NPZ under a temp name, then renamed: never half a file under `path`."""
         data = io.BytesIO()
         extra = {} if self.features is None else {"features": self.features}
-        np.savez(data, mu=self.mu, sigma=self.sigma, count=np.int64(self.count),
-                 config=np.array(json.dumps(self.config, sort_keys=True)), format=np.array(STATS_FORMAT), **extra)
+        np.savez(
+            data,
+            mu=self.mu,
+            sigma=self.sigma,
+            count=np.int64(self.count),
+            config=np.array(json.dumps(self.config, sort_keys=True)),
+            format=np.array(STATS_FORMAT),
+            **extra,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data.getvalue())
 
@@ -161,13 +168,16 @@ class Stats:
         except FileNotFoundError:
             raise DatasetError(f"{path}: no such statistics file; make one with `gcgan inception`") from None
         except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise DatasetError(f"{path}: not FID statistics ({exc}); expected an NPZ with mu and sigma "
-                               "from `gcgan inception`") from None
+            raise DatasetError(
+                f"{path}: not FID statistics ({exc}); expected an NPZ with mu and sigma from `gcgan inception`"
+            ) from None
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise DatasetError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not match; expected (D,) and (D, D)")
         if not (np.isfinite(mu).all() and np.isfinite(sigma).all()) or not np.allclose(sigma, sigma.T):
-            raise DatasetError(f"{path}: sigma is not a covariance (not finite or not symmetric); "
-                               "make the statistics again with `gcgan inception`")
+            raise DatasetError(
+                f"{path}: sigma is not a covariance (not finite or not symmetric); "
+                "make the statistics again with `gcgan inception`"
+            )
         if features is not None and (features.ndim != 2 or features.shape[1] != mu.shape[0]):
             raise DatasetError(f"{path}: features {features.shape} do not match mu {mu.shape}; expected (N, D)")
         return cls(mu, sigma, count or (len(features) if features is not None else 0), config, features)
@@ -224,8 +234,9 @@ def trace_sqrt_product_sqrtm(sigma1: np.ndarray, sigma2: np.ndarray, eps: float 
         covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"sqrtm gave an imaginary component of {np.max(np.abs(covmean.imag)):.3g}: "
-                             "invalid covariances")
+            raise ValueError(
+                f"sqrtm gave an imaginary component of {np.max(np.abs(covmean.imag)):.3g}: invalid covariances"
+            )
         covmean = covmean.real
     return float(np.trace(covmean))
 
@@ -233,8 +244,9 @@ def trace_sqrt_product_sqrtm(sigma1: np.ndarray, sigma2: np.ndarray, eps: float 
 TRACE_SQRT = {"eigh": trace_sqrt_product, "sqrtm": trace_sqrt_product_sqrtm}
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     method: str = "eigh") -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, method: str = "eigh"
+) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)); `method` "sqrtm" is pytorch-fid's way of
     taking the root, kept as the reference the eigendecomposition is measured against."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
@@ -245,9 +257,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * TRACE_SQRT[method](sigma1, sigma2))
 
 
-def kernel_distance(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, subsets: int = 100,
-                    subset_size: int = 1000, device: torch.device | str = "cpu", seed: int = KID_SEED,
-                    ) -> tuple[float, float, int]:
+def kernel_distance(
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    device: torch.device | str = "cpu",
+    seed: int = KID_SEED,
+) -> tuple[float, float, int]:
     """KID: the unbiased estimate of MMD^2 between two feature sets [N, d] under the cubic polynomial
     kernel k(a, b) = (a.b / d + 1)^3 (Binkowski et al.), over `subsets` pairs of random subsets of
     m = min(len(x), len(y), subset_size) features each, drawn without replacement. Per subset:
@@ -306,8 +323,9 @@ def seeded_inputs(style_dim: int, labels: torch.Tensor, seeds: Sequence[int]) ->
 
 
 @torch.no_grad()
-def seeded_images(generator: Generator, labels: torch.Tensor, seeds: Sequence[int],
-                  batch: int) -> Iterator[torch.Tensor]:
+def seeded_images(
+    generator: Generator, labels: torch.Tensor, seeds: Sequence[int], batch: int
+) -> Iterator[torch.Tensor]:
     """The generator's images [B, 3, H, W] for `seeds`, `batch` at a time: no truncation, the fixed
     noise buffers (as `gcgan sample --truncation 1` renders them)."""
     device = generator.grid.device
@@ -317,8 +335,15 @@ def seeded_images(generator: Generator, labels: torch.Tensor, seeds: Sequence[in
         yield generator.synthesize(latent, gaze.to(device), randomize_noise=False).image
 
 
-def generator_features(generator: Generator, labels: torch.Tensor, seeds: Sequence[int], network: torch.nn.Module,
-                       batch: int, keep: bool = False, on_batch: Callable[[int], None] | None = None) -> FeatureStats:
+def generator_features(
+    generator: Generator,
+    labels: torch.Tensor,
+    seeds: Sequence[int],
+    network: torch.nn.Module,
+    batch: int,
+    keep: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> FeatureStats:
     """Features of the generator's quantized images for `seeds`, each rank rendering its share;
     the pooled statistics on every rank."""
     device = generator.grid.device
@@ -326,8 +351,9 @@ def generator_features(generator: Generator, labels: torch.Tensor, seeds: Sequen
     return feature_stats(network, images, device, keep, on_batch).gathered()
 
 
-def fid(generator: Generator, labels: torch.Tensor, n: int, stats: Stats, network: torch.nn.Module,
-        batch: int) -> float | None:
+def fid(
+    generator: Generator, labels: torch.Tensor, n: int, stats: Stats, network: torch.nn.Module, batch: int
+) -> float | None:
     """FID of the generator's images for seeds 0..n-1 against `stats`: the value `gcgan fid
     --network` gives. Every rank renders its share; rank 0 gets the value, the others None."""
     fake = generator_features(generator, labels, range(n), network, batch)
@@ -386,8 +412,10 @@ def open_images(path: Path, option: str) -> ImageSet | Stats:
         raise DatasetError(f"{option} {path}: no such file or folder")
     if path.is_file():
         if path.suffix.lower() != ".npz":
-            raise UsageError(f"{option} {path}: neither a statistics .npz, a DB from `gcgan pack`, nor a folder of "
-                             "images; give one of these (a generator checkpoint goes to --network)")
+            raise UsageError(
+                f"{option} {path}: neither a statistics .npz, a DB from `gcgan pack`, nor a folder of "
+                "images; give one of these (a generator checkpoint goes to --network)"
+            )
         try:
             return Stats.load(path)
         except DatasetError as exc:
@@ -397,11 +425,18 @@ def open_images(path: Path, option: str) -> ImageSet | Stats:
     elif (path / SAMPLES).is_file():
         images = ImageSet(path, "samples", [pair.image for pair in find_inputs(path, unlabelled=True).pairs])
     else:
-        files = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+        files = [
+            p
+            for p in sorted(path.rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        ]
         if not files:
-            raise DatasetError(f"{option} {path}: neither a DB from `gcgan pack` nor a folder of images "
-                               f"({', '.join(sorted(IMAGE_SUFFIXES))}); give one of these or a statistics .npz")
+            raise DatasetError(
+                f"{option} {path}: neither a DB from `gcgan pack` nor a folder of images "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}); give one of these or a statistics .npz"
+            )
         images = ImageSet(path, "folder", files)
     if len(images) < 2:
         raise DatasetError(f"{option} {path}: {len(images)} image(s); FID needs at least 2")
@@ -433,17 +468,30 @@ def _raised(batches: Iterable[torch.Tensor | str]) -> Iterator[torch.Tensor]:
         yield images
 
 
-def image_features(images: ImageSet, network: torch.nn.Module, device: torch.device, n: int | None = None,
-                   batch: int = 50, workers: int = 0, keep: bool = False,
-                   on_start: Callable[[int], None] | None = None,
-                   on_batch: Callable[[int], None] | None = None) -> FeatureStats:
+def image_features(
+    images: ImageSet,
+    network: torch.nn.Module,
+    device: torch.device,
+    n: int | None = None,
+    batch: int = 50,
+    workers: int = 0,
+    keep: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> FeatureStats:
     """Features of all the images, or of `n` spread evenly; each rank reads its share, and every
     rank gets the pooled statistics. on_start gets the number of images this rank reads."""
     mine = shard(spread(len(images), n))
     if on_start:
         on_start(len(mine))
-    loader = DataLoader(Subset(images, mine), batch_size=batch, num_workers=workers, collate_fn=_batch,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    loader = DataLoader(
+        Subset(images, mine),
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=_batch,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     return feature_stats(network, _raised(loader), device, keep, on_batch).gathered()
 
 
@@ -461,9 +509,15 @@ def dataset_stats(
     """Statistics of the DB's images, all of them or `n` spread evenly over the records."""
     images = ImageSet(db, "db")
     features = image_features(images, network, device, n, batch, workers, keep_features, on_start, on_batch)
-    config = {"network": "FID Inception-v3 (TF 2015-12-05, pytorch-fid weights)", "dims": FEATURE_DIM,
-              "input": f"[-1, 1], bilinear to {INPUT_SIZE}", "db": str(db), "db_count": len(images),
-              "db_size": images.db.meta.size, "db_inputs_sha256": images.db.meta.source.get("inputs_sha256"),
-              "selection": "all" if features.count == len(images) else f"{features.count} evenly spaced",
-              "gcgan_version": gcgan_cli.__version__}
+    config = {
+        "network": "FID Inception-v3 (TF 2015-12-05, pytorch-fid weights)",
+        "dims": FEATURE_DIM,
+        "input": f"[-1, 1], bilinear to {INPUT_SIZE}",
+        "db": str(db),
+        "db_count": len(images),
+        "db_size": images.db.meta.size,
+        "db_inputs_sha256": images.db.meta.source.get("inputs_sha256"),
+        "selection": "all" if features.count == len(images) else f"{features.count} evenly spaced",
+        "gcgan_version": gcgan_cli.__version__,
+    }
     return features.to_stats(config)

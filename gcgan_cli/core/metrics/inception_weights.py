@@ -78,5 +78,7 @@ def resolve_inception_weights(explicit: str | os.PathLike | None = None, downloa
         torch.hub.download_url_to_file(WEIGHTS_URL, str(target), hash_prefix=WEIGHTS_SHA256_PREFIX, progress=True)
     except Exception as exc:  # offline, proxy, disk or hash failure: all leave the same three ways
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"the FID Inception weights could not be downloaded ({reason}); {ways_to_provide()}") from None
+        raise CheckpointError(
+            f"the FID Inception weights could not be downloaded ({reason}); {ways_to_provide()}"
+        ) from None
     return target

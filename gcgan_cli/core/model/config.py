@@ -79,17 +79,36 @@ class ModelConfig:
             if value < 4 or value & (value - 1):
                 problems.append(f"{name} {value} is not a power of two >= 4")
         if not problems and not self.min_feat_size < self.coarse_size <= self.size // 2:
-            problems.append(f"need min_feat_size < coarse_size <= size/2 (the render net starts below the fusion grid), "
-                            f"got {self.min_feat_size}, {self.coarse_size}, {self.size}")
-        for name in ("style_dim", "n_mlp", "gaze_dim", "local_channels", "coarse_channels", "channel_multiplier", "channel_base", "max_channels"):
+            problems.append(
+                f"need min_feat_size < coarse_size <= size/2 (the render net starts below the fusion grid), "
+                f"got {self.min_feat_size}, {self.coarse_size}, {self.size}"
+            )
+        for name in (
+            "style_dim",
+            "n_mlp",
+            "gaze_dim",
+            "local_channels",
+            "coarse_channels",
+            "channel_multiplier",
+            "channel_base",
+            "max_channels",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} {getattr(self, name)} must be >= 1")
         if not problems and self.channels(self.size) < 1:
-            problems.append(f"channel_base x channel_multiplier ({self.channel_base * self.channel_multiplier}) gives no channels at "
-                            f"{self.size} px; raise channel_base to at least {self.size // self.channel_multiplier}")
-        if len(self.gaze_mean) != 2 or len(self.gaze_std) != 2 or not all(math.isfinite(v) for v in self.gaze_mean) \
-                or not all(math.isfinite(v) and v > 0 for v in self.gaze_std):
-            problems.append(f"gaze_mean and gaze_std are finite (pitch, yaw) pairs, std > 0; got {self.gaze_mean}, {self.gaze_std}")
+            problems.append(
+                f"channel_base x channel_multiplier ({self.channel_base * self.channel_multiplier}) gives no channels at "
+                f"{self.size} px; raise channel_base to at least {self.size // self.channel_multiplier}"
+            )
+        if (
+            len(self.gaze_mean) != 2
+            or len(self.gaze_std) != 2
+            or not all(math.isfinite(v) for v in self.gaze_mean)
+            or not all(math.isfinite(v) and v > 0 for v in self.gaze_std)
+        ):
+            problems.append(
+                f"gaze_mean and gaze_std are finite (pitch, yaw) pairs, std > 0; got {self.gaze_mean}, {self.gaze_std}"
+            )
         if self.d_conditioning not in D_CONDITIONINGS:
             problems.append(f"d_conditioning {self.d_conditioning!r}: choose one of {', '.join(D_CONDITIONINGS)}")
         if self.d_gaze_head < 0:
@@ -102,7 +121,9 @@ class ModelConfig:
         if self.class_names and self.class_names[0] in self.gaze_classes:
             problems.append("the background (class 0) cannot be a gaze class")
         if not 0 <= self.base_layers < self.depth_layers <= self.local_layers:
-            problems.append(f"need 0 <= base_layers < depth_layers <= local_layers, got {self.base_layers}, {self.depth_layers}, {self.local_layers}")
+            problems.append(
+                f"need 0 <= base_layers < depth_layers <= local_layers, got {self.base_layers}, {self.depth_layers}, {self.local_layers}"
+            )
         if not problems and self.n_latent == self.n_latent_expand:
             problems.append(f"compact and expanded W+ would both have {self.n_latent} rows; change local_layers")
         if problems:
@@ -167,11 +188,12 @@ def _fits(value: Any, kind: str) -> bool:
 
 def _element(kind: str) -> str:
     """The element type of a tuple annotation: "tuple[str, ...]" -> "str"."""
-    return kind[len("tuple["):-1].split(",")[0].strip()
+    return kind[len("tuple[") : -1].split(",")[0].strip()
 
 
-def checked_options(schema: type, record: dict[str, Any], where: str,
-                    error: type[GcganError] = UsageError) -> dict[str, Any]:
+def checked_options(
+    schema: type, record: dict[str, Any], where: str, error: type[GcganError] = UsageError
+) -> dict[str, Any]:
     """`record` if every key is a field of the dataclass `schema` and every value has the field's
     type (`batch = "8"` in a TOML file is a one-line error, not a failure later); ints are taken
     where floats are expected."""
@@ -184,8 +206,11 @@ def checked_options(schema: type, record: dict[str, Any], where: str,
         if value is None and "None" in kinds:
             continue
         if not any(_fits(value, kind) for kind in kinds if kind != "None"):
-            wanted = " or ".join(_LIST_WORDS.get(_element(k), "a list") if k.startswith("tuple[") else _WORDS.get(k, k)
-                                 for k in kinds if k != "None")
+            wanted = " or ".join(
+                _LIST_WORDS.get(_element(k), "a list") if k.startswith("tuple[") else _WORDS.get(k, k)
+                for k in kinds
+                if k != "None"
+            )
             raise error(f"{where}: {option_flag(name)} = {value!r} must be {wanted}")
     return record
 
@@ -194,14 +219,41 @@ PRESETS = {
     # The reference README's run: --size 256 --seg_dim 6 --residual_refine, every other default.
     "ref256": ModelConfig(),
     # Small enough for CPU tests: well under a second per forward + backward.
-    "tiny": ModelConfig(size=32, style_dim=32, n_mlp=2, gaze_dim=8, local_layers=4, base_layers=1, depth_layers=2,
-                        local_channels=8, coarse_channels=16, coarse_size=16, min_feat_size=8, channel_multiplier=1,
-                        channel_base=256, max_channels=16),
+    "tiny": ModelConfig(
+        size=32,
+        style_dim=32,
+        n_mlp=2,
+        gaze_dim=8,
+        local_layers=4,
+        base_layers=1,
+        depth_layers=2,
+        local_channels=8,
+        coarse_channels=16,
+        coarse_size=16,
+        min_feat_size=8,
+        channel_multiplier=1,
+        channel_base=256,
+        max_channels=16,
+    ),
     # 64 px on a laptop CPU: 442k G / 699k D parameters, 64 channels down to 8 px, 32 at 64 px, a
     # 32-cell fusion grid (an iris spans about 2.5 cells), three gaze-modulated layers before the depth head.
-    "small": ModelConfig(size=64, style_dim=128, n_mlp=2, gaze_dim=32, local_layers=6, base_layers=1, depth_layers=4,
-                         local_channels=32, coarse_channels=64, coarse_size=32, min_feat_size=8, channel_multiplier=1,
-                         channel_base=2048, max_channels=64, d_gaze_head=64),
+    "small": ModelConfig(
+        size=64,
+        style_dim=128,
+        n_mlp=2,
+        gaze_dim=32,
+        local_layers=6,
+        base_layers=1,
+        depth_layers=4,
+        local_channels=32,
+        coarse_channels=64,
+        coarse_size=32,
+        min_feat_size=8,
+        channel_multiplier=1,
+        channel_base=2048,
+        max_channels=64,
+        d_gaze_head=64,
+    ),
 }
 
 

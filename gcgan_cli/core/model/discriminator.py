@@ -58,10 +58,18 @@ class Discriminator(nn.Module):
             EqualLinear(width * 16 + (config.gaze_dim if concat else 0), width, activate=True),
             EqualLinear(width, 1),
         )
-        self.project = (nn.Sequential(EqualLinear(2, config.gaze_dim, activate=True), EqualLinear(config.gaze_dim, width))
-                        if gaze and config.d_conditioning == "projection" else None)
-        self.gaze_head = (nn.Sequential(EqualLinear(width * 16, config.d_gaze_head, activate=True), EqualLinear(config.d_gaze_head, 2))
-                          if gaze and config.d_gaze_head else None)
+        self.project = (
+            nn.Sequential(EqualLinear(2, config.gaze_dim, activate=True), EqualLinear(config.gaze_dim, width))
+            if gaze and config.d_conditioning == "projection"
+            else None
+        )
+        self.gaze_head = (
+            nn.Sequential(
+                EqualLinear(width * 16, config.d_gaze_head, activate=True), EqualLinear(config.d_gaze_head, 2)
+            )
+            if gaze and config.d_gaze_head
+            else None
+        )
         self.register_buffer("gaze_mean", torch.tensor(config.gaze_mean), persistent=False)
         self.register_buffer("gaze_std", torch.tensor(config.gaze_std), persistent=False)
 
@@ -72,8 +80,13 @@ class Discriminator(nn.Module):
     def normalise(self, gaze: torch.Tensor) -> torch.Tensor:
         return (gaze.to(self.gaze_mean.dtype) - self.gaze_mean) / self.gaze_std
 
-    def forward(self, image: torch.Tensor, seg: torch.Tensor | None, gaze: torch.Tensor | None = None,
-                estimate_gaze: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        image: torch.Tensor,
+        seg: torch.Tensor | None,
+        gaze: torch.Tensor | None = None,
+        estimate_gaze: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, 1] for images [B, 3, S, S] and segmentations [B, seg_dim, S, S] in [-1, 1];
         with estimate_gaze also the gaze head's normalised (pitch, yaw) estimate [B, 2]."""
         x = self.convs_img(image)
@@ -88,7 +101,9 @@ class Discriminator(nn.Module):
         hidden = self.final_linear[0](x)
         logits = self.final_linear[1](hidden)
         if self.project is not None:
-            logits = logits + (self.project(self.normalise(gaze)) * hidden).sum(1, keepdim=True) / hidden.shape[1] ** 0.5
+            logits = (
+                logits + (self.project(self.normalise(gaze)) * hidden).sum(1, keepdim=True) / hidden.shape[1] ** 0.5
+            )
         if not estimate_gaze:
             return logits
         if self.gaze_head is None:

@@ -84,7 +84,9 @@ class LocalGenerator(nn.Module):
         embedded[:, : self.config.base_layers] = 0
         return torch.cat([styles, embedded], dim=2)
 
-    def forward(self, x: torch.Tensor, styles: torch.Tensor, gaze: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, styles: torch.Tensor, gaze: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [1 or B, C, H, W] embedding, styles: [B, local_layers, style_dim] -> (depth, features).
         One class layer by layer: the definition that `Generator.local_fields`, which runs every
         class at once, is tested against."""
@@ -122,7 +124,9 @@ class RenderNet(nn.Module):
         self.convs, self.to_rgbs, self.to_segs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i, res in enumerate(config.resolution_levels()):
             # The first level takes the pooled fused features; the coarse_size level also the unpooled ones.
-            in_ch = (config.coarse_channels if i == 0 else config.channels(res)) + (config.coarse_channels if res == config.coarse_size else 0)
+            in_ch = (config.coarse_channels if i == 0 else config.channels(res)) + (
+                config.coarse_channels if res == config.coarse_size else 0
+            )
             out_ch = config.channels(2 * res)
             self.convs.append(FixedStyledConv(in_ch, out_ch, 3, upsample=True))
             self.convs.append(FixedStyledConv(out_ch, out_ch, 3))
@@ -131,7 +135,9 @@ class RenderNet(nn.Module):
             for j in range(2):
                 self.register_buffer(f"noise_{2 * i + j}", torch.randn(1, 1, 2 * res, 2 * res))
 
-    def forward(self, feat: torch.Tensor, seg_coarse: torch.Tensor, noise: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, feat: torch.Tensor, seg_coarse: torch.Tensor, noise: list[torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.adaptive_avg_pool2d(feat, self.config.min_feat_size)
         rgb = seg = None
         for i, res in enumerate(self.config.resolution_levels()):
@@ -153,16 +159,25 @@ class Generator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config.validate()
-        self.style = nn.Sequential(PixelNorm(), *(EqualLinear(config.style_dim, config.style_dim, lr_mul=config.lr_mlp, activate=True)
-                                                  for _ in range(config.n_mlp)))
+        self.style = nn.Sequential(
+            PixelNorm(),
+            *(
+                EqualLinear(config.style_dim, config.style_dim, lr_mul=config.lr_mlp, activate=True)
+                for _ in range(config.n_mlp)
+            ),
+        )
         self.pos_embed = PositionEmbedding(config.local_channels, n_freqs=config.size.bit_length() - 1)
         gaze_ids = set(config.gaze_ids)
-        self.local_nets = nn.ModuleList(LocalGenerator(config, depth_head=c > 0, gaze=c in gaze_ids) for c in range(config.seg_dim))
+        self.local_nets = nn.ModuleList(
+            LocalGenerator(config, depth_head=c > 0, gaze=c in gaze_ids) for c in range(config.seg_dim)
+        )
         self.render_net = RenderNet(config)
         self.register_buffer("expansion", torch.tensor(expansion_rows(config)), persistent=False)
         axis = torch.linspace(-1, 1, config.coarse_size)
         grid = torch.stack([axis[None, :].expand(config.coarse_size, -1), axis[:, None].expand(-1, config.coarse_size)])
-        self.register_buffer("grid", grid[None], persistent=False)  # [1, 2, H, W]: x along the width, y along the height
+        self.register_buffer(
+            "grid", grid[None], persistent=False
+        )  # [1, 2, H, W]: x along the width, y along the height
         self.register_buffer("gaze_mean", torch.tensor(config.gaze_mean), persistent=False)
         self.register_buffer("gaze_std", torch.tensor(config.gaze_std), persistent=False)
 
@@ -182,7 +197,9 @@ class Generator(nn.Module):
         if w.ndim == 2:
             return w[:, None].expand(-1, self.config.n_latent, -1)
         if w.ndim != 3 or w.shape[1] != self.config.n_latent:
-            raise ValueError(f"expected w [B, {self.config.style_dim}] or W+ [B, {self.config.n_latent}, {self.config.style_dim}], got {tuple(w.shape)}")
+            raise ValueError(
+                f"expected w [B, {self.config.style_dim}] or W+ [B, {self.config.n_latent}, {self.config.style_dim}], got {tuple(w.shape)}"
+            )
         return w
 
     def expand(self, latent: torch.Tensor) -> torch.Tensor:
@@ -202,8 +219,13 @@ class Generator(nn.Module):
         from_b[:, rows + 1] = choice >= 1
         return torch.where(from_b[:, :, None], b, a)
 
-    def latent_of(self, z: torch.Tensor | list[torch.Tensor], truncation: float = 1.0,
-                  truncation_latent: torch.Tensor | None = None, mix_generator: torch.Generator | None = None) -> torch.Tensor:
+    def latent_of(
+        self,
+        z: torch.Tensor | list[torch.Tensor],
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        mix_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Expanded W+ from one z [B, D] or two (mixed), truncated toward `truncation_latent` first."""
         codes = z if isinstance(z, (list, tuple)) else [z]
         if not 1 <= len(codes) <= 2:
@@ -230,7 +252,9 @@ class Generator(nn.Module):
         classes, layers, batch, size = config.seg_dim, config.local_layers, latent.shape[0], config.coarse_size
         if gaze is not None:
             gaze = (gaze.to(self.gaze_mean.dtype) - self.gaze_mean) / self.gaze_std
-        styles = [net.layer_styles(latent[:, c * layers : (c + 1) * layers], gaze) for c, net in enumerate(self.local_nets)]
+        styles = [
+            net.layer_styles(latent[:, c * layers : (c + 1) * layers], gaze) for c, net in enumerate(self.local_nets)
+        ]
         x = self.pos_embed(self.grid).flatten(2)[0]  # [C, H*W]: the same for every class and sample
         depths = latent.new_zeros(batch, 1, size * size)
         for layer in range(layers):
@@ -257,8 +281,14 @@ class Generator(nn.Module):
         depths, features = self.local_fields(latent, gaze)
         return [(depths[:, c : c + 1], features[c]) for c in range(self.config.seg_dim)]
 
-    def synthesize(self, latent: torch.Tensor, gaze: torch.Tensor | None, noise: list[torch.Tensor] | None = None,
-                   randomize_noise: bool = True, composition_mask: torch.Tensor | None = None) -> GeneratorOutput:
+    def synthesize(
+        self,
+        latent: torch.Tensor,
+        gaze: torch.Tensor | None,
+        noise: list[torch.Tensor] | None = None,
+        randomize_noise: bool = True,
+        composition_mask: torch.Tensor | None = None,
+    ) -> GeneratorOutput:
         """Render an expanded (or compact) W+ at `gaze` [B, 2] = (pitch, yaw).
 
         composition_mask [B, seg_dim] keeps only some classes (weights renormalised): with a
@@ -277,21 +307,32 @@ class Generator(nn.Module):
         image, seg_fine = self.render_net(feat, seg_coarse, noise)
         return GeneratorOutput(image, seg_fine, seg_coarse, depths, latent)
 
-    def forward(self, z: torch.Tensor | list[torch.Tensor], gaze: torch.Tensor | None, truncation: float = 1.0,
-                truncation_latent: torch.Tensor | None = None, noise: list[torch.Tensor] | None = None,
-                randomize_noise: bool = True, composition_mask: torch.Tensor | None = None,
-                input_is_latent: bool = False) -> GeneratorOutput:
+    def forward(
+        self,
+        z: torch.Tensor | list[torch.Tensor],
+        gaze: torch.Tensor | None,
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        noise: list[torch.Tensor] | None = None,
+        randomize_noise: bool = True,
+        composition_mask: torch.Tensor | None = None,
+        input_is_latent: bool = False,
+    ) -> GeneratorOutput:
         """From z (one or two codes), or with input_is_latent from a W+ [B, rows, style_dim]: the
         regularisers differentiate with respect to W+ through the (DDP-wrapped) forward."""
         latent = z if input_is_latent else self.latent_of(z, truncation, truncation_latent)
         return self.synthesize(latent, gaze, noise, randomize_noise, composition_mask)
 
-    def class_images(self, latent: torch.Tensor, gaze: torch.Tensor | None, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def class_images(
+        self, latent: torch.Tensor, gaze: torch.Tensor | None, noise: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """[B, seg_dim, 3, H, W]: each class rendered alone (composition mask one-hot), for
         part-wise editing views. Fixed noise unless `noise` is given."""
         latent = self.expand(latent)
         noise = noise if noise is not None else self.render_net.fixed_noise()
         eye = torch.eye(self.config.seg_dim, device=latent.device)
-        images = [self.synthesize(latent, gaze, noise, composition_mask=eye[c].expand(latent.shape[0], -1)).image
-                  for c in range(self.config.seg_dim)]
+        images = [
+            self.synthesize(latent, gaze, noise, composition_mask=eye[c].expand(latent.shape[0], -1)).image
+            for c in range(self.config.seg_dim)
+        ]
         return torch.stack(images, dim=1)

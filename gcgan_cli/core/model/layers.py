@@ -170,8 +170,16 @@ class FixedStyledConv(nn.Module):
     per-input-channel modulation, optional demodulation, x2 upsampling by a transposed conv and
     the blur, noise, and the fused leaky ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, upsample: bool = False, demodulate: bool = True,
-                 noise: bool = True, activate: bool = True):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        upsample: bool = False,
+        demodulate: bool = True,
+        noise: bool = True,
+        activate: bool = True,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.modulation = nn.Parameter(torch.ones(1, in_ch, 1, 1))
@@ -185,8 +193,9 @@ class FixedStyledConv(nn.Module):
         """A 1x1 layer without demodulation as its [out, in] matrix (the heads of the local generators)."""
         return (self.weight * self.modulation * self.scale).flatten(1)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`bias` [out] (ToRGB's, when there is no activation) is added inside the convolution."""
         weight = self.weight * self.modulation * self.scale
         if self.demodulate:
@@ -207,8 +216,10 @@ class FixedStyledConv(nn.Module):
 
     def extra_repr(self) -> str:
         out_ch, in_ch, kernel, _ = self.weight.shape
-        return (f"in={in_ch}, out={out_ch}, kernel={kernel}, up={2 if self.upsample else 1}, "
-                f"demodulate={self.demodulate}, noise={self.noise is not None}, activate={self.activate is not None}")
+        return (
+            f"in={in_ch}, out={out_ch}, kernel={kernel}, up={2 if self.upsample else 1}, "
+            f"demodulate={self.demodulate}, noise={self.noise is not None}, activate={self.activate is not None}"
+        )
 
 
 class ToRGB(nn.Module):
@@ -244,7 +255,9 @@ class PositionEmbedding(nn.Module):
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         angles = self.freqs[None, :, None, None, None] * grid[:, None]  # [B, F, 2, H, W]
-        waves = torch.stack([angles.sin(), angles.cos()], dim=2).flatten(1, 3)  # per frequency: sin x, sin y, cos x, cos y
+        waves = torch.stack([angles.sin(), angles.cos()], dim=2).flatten(
+            1, 3
+        )  # per frequency: sin x, sin y, cos x, cos y
         features = torch.cat([grid, waves], dim=1)
         return F.conv2d(features, self.weights * self.scale)
 

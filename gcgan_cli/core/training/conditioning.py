@@ -44,8 +44,10 @@ class FrozenEstimator(FrozenNet):
     def __init__(self, path: Path, device: torch.device):
         network, config = load_estimator(Path(path), device)
         if config["input"] != "face":
-            raise CheckpointError(f"--gaze-model {path} reads eye patches; GC-GAN's gaze loss needs a face-strip estimator "
-                                  "(`gcgan gaze fit --input face`)")
+            raise CheckpointError(
+                f"--gaze-model {path} reads eye patches; GC-GAN's gaze loss needs a face-strip estimator "
+                "(`gcgan gaze fit --input face`)"
+            )
         super().__init__(path, network, config)
         self.size = int(config["size"])
 
@@ -53,11 +55,15 @@ class FrozenEstimator(FrozenNet):
         """MSE between the estimate and `gaze`, per axis in units of `scale` (the label set's std)."""
         x = image.clamp(-1, 1)
         if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > self.size)
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > self.size
+            )
         return F.mse_loss(self.network(x) / scale, gaze / scale)
 
 
-def augment(image: torch.Tensor, seg: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    image: torch.Tensor, seg: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random translation (up to 1/8 of the side, edges replicated) and cutout (a
     zeroed square of 1/4 of the side) for an image [B, 3, S, S] and its mask [B, C, S, S]:
     differentiable, so D's gradients reach G through it. Translation keeps the iris where it is

@@ -29,8 +29,20 @@ REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
 # Stage 2's unbroken-mask test: 10,000 iris pixels of 256 x 256 (spec §6.2), as a fraction.
 REFERENCE_UNBROKEN_FRACTION = 10_000 / 256**2
 # Options that shape the model or the data stream: a resumed run may not change them.
-FIXED_ON_RESUME = ("stage", "preset", "size", "seg_dim", "residual_refine", "batch", "seed", "ckpt",
-                   "gaze_norm", "d_conditioning", "d_gaze_head", "gaze_model")
+FIXED_ON_RESUME = (
+    "stage",
+    "preset",
+    "size",
+    "seg_dim",
+    "residual_refine",
+    "batch",
+    "seed",
+    "ckpt",
+    "gaze_norm",
+    "d_conditioning",
+    "d_gaze_head",
+    "gaze_model",
+)
 # R1's gammas are the reference's at 256 px; at size S they act (256 / S)^2 times stronger, so an
 # unset gamma is scaled by (S / 256)^2.
 REFERENCE_R1 = {"r1_img": 10.0, "r1_seg": 1000.0}
@@ -117,14 +129,32 @@ class TrainConfig:
                 problems.append(f"--size {self.size}: must be a power of two >= {least} with --preset {self.preset}")
         if self.seg_dim is not None and self.seg_dim < 2:
             problems.append(f"--seg-dim {self.seg_dim}: must be >= 2 (the background and at least one part)")
-        for name in ("batch", "iters", "d_reg_every", "g_reg_every", "path_batch_shrink", "n_sample", "log_every", "fid_n"):
+        for name in (
+            "batch",
+            "iters",
+            "d_reg_every",
+            "g_reg_every",
+            "path_batch_shrink",
+            "n_sample",
+            "log_every",
+            "fid_n",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"--{option_flag(name)} {getattr(self, name)}: must be >= 1")
         for name in ("viz_every", "save_every", "fid_every", "keep", "gaze_warmup", "gaze_ramp"):
             if getattr(self, name) < 0:
                 problems.append(f"--{option_flag(name)} {getattr(self, name)}: must be >= 0 (0 = off)")
-        for name in ("lr", "r1_img", "r1_seg", "path_regularize", "lambda_mask", "d_gaze_mismatch", "mismatch_min_deg",
-                     "lambda_gaze_head", "lambda_gaze"):
+        for name in (
+            "lr",
+            "r1_img",
+            "r1_seg",
+            "path_regularize",
+            "lambda_mask",
+            "d_gaze_mismatch",
+            "mismatch_min_deg",
+            "lambda_gaze_head",
+            "lambda_gaze",
+        ):
             value = getattr(self, name)
             if value is None and name in REFERENCE_R1:
                 continue
@@ -143,7 +173,9 @@ class TrainConfig:
         if self.d_gaze_head is not None and self.d_gaze_head < 0:
             problems.append(f"--d-gaze-head {self.d_gaze_head}: must be >= 0 (0 = no head)")
         if self.lambda_gaze > 0 and not self.gaze_model:
-            problems.append(f"--lambda-gaze {self.lambda_gaze} needs --gaze-model, the frozen estimator (from `gcgan gaze fit`)")
+            problems.append(
+                f"--lambda-gaze {self.lambda_gaze} needs --gaze-model, the frozen estimator (from `gcgan gaze fit`)"
+            )
         if self.stage == 2 and (self.gaze_model or self.mirror):
             problems.append("--gaze-model and --mirror belong to --stage 1 (stage 2 has no gaze labels)")
         if self.workers is not None and self.workers < 0:
@@ -155,7 +187,9 @@ class TrainConfig:
     def r1(self, size: int) -> tuple[float, float]:
         """(image, mask) R1 gammas at this image size: as given, else the reference's scaled to it."""
         scale = (size / REFERENCE_R1_SIZE) ** 2
-        return tuple(REFERENCE_R1[n] * scale if getattr(self, n) is None else getattr(self, n) for n in ("r1_img", "r1_seg"))
+        return tuple(
+            REFERENCE_R1[n] * scale if getattr(self, n) is None else getattr(self, n) for n in ("r1_img", "r1_seg")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,24 +209,36 @@ def read_options(path: Path, schema: type = None) -> dict[str, Any]:
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--config {path}: not valid {'JSON' if Path(path).suffix == '.json' else 'TOML'} ({exc})") from None
+        raise UsageError(
+            f"--config {path}: not valid {'JSON' if Path(path).suffix == '.json' else 'TOML'} ({exc})"
+        ) from None
     if not isinstance(raw, dict):
         raise UsageError(f"--config {path}: expected a table of options, got a {type(raw).__name__}")
     options = {key.replace("-", "_"): value for key, value in raw.items()}
     nested = [key for key, value in options.items() if isinstance(value, dict)]
     if nested:
-        raise UsageError(f"--config {path}: tables ({', '.join(nested)}) are not options; write flat keys like batch = 8")
+        raise UsageError(
+            f"--config {path}: tables ({', '.join(nested)}) are not options; write flat keys like batch = 8"
+        )
     (schema or TrainConfig).from_dict(options, f"--config {path}")  # names checked here, values with the rest
     return options
 
 
-def resolve(given: dict[str, Any], toml: dict[str, Any] | None = None, stored: dict[str, Any] | None = None) -> TrainConfig:
+def resolve(
+    given: dict[str, Any], toml: dict[str, Any] | None = None, stored: dict[str, Any] | None = None
+) -> TrainConfig:
     """Defaults < stored (resume) < TOML < given (non-None command-line options)."""
     return resolve_layers(TrainConfig, given, toml, stored, FIXED_ON_RESUME, "its model and data stream")
 
 
-def resolve_layers(schema: type, given: dict[str, Any], file_options: dict[str, Any] | None, stored: dict[str, Any] | None,
-                   fixed: tuple[str, ...], what: str):
+def resolve_layers(
+    schema: type,
+    given: dict[str, Any],
+    file_options: dict[str, Any] | None,
+    stored: dict[str, Any] | None,
+    fixed: tuple[str, ...],
+    what: str,
+):
     """A validated `schema` from its defaults < stored < file < given (non-None) values; with a
     stored config, the `fixed` fields may not change (`what` says what they are)."""
     values: dict[str, Any] = {}

@@ -94,7 +94,14 @@ class StreamSampler(Sampler[int]):
     def __init__(self, length: int, batch: int, world: World, seed: int, start: int = 0):
         if length < 1:
             raise ValueError("the dataset is empty")
-        self.length, self.batch, self.rank, self.size, self.seed, self.start = length, batch, world.rank, world.size, seed, start
+        self.length, self.batch, self.rank, self.size, self.seed, self.start = (
+            length,
+            batch,
+            world.rank,
+            world.size,
+            seed,
+            start,
+        )
         self._epoch, self._order = -1, None
 
     def _at(self, position: int) -> int:

@@ -36,7 +36,9 @@ def path_lengths(image: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).sum(2).mean(1).sqrt()
 
 
-def path_penalty(lengths: torch.Tensor, mean_length: torch.Tensor, decay: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+def path_penalty(
+    lengths: torch.Tensor, mean_length: torch.Tensor, decay: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(penalty, new running mean). The new mean a + decay (mean L - a) stays in the graph of the
     penalty, as in the reference; the caller detaches it before keeping it."""
     new_mean = mean_length + decay * (lengths.mean() - mean_length)

@@ -25,15 +25,29 @@ from gcgan_cli.errors import CheckpointError, GcganError, UsageError
 from gcgan_cli.outputs import reporting_disk_full
 
 _NAME = re.compile(r"^(\d{7,})\.pt$")
-CHECKPOINT_KEYS = ("kind", "stage", "step", "config", "g", "d", "g_ema", "g_optim", "d_optim", "rng", "gaze_labels", "data")
+CHECKPOINT_KEYS = (
+    "kind",
+    "stage",
+    "step",
+    "config",
+    "g",
+    "d",
+    "g_ema",
+    "g_optim",
+    "d_optim",
+    "rng",
+    "gaze_labels",
+    "data",
+)
 
 
 class RunDir:
     """`kind` and `required` name the checkpoints this folder holds (GC-GAN training by default;
     `gcgan transfer fit` keeps its own kind in the same layout)."""
 
-    def __init__(self, root: Path, kind: str = "gcgan-train", required: tuple[str, ...] = CHECKPOINT_KEYS,
-                 flag: str = "--outdir"):
+    def __init__(
+        self, root: Path, kind: str = "gcgan-train", required: tuple[str, ...] = CHECKPOINT_KEYS, flag: str = "--outdir"
+    ):
         self.root, self.kind, self.required, self.flag = Path(root), kind, required, flag
         self.checkpoints = self.root / "checkpoints"
         self.samples = self.root / "samples"
@@ -72,15 +86,18 @@ class RunDir:
         except CheckpointError as exc:
             if len(files) < 2:
                 raise
-            raise CheckpointError(f"{exc}; to resume from {files[-2].name}, move {files[-1].name} out of "
-                                  f"{self.checkpoints}") from exc
+            raise CheckpointError(
+                f"{exc}; to resume from {files[-2].name}, move {files[-1].name} out of {self.checkpoints}"
+            ) from exc
         if record.get("kind") != self.kind:
             raise CheckpointError(f"{files[-1]} is not a training checkpoint")
         return record
 
     def refuse_overwrite(self) -> None:
         if self.checkpoint_files():
-            raise UsageError(f"{self.flag} {self.root} already holds checkpoints: pass --resume to continue that run, or choose another folder")
+            raise UsageError(
+                f"{self.flag} {self.root} already holds checkpoints: pass --resume to continue that run, or choose another folder"
+            )
 
     def prune(self, keep: int) -> None:
         """Delete all but the newest `keep` checkpoints (0 keeps every one)."""
@@ -98,10 +115,14 @@ class RunDir:
         try:
             record = json.loads(self.config.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{self.config} is not valid JSON ({exc}); restore it or start a new {self.flag}") from None
+            raise UsageError(
+                f"{self.config} is not valid JSON ({exc}); restore it or start a new {self.flag}"
+            ) from None
         if not isinstance(record, dict):
-            raise UsageError(f"{self.config} is not a run's config (a {type(record).__name__}, not a table); "
-                             f"restore it or start a new {self.flag}")
+            raise UsageError(
+                f"{self.config} is not a run's config (a {type(record).__name__}, not a table); "
+                f"restore it or start a new {self.flag}"
+            )
         return record
 
     def append_metrics(self, row: dict) -> None:
@@ -118,8 +139,11 @@ class RunDir:
         """Drop rows after `step`: a resumed run rewrites them, so the file stays one history."""
         if not self.metrics.is_file():
             return
-        kept = [line for line in self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
-                if _row_step(line) is not None and _row_step(line) <= step]
+        kept = [
+            line
+            for line in self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
+            if _row_step(line) is not None and _row_step(line) <= step
+        ]
         with reporting_disk_full(self.root):
             write_atomic(self.metrics, "".join(kept).encode())
 

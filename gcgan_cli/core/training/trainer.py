@@ -124,10 +124,14 @@ class RunPlan:
         self.gaze_labels = self._gaze_labels(self.resumed or self.stage1).to(device)
         self.model_config = stored or self._model_config()
         if self.dataset.class_names != self.model_config.class_names:
-            raise DatasetError(f"--data {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}")
+            raise DatasetError(
+                f"--data {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}"
+            )
         if config.stage == 2 and config.unbroken_class not in self.model_config.class_names:
-            raise UsageError(f"--unbroken-class {config.unbroken_class}: not among the classes trained on "
-                             f"--data {config.dataset}; choose one of {', '.join(self.model_config.class_names[1:])}")
+            raise UsageError(
+                f"--unbroken-class {config.unbroken_class}: not among the classes trained on "
+                f"--data {config.dataset}; choose one of {', '.join(self.model_config.class_names[1:])}"
+            )
 
     def _stage1_checkpoint(self) -> dict:
         record = load_checkpoint(self.config.ckpt, map_location="cpu", required=CHECKPOINT_KEYS)
@@ -143,7 +147,9 @@ class RunPlan:
         except DatasetError as exc:
             raise DatasetError(f"--data {exc}") from None
         if self.config.stage == 1 and not meta.labelled:
-            raise DatasetError(f"--data {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)")
+            raise DatasetError(
+                f"--data {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)"
+            )
         if model:
             seg_dim, size = model.seg_dim, model.size
         else:
@@ -152,20 +158,32 @@ class RunPlan:
             size = base.size if self.config.size is None else self.config.size
         if seg_dim > meta.num_classes:
             raise UsageError(f"--seg-dim {seg_dim}: the DB {self.config.dataset} has only {meta.num_classes} classes")
-        return GazeMaskDataset(self.config.dataset, seg_dim=seg_dim, resolution=size, flip=0.5 if self.config.mirror else 0.0)
+        return GazeMaskDataset(
+            self.config.dataset, seg_dim=seg_dim, resolution=size, flip=0.5 if self.config.mirror else 0.0
+        )
 
     def _stored_model_config(self, source: dict | None) -> ModelConfig | None:
         """The model of a checkpoint being resumed or (stage 2) started from; flags may not contradict it."""
         if source is None:
             return None
         stored = ModelConfig.from_checkpoint(source, self.source)
-        given = {"size": self.config.size, "seg_dim": self.config.seg_dim, "residual_refine": self.config.residual_refine,
-                 "d_conditioning": self.config.d_conditioning, "d_gaze_head": self.config.d_gaze_head}
-        clash = [f"--{k.replace('_', '-')} {v}" for k, v in given.items()
-                 if v is not None and v != (stored.seg_dim if k == "seg_dim" else getattr(stored, k))]
+        given = {
+            "size": self.config.size,
+            "seg_dim": self.config.seg_dim,
+            "residual_refine": self.config.residual_refine,
+            "d_conditioning": self.config.d_conditioning,
+            "d_gaze_head": self.config.d_gaze_head,
+        }
+        clash = [
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in given.items()
+            if v is not None and v != (stored.seg_dim if k == "seg_dim" else getattr(stored, k))
+        ]
         if clash:
-            raise UsageError(f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, "
-                             f"residual_refine {stored.residual_refine}, d_conditioning {stored.d_conditioning}, d_gaze_head {stored.d_gaze_head})")
+            raise UsageError(
+                f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, "
+                f"residual_refine {stored.residual_refine}, d_conditioning {stored.d_conditioning}, d_gaze_head {stored.d_gaze_head})"
+            )
         return stored
 
     def _model_config(self) -> ModelConfig:
@@ -196,7 +214,9 @@ class RunPlan:
             if self.config.mirror:  # fakes are conditioned on the gazes real images now show
                 labels = torch.cat([labels, labels * torch.tensor([1.0, -1.0])])
         if labels.ndim != 2 or labels.shape[1] != 2 or len(labels) == 0 or not torch.isfinite(labels).all():
-            raise DatasetError(f"the gaze label set must be a finite float array [N, 2] (pitch, yaw), got shape {tuple(labels.shape)}")
+            raise DatasetError(
+                f"the gaze label set must be a finite float array [N, 2] (pitch, yaw), got shape {tuple(labels.shape)}"
+            )
         return labels.float()
 
 
@@ -243,7 +263,9 @@ class Trainer:
             with contents_of(self.source):
                 self._load_state(resumed)
 
-        self.g_train, self.d_train = (self._ddp(self.g), self._ddp(self.d)) if self.world.distributed else (self.g, self.d)
+        self.g_train, self.d_train = (
+            (self._ddp(self.g), self._ddp(self.d)) if self.world.distributed else (self.g, self.d)
+        )
         self.main = self._main_passes()
 
         self.fid_stats, self.fid_network = self._fid_setup()
@@ -254,14 +276,24 @@ class Trainer:
 
         if self.world.main:
             self.run.create()
-            self.run.write_config({"train": config.to_dict(), "model": self.model_config.to_dict(),
-                                   "world_size": self.world.size, "total_batch": config.batch * self.world.size,
-                                   "gcgan_version": gcgan_cli.__version__})
+            self.run.write_config(
+                {
+                    "train": config.to_dict(),
+                    "model": self.model_config.to_dict(),
+                    "world_size": self.world.size,
+                    "total_batch": config.batch * self.world.size,
+                    "gcgan_version": gcgan_cli.__version__,
+                }
+            )
             if resumed is not None:
                 self.run.truncate_metrics(self.step)
         self.tensorboard = self._tensorboard()
         self.loader = self._loader()
-        if resumed is not None and self.world.rank < len(resumed["rng"]) and resumed["data"]["world_size"] == self.world.size:
+        if (
+            resumed is not None
+            and self.world.rank < len(resumed["rng"])
+            and resumed["data"]["world_size"] == self.world.size
+        ):
             restore_rng_state(resumed["rng"][self.world.rank])  # last: nothing above may draw from it
         else:
             self._seed_streams(config.seed * 7919 + self.world.rank + self.step)
@@ -317,13 +349,17 @@ class Trainer:
         estimator = conditioning.FrozenEstimator(Path(self.config.gaze_model), self.device)
         stored = (resumed or {}).get("gaze_loss_model")
         if stored and stored["sha256"] != estimator.sha256:
-            raise CheckpointError(f"--gaze-model {self.config.gaze_model} is not the estimator this run was trained with "
-                                  f"({stored['path']}, sha256 {stored['sha256'][:12]}...)")
+            raise CheckpointError(
+                f"--gaze-model {self.config.gaze_model} is not the estimator this run was trained with "
+                f"({stored['path']}, sha256 {stored['sha256'][:12]}...)"
+            )
         return estimator
 
     def _load_state(self, record: dict) -> None:
         if record["stage"] != self.config.stage:
-            raise CheckpointError(f"the latest checkpoint in {self.run.checkpoints} is from stage {record['stage']}, not --stage {self.config.stage}")
+            raise CheckpointError(
+                f"the latest checkpoint in {self.run.checkpoints} is from stage {record['stage']}, not --stage {self.config.stage}"
+            )
         self.g.load_state_dict(record["g"])
         self.d.load_state_dict(record["d"])
         self.g_ema.load_state_dict(record["g_ema"])
@@ -336,15 +372,21 @@ class Trainer:
         if self.config.fid_every == 0:
             return None, None
         if not self.config.inception:
-            self._event("FID is off: no --inception statistics (make them with `gcgan inception --data DB --out STATS.npz`)")
+            self._event(
+                "FID is off: no --inception statistics (make them with `gcgan inception --data DB --out STATS.npz`)"
+            )
             return None, None
         stats = Stats.load(Path(self.config.inception))
         if stats.mu.shape[0] != FEATURE_DIM:
-            raise DatasetError(f"--inception {self.config.inception}: {stats.mu.shape[0]}-d statistics; FID compares "
-                               f"the {FEATURE_DIM}-d Inception features `gcgan inception` writes")
+            raise DatasetError(
+                f"--inception {self.config.inception}: {stats.mu.shape[0]}-d statistics; FID compares "
+                f"the {FEATURE_DIM}-d Inception features `gcgan inception` writes"
+            )
         weights, _ = locate_inception_weights(self.config.inception_weights)
         if weights is None:
-            self._event("FID is off: the FID Inception weights are not on this machine (see `gcgan inception --help`); training goes on")
+            self._event(
+                "FID is off: the FID Inception weights are not on this machine (see `gcgan inception --help`); training goes on"
+            )
             return None, None
         return stats, load_fid_inception(weights, self.device)  # on every rank: each renders its share
 
@@ -359,14 +401,22 @@ class Trainer:
 
     def _loader(self):
         config = self.config
-        sampler = dist_utils.StreamSampler(len(self.dataset), config.batch, self.world, config.seed,
-                                           start=self.step * config.batch * self.world.size)
+        sampler = dist_utils.StreamSampler(
+            len(self.dataset), config.batch, self.world, config.seed, start=self.step * config.batch * self.world.size
+        )
         workers = config.workers
         if workers is None:  # on the CPU a worker process would take cores from the training math itself
             workers = max(0, min(4, (os.cpu_count() or 1) // self.world.size - 1)) if self.device.type == "cuda" else 0
-        loader = DataLoader(self.dataset, batch_size=config.batch, sampler=sampler, num_workers=workers, drop_last=True,
-                            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-                            generator=torch.Generator().manual_seed(config.seed))  # leaves the global RNG alone
+        loader = DataLoader(
+            self.dataset,
+            batch_size=config.batch,
+            sampler=sampler,
+            num_workers=workers,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(config.seed),
+        )  # leaves the global RNG alone
         return iter(loader)
 
     def _seed_streams(self, seed: int) -> None:
@@ -383,7 +433,9 @@ class Trainer:
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         item = next(self.loader)
         image = item["image"].to(self.device, non_blocking=True)
-        mask = item["mask"].to(self.device, non_blocking=True).mul_(2).sub_(1)  # one-hot {0,1} -> the reference's {-1,+1}
+        mask = (
+            item["mask"].to(self.device, non_blocking=True).mul_(2).sub_(1)
+        )  # one-hot {0,1} -> the reference's {-1,+1}
         gaze = item["gaze"].to(self.device, non_blocking=True) if self.config.stage == 1 else None
         return image, mask, gaze
 
@@ -513,7 +565,9 @@ class Trainer:
         # W+ is a leaf, so the mapping is outside this graph: a zero term keeps its parameters in
         # it (DDP then needs no find_unused_parameters traversal on every step).
         unused = sum(p.sum() for p in self.g.style.parameters() if p.requires_grad)
-        loss = config.path_regularize * config.g_reg_every * penalty + 0 * (out.image[0, 0, 0, 0] + out.seg[0, 0, 0, 0] + unused)
+        loss = config.path_regularize * config.g_reg_every * penalty + 0 * (
+            out.image[0, 0, 0, 0] + out.seg[0, 0, 0, 0] + unused
+        )
         _update(self.g_optim, loss)
         self.mean_path_length = dist_utils.mean_over_ranks(self.world, new_mean.detach())
         self._record(path=penalty, path_length=self.mean_path_length)
@@ -550,8 +604,10 @@ class Trainer:
                 self.run.append_metrics({"step": self.step, "event": "diverged", "nonfinite": bad})
             files = self.run.checkpoint_files()
             last = f"the last good checkpoint is {files[-1]}" if files else "no checkpoint was written before it"
-            raise TrainingDiverged(f"training diverged: {', '.join(bad)} became non-finite by step {self.step}; "
-                                   f"stopped without saving; {last} (resume with --resume, perhaps with a lower --lr)")
+            raise TrainingDiverged(
+                f"training diverged: {', '.join(bad)} became non-finite by step {self.step}; "
+                f"stopped without saving; {last} (resume with --resume, perhaps with a lower --lr)"
+            )
 
     def _log(self, final: bool = False) -> dict:
         """A metrics row: the means since the last one. `final` marks the row that ends a run between
@@ -563,10 +619,14 @@ class Trainer:
         elapsed, steps = now - self._clock[0], self.step - self._clock[1]
         self._clock = (now, self.step)
         images = steps * self.config.batch * self.world.size
-        row = {"step": self.step, "kimg": round(self.step * self.config.batch * self.world.size / 1000, 4),
-               **values,
-               "sec_per_step": round(elapsed / max(steps, 1), 5), "img_per_s": round(images / max(elapsed, 1e-9), 3),
-               **({"final": True} if final else {})}
+        row = {
+            "step": self.step,
+            "kimg": round(self.step * self.config.batch * self.world.size / 1000, 4),
+            **values,
+            "sec_per_step": round(elapsed / max(steps, 1), 5),
+            "img_per_s": round(images / max(elapsed, 1e-9), 3),
+            **({"final": True} if final else {}),
+        }
         if self.world.main:
             self.run.append_metrics(row)
             if self.tensorboard is not None:
@@ -594,8 +654,14 @@ class Trainer:
     def _fid(self) -> float | None:
         """G_ema's FID over seeds 0..fid_n-1, quantized as saved samples are, every rank rendering its
         share: what `gcgan fid --network` gives for this step's checkpoint (at the same --batch)."""
-        value = fid(self.g_ema, self.gaze_labels, self.config.fid_n, self.fid_stats, self.fid_network,
-                    max(self.config.batch, 16))
+        value = fid(
+            self.g_ema,
+            self.gaze_labels,
+            self.config.fid_n,
+            self.fid_stats,
+            self.fid_network,
+            max(self.config.batch, 16),
+        )
         if self.world.main:
             name = metric_name("fid", self.config.fid_n)
             self.run.append_metrics({"step": self.step, name: value})
@@ -610,16 +676,28 @@ class Trainer:
         rng = dist_utils.gather_objects(self.world, capture_rng_state())
         path = self.run.checkpoint_path(self.step)
         if self.world.main:
-            payload = {"kind": "gcgan-train", "stage": self.config.stage, "step": self.step,
-                       "config": {"train": self.config.to_dict(), "model": self.model_config.to_dict()},
-                       "g": self.g.state_dict(), "d": self.d.state_dict(), "g_ema": self.g_ema.state_dict(),
-                       "g_optim": self.g_optim.state_dict(), "d_optim": self.d_optim.state_dict(),
-                       "mean_path_length": self.mean_path_length.detach().cpu(), "rng": rng,
-                       "gaze_labels": self.gaze_labels.cpu(),
-                       "gaze_loss_model": self.gaze_estimator.record() if self.gaze_estimator else None,
-                       "data": {"position": self.step * self.config.batch * self.world.size, "seed": self.config.seed,
-                                "world_size": self.world.size, "batch": self.config.batch},
-                       "gcgan_version": gcgan_cli.__version__}
+            payload = {
+                "kind": "gcgan-train",
+                "stage": self.config.stage,
+                "step": self.step,
+                "config": {"train": self.config.to_dict(), "model": self.model_config.to_dict()},
+                "g": self.g.state_dict(),
+                "d": self.d.state_dict(),
+                "g_ema": self.g_ema.state_dict(),
+                "g_optim": self.g_optim.state_dict(),
+                "d_optim": self.d_optim.state_dict(),
+                "mean_path_length": self.mean_path_length.detach().cpu(),
+                "rng": rng,
+                "gaze_labels": self.gaze_labels.cpu(),
+                "gaze_loss_model": self.gaze_estimator.record() if self.gaze_estimator else None,
+                "data": {
+                    "position": self.step * self.config.batch * self.world.size,
+                    "seed": self.config.seed,
+                    "world_size": self.world.size,
+                    "batch": self.config.batch,
+                },
+                "gcgan_version": gcgan_cli.__version__,
+            }
             if self.g_pre is not None:
                 payload["g_pretrained"] = self.g_pre.state_dict()
             save_checkpoint(path, payload)
@@ -664,19 +742,35 @@ class Trainer:
             if self.tensorboard is not None:
                 self.tensorboard.close()
         seconds = time.perf_counter() - started
-        return TrainResult(self.step, interrupted, checkpoint, row, fid_value,
-                           (self.step - start_step) * config.batch * self.world.size, seconds)
+        return TrainResult(
+            self.step,
+            interrupted,
+            checkpoint,
+            row,
+            fid_value,
+            (self.step - start_step) * config.batch * self.world.size,
+            seconds,
+        )
 
     def _event_start(self) -> None:
         if self.world.main:
-            self.hooks.on_start({"step": self.step, "iters": self.config.iters, "stage": self.config.stage,
-                                 "device": str(self.device), "world_size": self.world.size,
-                                 "total_batch": self.config.batch * self.world.size, "records": len(self.dataset),
-                                 "labels": len(self.gaze_labels), "model": self.model_config,
-                                 "g_params": sum(p.numel() for p in self.g.parameters()),
-                                 "g_trainable": sum(p.numel() for p in self.g_params),
-                                 "d_params": sum(p.numel() for p in self.d.parameters()),
-                                 "fid": self.fid_stats is not None})
+            self.hooks.on_start(
+                {
+                    "step": self.step,
+                    "iters": self.config.iters,
+                    "stage": self.config.stage,
+                    "device": str(self.device),
+                    "world_size": self.world.size,
+                    "total_batch": self.config.batch * self.world.size,
+                    "records": len(self.dataset),
+                    "labels": len(self.gaze_labels),
+                    "model": self.model_config,
+                    "g_params": sum(p.numel() for p in self.g.parameters()),
+                    "g_trainable": sum(p.numel() for p in self.g_params),
+                    "d_params": sum(p.numel() for p in self.d.parameters()),
+                    "fid": self.fid_stats is not None,
+                }
+            )
 
     def close(self) -> None:
         """Leave the process as it was: the process group, the deterministic-algorithms switch.

@@ -25,8 +25,26 @@ LANDMARK_NORMS = ("wh", "legacy-hw", "legacy-max")
 GAZE_TARGETS = ("pred", "label")
 # A resumed run may not change what shapes its networks or its data stream.
 # The optimisers' stored state carries the learning rate and beta1, so they stay too.
-FIXED_ON_RESUME = ("s", "r", "preset", "upsample", "net_d", "d_layers", "d_last_stride", "norm", "batch", "seed",
-                   "gaze_model", "landmark_model", "gray_s", "gray_r", "crop_jitter", "max_head_pose", "lr", "beta1")
+FIXED_ON_RESUME = (
+    "s",
+    "r",
+    "preset",
+    "upsample",
+    "net_d",
+    "d_layers",
+    "d_last_stride",
+    "norm",
+    "batch",
+    "seed",
+    "gaze_model",
+    "landmark_model",
+    "gray_s",
+    "gray_r",
+    "crop_jitter",
+    "max_head_pose",
+    "lr",
+    "beta1",
+)
 
 UPSAMPLES = ("deconv", "resize")  # resize = nearest x2 then a conv: no checkerboard
 NORMS = ("instance", "batch")
@@ -102,7 +120,9 @@ class TransferConfig:
     lambda_cycle_s: float = 10.0  # |F(G(s)) - s|
     lambda_cycle_r: float = 10.0  # |G(F(r)) - r|
     lambda_self: float = 2.0  # |G(x) - x| on the generator's own input (SimGAN's self-regularisation)
-    lambda_idt: float = 0.0  # CycleGAN's identity term |G(r) - r| on the target domain (this weight, not x lambda_cycle)
+    lambda_idt: float = (
+        0.0  # CycleGAN's identity term |G(r) - r| on the target domain (this weight, not x lambda_cycle)
+    )
     lambda_gaze: float = 0.0  # rad^-2: mean squared (pitch, yaw) difference through the frozen estimator
     lambda_landmarks: float = 0.0  # mean squared normalised landmark difference through the frozen landmark net
     gaze_target: str = "pred"  # pred: g(G(s)) vs g(s) (the reference) | label: g(G(s)) vs s's true gaze
@@ -136,8 +156,13 @@ class TransferConfig:
         if self.preset not in NET_PRESETS:
             raise UsageError(f"--preset {self.preset}: choose one of {', '.join(NET_PRESETS)}")
         base = asdict(NET_PRESETS[self.preset])
-        switches = {"upsample": self.upsample, "netD": self.net_d, "d_layers": self.d_layers, "d_last_stride": self.d_last_stride,
-                    "norm": self.norm}
+        switches = {
+            "upsample": self.upsample,
+            "netD": self.net_d,
+            "d_layers": self.d_layers,
+            "d_last_stride": self.d_last_stride,
+            "norm": self.norm,
+        }
         net = NetConfig(**{**base, **{k: v for k, v in switches.items() if v is not None}})
         net.validate()
         return net
@@ -153,7 +178,15 @@ class TransferConfig:
         for name in ("sample_every", "save_every", "keep", "pool_size"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} {getattr(self, name)}: must be >= 0")
-        for name in ("lambda_cycle_s", "lambda_cycle_r", "lambda_self", "lambda_idt", "lambda_gaze", "lambda_landmarks", "lr"):
+        for name in (
+            "lambda_cycle_s",
+            "lambda_cycle_r",
+            "lambda_self",
+            "lambda_idt",
+            "lambda_gaze",
+            "lambda_landmarks",
+            "lr",
+        ):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 problems.append(f"--{_flag(name)} {value}: must be a finite number {'> 0' if name == 'lr' else '>= 0'}")
@@ -168,9 +201,13 @@ class TransferConfig:
             if getattr(self, name) not in (None, "mean", "luma"):
                 problems.append(f"--{_flag(name)} {getattr(self, name)}: choose mean or luma")
         if self.lambda_gaze > 0 and not self.gaze_model:
-            problems.append(f"--lambda-gaze {self.lambda_gaze} needs --gaze-model (an estimator from `gcgan gaze fit --input eye`)")
+            problems.append(
+                f"--lambda-gaze {self.lambda_gaze} needs --gaze-model (an estimator from `gcgan gaze fit --input eye`)"
+            )
         if self.lambda_landmarks > 0 and not self.landmark_model:
-            problems.append(f"--lambda-landmarks {self.lambda_landmarks} needs --landmark-model (from `gcgan transfer landmarks-fit`)")
+            problems.append(
+                f"--lambda-landmarks {self.lambda_landmarks} needs --landmark-model (from `gcgan transfer landmarks-fit`)"
+            )
         if self.max_head_pose is not None and not self.max_head_pose > 0:
             problems.append(f"--max-head-pose {self.max_head_pose}: must be > 0 degrees")
         if problems:
@@ -190,6 +227,10 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def resolve(given: dict[str, Any], file_options: dict[str, Any] | None = None, stored: dict[str, Any] | None = None) -> TransferConfig:
+def resolve(
+    given: dict[str, Any], file_options: dict[str, Any] | None = None, stored: dict[str, Any] | None = None
+) -> TransferConfig:
     """Defaults < stored (resume) < TOML / .ini < given (non-None command-line options)."""
-    return resolve_layers(TransferConfig, given, file_options, stored, FIXED_ON_RESUME, "its networks, data and optimiser settings")
+    return resolve_layers(
+        TransferConfig, given, file_options, stored, FIXED_ON_RESUME, "its networks, data and optimiser settings"
+    )

@@ -38,9 +38,22 @@ RENAMED = {
     "r": "r",
 }
 # Keys that carry no meaning for gcgan (reporting, TF export, paths of TF checkpoints).
-IGNORED = {"batch_size_inference", "track_images", "track_histograms", "gan_name", "ege_name", "ege_norm",
-           "model_name_s2r", "model_name_r2s", "path_model_s2r", "path_model_r2s", "path_refined_s2r",
-           "path_refined_r2s", "checkpoints_dir", "lm_name"}
+IGNORED = {
+    "batch_size_inference",
+    "track_images",
+    "track_histograms",
+    "gan_name",
+    "ege_name",
+    "ege_norm",
+    "model_name_s2r",
+    "model_name_r2s",
+    "path_model_s2r",
+    "path_model_r2s",
+    "path_refined_s2r",
+    "path_refined_r2s",
+    "checkpoints_dir",
+    "lm_name",
+}
 TF_CHECKPOINTS = ("ege_path", "lm_path", "checkpoint_folder")
 IMAGE_SIZE = {"image_height": 36, "image_width": 60}
 
@@ -76,21 +89,27 @@ def import_ini(path: Path, section: str) -> tuple[dict[str, Any], list[str]]:
     for key, text in raw.items():
         value = _literal(text)
         if isinstance(value, str) and value.lower() in ("true", "false"):
-            warnings.append(f"{key} = {text}: the original kept lowercase booleans as strings, both truthy; read as {value.lower() == 'true'}")
+            warnings.append(
+                f"{key} = {text}: the original kept lowercase booleans as strings, both truthy; read as {value.lower() == 'true'}"
+            )
             value = value.lower() == "true"
         if key in RENAMED:
             if value is not None:
                 options[RENAMED[key]] = value
         elif key == "use_lsgan":
             if value is not True:
-                warnings.append(f"use_lsgan = {text}: gcgan trains LSGAN only; the cross-entropy variant is not offered")
+                warnings.append(
+                    f"use_lsgan = {text}: gcgan trains LSGAN only; the cross-entropy variant is not offered"
+                )
         elif key == "norm":
             if value not in ("instance", "batch"):
                 raise UsageError(f"--from-ini {path} [{section}]: norm = {text}; use instance or batch")
             options["norm"] = value
         elif key == "rgb":
             if value:
-                raise UsageError(f"--from-ini {path} [{section}]: rgb = {text}; gcgan translates grayscale eye patches only (the final FP-GAN setting)")
+                raise UsageError(
+                    f"--from-ini {path} [{section}]: rgb = {text}; gcgan translates grayscale eye patches only (the final FP-GAN setting)"
+                )
         elif key == "ngf":
             if value is not None and value != 64:
                 warnings.append(f"ngf = {value}: use --preset reference (ngf 64) or tiny; other widths are not presets")
@@ -99,13 +118,19 @@ def import_ini(path: Path, section: str) -> tuple[dict[str, Any], list[str]]:
                 raise UsageError(f"--from-ini {path} [{section}]: {key} = {text}; gcgan's eye patches are 36 x 60")
         elif key == "normalise_gaze":
             if value:
-                warnings.append("normalise_gaze = True never reached the original GAN's gaze loss; gcgan's lambda_gaze is in rad^-2")
+                warnings.append(
+                    "normalise_gaze = True never reached the original GAN's gaze loss; gcgan's lambda_gaze is in rad^-2"
+                )
         elif key == "filter_gaze":
             if value:
                 warnings.append("filter_gaze = True: not imported; filter the sources before training")
         elif key in TF_CHECKPOINTS:
             if value:
-                flag = {"ege_path": "--gaze-model", "lm_path": "--landmark-model", "checkpoint_folder": "--resume with --out"}[key]
+                flag = {
+                    "ege_path": "--gaze-model",
+                    "lm_path": "--landmark-model",
+                    "checkpoint_folder": "--resume with --out",
+                }[key]
                 warnings.append(f"{key} = {text}: a TensorFlow checkpoint cannot be loaded; use {flag}")
         elif key not in IGNORED:
             warnings.append(f"{key} = {text}: unknown to gcgan, ignored")

@@ -80,9 +80,15 @@ class Residual(nn.Module):
         super().__init__()
         half = cout // 2
         self.body = nn.Sequential(
-            _bn(cin), nn.ReLU(), nn.Conv2d(cin, half, 1),
-            _bn(half), nn.ReLU(), nn.Conv2d(half, half, 3, padding=1),
-            _bn(half), nn.ReLU(), nn.Conv2d(half, cout, 1),
+            _bn(cin),
+            nn.ReLU(),
+            nn.Conv2d(cin, half, 1),
+            _bn(half),
+            nn.ReLU(),
+            nn.Conv2d(half, half, 3, padding=1),
+            _bn(half),
+            nn.ReLU(),
+            nn.Conv2d(half, cout, 1),
         )
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
@@ -116,7 +122,9 @@ class ElgNet(nn.Module):
         super().__init__()
         self.config = config.validate()
         m = config.maps
-        self.stem = nn.Sequential(SameConv2d(1, m, 7, stride=config.stride), _bn(m), nn.ReLU(), Residual(m, 2 * m), Residual(2 * m, m))
+        self.stem = nn.Sequential(
+            SameConv2d(1, m, 7, stride=config.stride), _bn(m), nn.ReLU(), Residual(m, 2 * m), Residual(2 * m, m)
+        )
         self.hourglasses = nn.ModuleList(Hourglass(m, config.depth) for _ in range(config.modules))
         self.features = nn.ModuleList(
             nn.Sequential(Residual(m, m), nn.Conv2d(m, m, 1), _bn(m), nn.ReLU()) for _ in range(config.modules)
@@ -198,7 +206,9 @@ class LandmarkFitConfig:
     def validate(self) -> LandmarkFitConfig:
         self.model.validate()
         if self.epochs < 1 or self.batch < 1:
-            raise UsageError(f"landmark fit needs at least 1 epoch and a batch of 1 or more, got {self.epochs} and {self.batch}")
+            raise UsageError(
+                f"landmark fit needs at least 1 epoch and a batch of 1 or more, got {self.epochs} and {self.batch}"
+            )
         if not (self.lr > 0 and self.sigma_start > 0 and self.sigma_end > 0):
             raise UsageError("landmark fit lr and heatmap sigmas must be positive")
         if self.shift < 0 or min(self.brightness, self.contrast, self.noise) < 0:
@@ -207,13 +217,16 @@ class LandmarkFitConfig:
 
 
 @torch.no_grad()
-def augment(images: torch.Tensor, landmarks: torch.Tensor, config: LandmarkFitConfig,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    images: torch.Tensor, landmarks: torch.Tensor, config: LandmarkFitConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A changed copy of images [B, 1, H, W] and landmarks [B, L, 2] that still agree (a shift
     moves both); draws come from `generator` alone."""
     reach = config.shift
     if reach > 0:
-        offset = torch.randint(-reach, reach + 1, (images.shape[0], 2), generator=generator, device=images.device)  # (dx, dy)
+        offset = torch.randint(
+            -reach, reach + 1, (images.shape[0], 2), generator=generator, device=images.device
+        )  # (dx, dy)
         images = shift(images, offset, reach)
         landmarks = landmarks + offset.to(landmarks.dtype)[:, None, :]
     return photometric(images, config.contrast, 0.0, config.brightness, config.noise, generator), landmarks
@@ -246,14 +259,22 @@ def _check_labels(dataset: Dataset, name: str, landmarks: int, workers: int) -> 
             raise UsageError(f"{name} landmarks must be [{landmarks}, 2] (x, y), got {list(labels.shape[1:])}")
         missing = torch.isnan(labels).any(dim=-1).any(dim=-1).nonzero().flatten()
         if len(missing):
-            raise UsageError(f"{name} sample {seen + int(missing[0])} has missing (NaN) landmarks; drop such samples before fitting")
+            raise UsageError(
+                f"{name} sample {seen + int(missing[0])} has missing (NaN) landmarks; drop such samples before fitting"
+            )
         shape = list(images.shape[1:])
         seen += len(labels)
     return shape
 
 
-def fit_landmarks(train: Dataset, val: Dataset | None, config: LandmarkFitConfig, out: Path, device: torch.device,
-                  on_epoch: Callable[[dict], None] = lambda row: None) -> dict:
+def fit_landmarks(
+    train: Dataset,
+    val: Dataset | None,
+    config: LandmarkFitConfig,
+    out: Path,
+    device: torch.device,
+    on_epoch: Callable[[dict], None] = lambda row: None,
+) -> dict:
     """Fit the ELG on items {"image": [1, H, W] in [-1, 1], "landmarks": [L, 2] (x, y) px}; the
     epoch with the lowest mean landmark error (on `val`, else on the unaugmented training set)
     is written to `out`. Returns the report, with one history row per epoch."""
@@ -264,16 +285,32 @@ def fit_landmarks(train: Dataset, val: Dataset | None, config: LandmarkFitConfig
         _check_labels(val, "validation", config.model.landmarks, config.workers)
     torch.manual_seed(config.seed)
     model = build_elg(config.model).to(device)
-    loader = DataLoader(train, batch_size=config.batch, shuffle=True, drop_last=len(train) > config.batch,
-                        generator=torch.Generator().manual_seed(config.seed), num_workers=config.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=config.workers > 0)
+    loader = DataLoader(
+        train,
+        batch_size=config.batch,
+        shuffle=True,
+        drop_last=len(train) > config.batch,
+        generator=torch.Generator().manual_seed(config.seed),
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.workers > 0,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator(device).manual_seed(config.seed)
     measured, measured_on = (val, "validation") if val is not None else (train, "training")
     start = evaluate_landmarks(model, measured, device, config.workers)
-    report = {"best_epoch": 0, "error": math.inf, "iris_error": None, "start_error": start["error"],
-              "start_iris_error": start["iris_error"], "measured_on": measured_on, "train_count": len(train),
-              "val_count": 0 if val is None else len(val), "fit": asdict(config), "history": []}
+    report = {
+        "best_epoch": 0,
+        "error": math.inf,
+        "iris_error": None,
+        "start_error": start["error"],
+        "start_iris_error": start["iris_error"],
+        "measured_on": measured_on,
+        "train_count": len(train),
+        "val_count": 0 if val is None else len(val),
+        "fit": asdict(config),
+        "history": [],
+    }
     saved_config = {**asdict(config.model), "input": shape}
     total = config.epochs * len(loader)
     step = 0
@@ -282,8 +319,9 @@ def fit_landmarks(train: Dataset, val: Dataset | None, config: LandmarkFitConfig
         losses = []
         for item in loader:
             sigma = config.sigma_start + (config.sigma_end - config.sigma_start) * step / max(total - 1, 1)
-            images, landmarks = augment(item["image"].to(device, non_blocking=True), item["landmarks"].to(device).float(),
-                                        config, generator)
+            images, landmarks = augment(
+                item["image"].to(device, non_blocking=True), item["landmarks"].to(device).float(), config, generator
+            )
             heatmaps, _ = model(images)
             target = heatmap_targets(landmarks, heatmaps[0].shape[-2:], config.model.stride, sigma)
             loss = sum(F.mse_loss(h, target) for h in heatmaps)
@@ -298,7 +336,9 @@ def fit_landmarks(train: Dataset, val: Dataset | None, config: LandmarkFitConfig
         if errors["error"] < report["error"]:  # the file always holds the best epoch so far
             report.update(best_epoch=epoch, **errors)
             saved_report = {k: v for k, v in report.items() if k != "history"}
-            save_checkpoint(out, {"kind": KIND, "config": saved_config, "model": model.state_dict(), "report": saved_report})
+            save_checkpoint(
+                out, {"kind": KIND, "config": saved_config, "model": model.state_dict(), "report": saved_report}
+            )
         on_epoch(row)
     report["seconds"] = time.perf_counter() - started
     return report
@@ -308,7 +348,9 @@ def load_landmarks(path: str | Path, device: torch.device | str = "cpu") -> tupl
     """(frozen model on `device`, its stored config with "input") from a `fit_landmarks` file."""
     record = load_checkpoint(path, map_location=device)
     if record.get("kind") != KIND:
-        raise CheckpointError(f"{path} is not a landmark model ({KIND}); it holds {record.get('kind') or 'another kind of checkpoint'}")
+        raise CheckpointError(
+            f"{path} is not a landmark model ({KIND}); it holds {record.get('kind') or 'another kind of checkpoint'}"
+        )
     config = dict(record["config"])
     config.pop("input", None)
     try:
@@ -318,5 +360,7 @@ def load_landmarks(path: str | Path, device: torch.device | str = "cpu") -> tupl
     try:
         model.load_state_dict(record["model"])
     except RuntimeError as exc:
-        raise CheckpointError(f"landmark model {path}: its weights do not fit its config ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"landmark model {path}: its weights do not fit its config ({str(exc).splitlines()[0]})"
+        ) from None
     return model.to(device).freeze(), dict(record["config"])

@@ -44,10 +44,14 @@ def landmark_scale(norm: str, height: int, width: int) -> torch.Tensor:
 def frozen_gaze(path: Path, device: torch.device) -> FrozenNet:
     network, config = load_estimator(Path(path), device)
     if config.get("input") != "eye":
-        raise CheckpointError(f"--gaze-model {path} reads face strips; the transfer loss needs an eye-patch estimator "
-                              "(`gcgan gaze fit --input eye`)")
+        raise CheckpointError(
+            f"--gaze-model {path} reads face strips; the transfer loss needs an eye-patch estimator "
+            "(`gcgan gaze fit --input eye`)"
+        )
     if config.get("units") != "rad":
-        raise CheckpointError(f"--gaze-model {path} outputs {config.get('units')}; lambda_gaze is in rad^-2, so the loss needs radians")
+        raise CheckpointError(
+            f"--gaze-model {path} outputs {config.get('units')}; lambda_gaze is in rad^-2, so the loss needs radians"
+        )
     return FrozenNet(path, network, config)
 
 
@@ -67,14 +71,18 @@ class _LandmarksOnly(torch.nn.Module):
         return self.network(images)[1]
 
 
-def gaze_consistency(net: FrozenNet, source: torch.Tensor, translated: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+def gaze_consistency(
+    net: FrozenNet, source: torch.Tensor, translated: torch.Tensor, target: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared (pitch, yaw) difference in rad^2 between the reading of the translation and
     the reading of its source (or `target`, the source's true gaze)."""
     reference = net(source) if target is None else target
     return (net(translated) - reference.detach()).square().mean()
 
 
-def landmark_consistency(net: FrozenNet, source: torch.Tensor, translated: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def landmark_consistency(
+    net: FrozenNet, source: torch.Tensor, translated: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """Mean squared difference of the normalised landmarks of the translation and of its source."""
     scale = scale.to(source.device)
     return (net(translated) / scale - (net(source) / scale).detach()).square().mean()

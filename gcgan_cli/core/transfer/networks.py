@@ -49,8 +49,13 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), norm_layer("instance", channels), nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), norm_layer("instance", channels),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
+            norm_layer("instance", channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
+            norm_layer("instance", channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,9 +101,15 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         config.validate()
         c, n, norm = config.channels, config.ngf, config.norm
-        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(c, n, 7, bias=False), norm_layer(norm, n), nn.ReLU(inplace=True))
-        self.down1 = nn.Sequential(SameConv2d(n, 2 * n, 3, stride=2, bias=False), norm_layer(norm, 2 * n), nn.ReLU(inplace=True))
-        self.down2 = nn.Sequential(SameConv2d(2 * n, 4 * n, 3, stride=2, bias=False), norm_layer(norm, 4 * n), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(
+            nn.ReflectionPad2d(3), nn.Conv2d(c, n, 7, bias=False), norm_layer(norm, n), nn.ReLU(inplace=True)
+        )
+        self.down1 = nn.Sequential(
+            SameConv2d(n, 2 * n, 3, stride=2, bias=False), norm_layer(norm, 2 * n), nn.ReLU(inplace=True)
+        )
+        self.down2 = nn.Sequential(
+            SameConv2d(2 * n, 4 * n, 3, stride=2, bias=False), norm_layer(norm, 4 * n), nn.ReLU(inplace=True)
+        )
         self.blocks = nn.Sequential(*(ResidualBlock(4 * n) for _ in range(config.blocks)))
         self.up2 = Upsample(config.upsample, 4 * n, 2 * n, norm)
         self.up1 = Upsample(config.upsample, 2 * n, n, norm)
@@ -150,11 +161,15 @@ class LocalDiscriminator(nn.Module):
         wide, mid, narrow = 3 * config.ndf // 2, config.ndf, config.ndf // 2
         act = nn.LeakyReLU(LEAK, inplace=True)
         self.net = nn.Sequential(
-            SameConv2d(config.channels, wide, 3, stride=2), act,
-            SameConv2d(wide, mid, 3, stride=2), act,
+            SameConv2d(config.channels, wide, 3, stride=2),
+            act,
+            SameConv2d(wide, mid, 3, stride=2),
+            act,
             nn.MaxPool2d(3, stride=1, padding=1),
-            SameConv2d(mid, narrow, 3), act,
-            nn.Conv2d(narrow, narrow, 1), act,
+            SameConv2d(mid, narrow, 3),
+            act,
+            nn.Conv2d(narrow, narrow, 1),
+            act,
             nn.Conv2d(narrow, 1, 1),
         )
 

@@ -47,7 +47,9 @@ def translation_sheet(blocks, titles, landmarks=None) -> np.ndarray:
     for number, ((x, translated, back, gazes), title) in enumerate(zip(blocks, titles)):
         points = landmarks[number] if landmarks is not None else None
         cells = []
-        for i, (source, out, cycle, diff) in enumerate(zip(_rgb(x), _rgb(translated), _rgb(back), _difference(translated, x))):
+        for i, (source, out, cycle, diff) in enumerate(
+            zip(_rgb(x), _rgb(translated), _rgb(back), _difference(translated, x))
+        ):
             pitch, yaw = (float(v) for v in gazes[i])
             if points is not None:
                 source = draw_landmarks(source, points[i])

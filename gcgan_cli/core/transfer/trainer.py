@@ -43,16 +43,36 @@ from gcgan_cli.device import resolve_device
 from gcgan_cli.errors import CheckpointError, TrainingDiverged, UsageError
 
 KIND = "gcgan-transfer"
-CHECKPOINT_KEYS = ("kind", "step", "config", "net", "g", "f", "d_r", "d_s", "opt_g", "opt_d", "sched_g", "sched_d",
-                   "pools", "streams", "rng", "features")
+CHECKPOINT_KEYS = (
+    "kind",
+    "step",
+    "config",
+    "net",
+    "g",
+    "f",
+    "d_r",
+    "d_s",
+    "opt_g",
+    "opt_d",
+    "sched_g",
+    "sched_d",
+    "pools",
+    "streams",
+    "rng",
+    "features",
+)
 
 
 def run_dir(root: Path) -> RunDir:
     return RunDir(root, kind=KIND, required=CHECKPOINT_KEYS, flag="--outdir")
 
 
-def open_domain(path: str, flag: str, gray: str | None, jitter: bool, max_head_pose: float | None, seed: int) -> GazeSource:
-    source = open_source(path, 0, EyeOptions(gray=gray, jitter=jitter, max_head_pose=max_head_pose, seed=seed), flag=flag)
+def open_domain(
+    path: str, flag: str, gray: str | None, jitter: bool, max_head_pose: float | None, seed: int
+) -> GazeSource:
+    source = open_source(
+        path, 0, EyeOptions(gray=gray, jitter=jitter, max_head_pose=max_head_pose, seed=seed), flag=flag
+    )
     if len(source) < 2:
         raise UsageError(f"{flag} {path}: needs at least 2 samples")
     return source
@@ -82,7 +102,9 @@ class DomainStream:
         self._order = self._permutation()
 
     def _permutation(self) -> torch.Tensor:
-        return torch.randperm(len(self.source), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
+        return torch.randperm(
+            len(self.source), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        )
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(images [B, 1, 36, 60], indices [B])."""
@@ -131,11 +153,16 @@ class TransferTrainer:
         torch.manual_seed(config.seed)
         self.s = open_domain(config.s, "--s", config.gray_s, config.crop_jitter, config.max_head_pose, config.seed)
         self.r = open_domain(config.r, "--r", config.gray_r, False, config.max_head_pose, config.seed + 1)
-        self.streams = {"s": DomainStream(self.s, config.batch, config.seed, preload=not config.crop_jitter),
-                        "r": DomainStream(self.r, config.batch, config.seed + 1, preload=True)}
+        self.streams = {
+            "s": DomainStream(self.s, config.batch, config.seed, preload=not config.crop_jitter),
+            "r": DomainStream(self.r, config.batch, config.seed + 1, preload=True),
+        }
         self.s_gazes = torch.from_numpy(self.s.gazes)
         self.g, self.f = build_generator(self.net).to(self.device), build_generator(self.net).to(self.device)
-        self.d_r, self.d_s = build_discriminator(self.net).to(self.device), build_discriminator(self.net).to(self.device)
+        self.d_r, self.d_s = (
+            build_discriminator(self.net).to(self.device),
+            build_discriminator(self.net).to(self.device),
+        )
         betas = (config.beta1, 0.999)
         self.opt_g = torch.optim.Adam([*self.g.parameters(), *self.f.parameters()], lr=config.lr, betas=betas)
         self.opt_d = torch.optim.Adam([*self.d_r.parameters(), *self.d_s.parameters()], lr=config.lr, betas=betas)
@@ -145,27 +172,43 @@ class TransferTrainer:
         self.pools = {"r": ImagePool(config.pool_size, config.pool), "s": ImagePool(config.pool_size, config.pool)}
         self.pool_rng = torch.Generator().manual_seed(config.seed + 7)
         self.gaze = losses.frozen_gaze(Path(config.gaze_model), self.device) if config.lambda_gaze > 0 else None
-        self.landmarks = losses.frozen_landmarks(Path(config.landmark_model), self.device) if config.lambda_landmarks > 0 else None
+        self.landmarks = (
+            losses.frozen_landmarks(Path(config.landmark_model), self.device) if config.lambda_landmarks > 0 else None
+        )
         self.landmark_scale = losses.landmark_scale(config.landmark_norm, *EYE_SHAPE[1:])
         self.step = 0
         if record is not None:
             self._restore(record)
         else:
             self.run.create()
-        self.run.write_config({"transfer": config.to_dict(), "net": asdict(self.net)})  # a resumed run's flags win next time too
+        self.run.write_config(
+            {"transfer": config.to_dict(), "net": asdict(self.net)}
+        )  # a resumed run's flags win next time too
         self.run.truncate_metrics(self.step)
-        plain_s = open_domain(config.s, "--s", config.gray_s, False, config.max_head_pose, config.seed) if config.crop_jitter else self.s
-        self.fixed = {name: [src[i] for i in range(min(config.n_sample, len(src)))] for name, src in (("s", plain_s), ("r", self.r))}
+        plain_s = (
+            open_domain(config.s, "--s", config.gray_s, False, config.max_head_pose, config.seed)
+            if config.crop_jitter
+            else self.s
+        )
+        self.fixed = {
+            name: [src[i] for i in range(min(config.n_sample, len(src)))]
+            for name, src in (("s", plain_s), ("r", self.r))
+        }
 
     def features(self) -> dict:
-        return {"gaze": self.gaze.record() if self.gaze else None, "landmarks": self.landmarks.record() if self.landmarks else None}
+        return {
+            "gaze": self.gaze.record() if self.gaze else None,
+            "landmarks": self.landmarks.record() if self.landmarks else None,
+        }
 
     def _restore(self, record: dict) -> None:
         stored = record["features"]
         for name, net in (("gaze", self.gaze), ("landmarks", self.landmarks)):
             if net is not None and stored.get(name) and stored[name]["sha256"] != net.sha256:
-                raise UsageError(f"--resume: the {name} network {net.path} is not the file this run started with "
-                                 f"(SHA-256 {stored[name]['sha256'][:12]}...)")
+                raise UsageError(
+                    f"--resume: the {name} network {net.path} is not the file this run started with "
+                    f"(SHA-256 {stored[name]['sha256'][:12]}...)"
+                )
         for name in ("g", "f", "d_r", "d_s", "opt_g", "opt_d", "sched_g", "sched_d"):
             getattr(self, name).load_state_dict(record[name])
         for name, pool in self.pools.items():
@@ -178,13 +221,26 @@ class TransferTrainer:
 
     def save(self) -> Path:
         path = self.run.checkpoint_path(self.step)
-        save_checkpoint(path, {
-            "kind": KIND, "step": self.step, "config": self.config.to_dict(), "net": asdict(self.net),
-            **{name: getattr(self, name).state_dict() for name in ("g", "f", "d_r", "d_s", "opt_g", "opt_d", "sched_g", "sched_d")},
-            "pools": {**{name: pool.state_dict() for name, pool in self.pools.items()}, "rng": self.pool_rng.get_state()},
-            "streams": {name: stream.state_dict() for name, stream in self.streams.items()},
-            "rng": capture_rng_state(), "features": self.features(),
-        })
+        save_checkpoint(
+            path,
+            {
+                "kind": KIND,
+                "step": self.step,
+                "config": self.config.to_dict(),
+                "net": asdict(self.net),
+                **{
+                    name: getattr(self, name).state_dict()
+                    for name in ("g", "f", "d_r", "d_s", "opt_g", "opt_d", "sched_g", "sched_d")
+                },
+                "pools": {
+                    **{name: pool.state_dict() for name, pool in self.pools.items()},
+                    "rng": self.pool_rng.get_state(),
+                },
+                "streams": {name: stream.state_dict() for name, stream in self.streams.items()},
+                "rng": capture_rng_state(),
+                "features": self.features(),
+            },
+        )
         self.run.prune(self.config.keep)
         return path
 
@@ -207,11 +263,14 @@ class TransferTrainer:
             terms["idt"] = c.lambda_idt * (losses.l1(self.g(r), r) + losses.l1(self.f(s), s))
         if self.gaze is not None:
             target = self.s_gazes[s_index].to(self.device) if c.gaze_target == "label" else None
-            terms["gaze"] = c.lambda_gaze * (losses.gaze_consistency(self.gaze, s, fake_r, target)
-                                             + losses.gaze_consistency(self.gaze, r, fake_s))
+            terms["gaze"] = c.lambda_gaze * (
+                losses.gaze_consistency(self.gaze, s, fake_r, target) + losses.gaze_consistency(self.gaze, r, fake_s)
+            )
         if self.landmarks is not None:
-            terms["landmarks"] = c.lambda_landmarks * (losses.landmark_consistency(self.landmarks, s, fake_r, self.landmark_scale)
-                                                       + losses.landmark_consistency(self.landmarks, r, fake_s, self.landmark_scale))
+            terms["landmarks"] = c.lambda_landmarks * (
+                losses.landmark_consistency(self.landmarks, s, fake_r, self.landmark_scale)
+                + losses.landmark_consistency(self.landmarks, r, fake_s, self.landmark_scale)
+            )
         total_g = sum(terms.values())
         self.opt_g.zero_grad(set_to_none=True)
         total_g.backward()
@@ -237,7 +296,14 @@ class TransferTrainer:
             items = self.fixed[name]
             x = torch.stack([item["image"] for item in items]).to(self.device)
             translated = forward(x)
-            rows.append((x.cpu(), translated.cpu(), back(translated).cpu(), torch.stack([item["gaze"] for item in items]).numpy()))
+            rows.append(
+                (
+                    x.cpu(),
+                    translated.cpu(),
+                    back(translated).cpu(),
+                    torch.stack([item["gaze"] for item in items]).numpy(),
+                )
+            )
             landmarks.append(torch.stack([item["landmarks"] for item in items]).numpy())
         picture = translation_sheet(rows, ("S -> R", "R -> S"), landmarks)
         write_atomic(path, encode_png(picture))
@@ -247,9 +313,17 @@ class TransferTrainer:
         c = self.config
         for module in (self.g, self.f, self.d_r, self.d_s):
             module.train()
-        self.hooks.on_start({"step": self.step, "device": str(self.device), "s": self.s.describe(), "r": self.r.describe(),
-                             "g_params": sum(p.numel() for p in self.g.parameters()),
-                             "d_params": sum(p.numel() for p in self.d_r.parameters()), "features": self.features()})
+        self.hooks.on_start(
+            {
+                "step": self.step,
+                "device": str(self.device),
+                "s": self.s.describe(),
+                "r": self.r.describe(),
+                "g_params": sum(p.numel() for p in self.g.parameters()),
+                "d_params": sum(p.numel() for p in self.d_r.parameters()),
+                "features": self.features(),
+            }
+        )
         result = FitResult(step=self.step)
         window = LossWindow()
         count, started, opened = 0, time.perf_counter(), time.perf_counter()
@@ -264,8 +338,13 @@ class TransferTrainer:
             self.hooks.on_step(self.step)
             if self.step % c.log_every == 0 or self.step == c.steps:
                 elapsed = time.perf_counter() - opened
-                row = {"step": self.step, **self._finite(window.means()), "lr": self.last_lr,
-                       "sec_per_step": elapsed / count, "img_per_s": count * c.batch / max(elapsed, 1e-9)}
+                row = {
+                    "step": self.step,
+                    **self._finite(window.means()),
+                    "lr": self.last_lr,
+                    "sec_per_step": elapsed / count,
+                    "img_per_s": count * c.batch / max(elapsed, 1e-9),
+                }
                 self.run.append_metrics(row)
                 self.hooks.on_log(row)
                 result.last_row = row
@@ -289,8 +368,10 @@ class TransferTrainer:
         if bad:
             files = self.run.checkpoint_files()
             last = f"the last good checkpoint is {files[-1]}" if files else "no checkpoint was written before it"
-            raise TrainingDiverged(f"training diverged: {', '.join(bad)} became non-finite by step {self.step}; stopped without "
-                                   f"saving; {last} (lower --lr or the lambdas and --resume)")
+            raise TrainingDiverged(
+                f"training diverged: {', '.join(bad)} became non-finite by step {self.step}; stopped without "
+                f"saving; {last} (lower --lr or the lambdas and --resume)"
+            )
         return means
 
 
@@ -301,7 +382,9 @@ def load_translator(path: Path, direction: str, device: torch.device) -> tuple[t
     if path.is_dir():
         files = run_dir(path).checkpoint_files()
         if not files:
-            raise UsageError(f"--network {path}: no checkpoints/NNNNNNN.pt in this folder; is it a `gcgan transfer fit` run?")
+            raise UsageError(
+                f"--network {path}: no checkpoints/NNNNNNN.pt in this folder; is it a `gcgan transfer fit` run?"
+            )
         path = files[-1]
     record = load_checkpoint(path, required=("kind", "net", "g", "f", "step", "config"))
     if record["kind"] != KIND:
@@ -311,5 +394,9 @@ def load_translator(path: Path, direction: str, device: torch.device) -> tuple[t
         generator.load_state_dict(record["g" if direction == "s2r" else "f"])
     except (UsageError, RuntimeError) as exc:
         raise CheckpointError(f"--network {path}: its generator does not load ({str(exc).splitlines()[0]})") from None
-    return generator.to(device).eval(), {"step": record["step"], "config": record["config"], "path": str(path),
-                                         "features": record.get("features", {})}
+    return generator.to(device).eval(), {
+        "step": record["step"],
+        "config": record["config"],
+        "path": str(path),
+        "features": record.get("features", {}),
+    }

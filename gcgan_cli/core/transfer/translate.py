@@ -28,15 +28,26 @@ DIRECTIONS = ("s2r", "r2s")
 def _row(source: GazeSource, index: int, item: dict) -> dict:
     landmarks = item["landmarks"].numpy()
     head = item["head"].numpy()
-    return {"source_id": source.ids[index], "person": source.subjects[index],
-            "gaze": [float(v) for v in item["gaze"]],
-            "head": [float(v) for v in head] if np.isfinite(head).all() else None,
-            "landmarks": landmarks.tolist() if np.isfinite(landmarks).all() else None}
+    return {
+        "source_id": source.ids[index],
+        "person": source.subjects[index],
+        "gaze": [float(v) for v in item["gaze"]],
+        "head": [float(v) for v in head] if np.isfinite(head).all() else None,
+        "landmarks": landmarks.tolist() if np.isfinite(landmarks).all() else None,
+    }
 
 
 @torch.no_grad()
-def translate(checkpoint: Path, source: GazeSource, direction: str, outdir: Path, batch: int, device: torch.device,
-              overwrite: bool = False, on_batch: Callable[[int], None] = lambda done: None) -> dict:
+def translate(
+    checkpoint: Path,
+    source: GazeSource,
+    direction: str,
+    outdir: Path,
+    batch: int,
+    device: torch.device,
+    overwrite: bool = False,
+    on_batch: Callable[[int], None] = lambda done: None,
+) -> dict:
     """Write the translated set to `outdir`; returns its summary."""
     if direction not in DIRECTIONS:
         raise UsageError(f"--direction {direction}: choose s2r or r2s")
@@ -48,8 +59,14 @@ def translate(checkpoint: Path, source: GazeSource, direction: str, outdir: Path
     if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
         raise UsageError(f"--outdir {outdir} is not empty; pass --overwrite to replace it, or choose another folder")
     generator, info = load_translator(checkpoint, direction, device)
-    header = {"kind": "gcgan-transfer", "direction": direction, "checkpoint": info["path"], "step": info["step"],
-              "source": source.describe(), "count": len(source)}
+    header = {
+        "kind": "gcgan-transfer",
+        "direction": direction,
+        "checkpoint": info["path"],
+        "step": info["step"],
+        "source": source.describe(),
+        "count": len(source),
+    }
     change = 0.0
     outdir.parent.mkdir(parents=True, exist_ok=True)
     building = temp_path(outdir)  # the old folder stays whole until the new one is complete
@@ -67,5 +84,9 @@ def translate(checkpoint: Path, source: GazeSource, direction: str, outdir: Path
         replace_path(building, outdir)
     finally:
         remove_path(building)
-    return {**header, "outdir": str(outdir), "batches": math.ceil(len(source) / batch),
-            "mean_abs_change": change / (len(source) * x.shape[-1] * x.shape[-2])}
+    return {
+        **header,
+        "outdir": str(outdir),
+        "batches": math.ceil(len(source) / batch),
+        "mean_abs_change": change / (len(source) * x.shape[-1] * x.shape[-2]),
+    }
