@@ -31,10 +31,10 @@ import harness
 harness.use_tree()
 
 import torch  # noqa: E402
+from train import make_db  # noqa: E402  (benchmarks/train.py: the synthetic DB)
 
 from gcgan_cli.core.training.config import resolve  # noqa: E402
 from gcgan_cli.core.training.trainer import Trainer  # noqa: E402
-from train import make_db  # noqa: E402  (benchmarks/train.py: the synthetic DB)
 
 COMPARED = ("d", "g", "mask", "real_score", "fake_score", "r1_img", "r1_seg", "path_length")
 SHOWN = ("d", "g", "mask", "path_length")  # the curves printed window by window

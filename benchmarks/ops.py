@@ -20,9 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import torch
-
 import harness
+import torch
 
 harness.use_tree()
 

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import cv2
 import h5py
-
 import harness
 
 ROOT = Path(__file__).resolve().parents[1]

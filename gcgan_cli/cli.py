@@ -17,9 +17,9 @@ from gcgan_cli.commands.examples import epilog
 from gcgan_cli.commands.export import export_command
 from gcgan_cli.commands.fid import fid_command
 from gcgan_cli.commands.inception import inception_command
+from gcgan_cli.commands.interpolate import interpolate_command
 from gcgan_cli.commands.pack import pack_command
 from gcgan_cli.commands.quickstart import quickstart_command
-from gcgan_cli.commands.interpolate import interpolate_command
 from gcgan_cli.commands.sample import sample_command
 from gcgan_cli.commands.train import train_command
 from gcgan_cli.commands.unpack import unpack_command

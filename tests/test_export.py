@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from faults import edited, files_of, one_error, packed, synthetic_prep
 
 from gcgan_cli import checkpoint, cli
 from gcgan_cli.core.synthesis import load_generator
@@ -23,7 +24,6 @@ from gcgan_cli.core.training.run_dir import RunDir
 from gcgan_cli.data import gaze_db
 from gcgan_cli.data.atomic import write_atomic
 from gcgan_cli.errors import UsageError
-from faults import edited, files_of, one_error, packed, synthetic_prep
 
 CPU = ("--device", "cpu")
 ROOT = Path(__file__).resolve().parents[1]

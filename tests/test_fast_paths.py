@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 
 import cuda_ops
-from cuda_ops.reference import fused_leaky_relu_ref, upfirdn2d_ref
 from cuda_ops.native import upfirdn2d_native
-from gcgan_cli.core.model import Discriminator, Generator, preset
-from gcgan_cli.core.model import layers
+from cuda_ops.reference import fused_leaky_relu_ref, upfirdn2d_ref
+from gcgan_cli.core.model import Discriminator, Generator, layers, preset
 from gcgan_cli.core.model.generator import LocalGenerator
 from tests.test_ops_reference import CASES
 

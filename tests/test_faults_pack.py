@@ -13,6 +13,7 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
+from faults import edited, one_error, packed, synthetic_prep
 
 from gcgan_cli import cli, outputs
 from gcgan_cli.core import pack as pack_core
@@ -23,7 +24,6 @@ from gcgan_cli.data.pack_inputs import make_record
 from gcgan_cli.data.png import encode_png
 from gcgan_cli.data.prep_dir import strip_name
 from gcgan_cli.errors import DatasetError
-from faults import edited, one_error, packed, synthetic_prep
 
 pytestmark = pytest.mark.faults
 

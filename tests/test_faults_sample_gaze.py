@@ -14,12 +14,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from faults import edited, files_of, one_error, packed, synthetic_prep
+from test_gaze import write_mpii, write_unityeyes
 
 from gcgan_cli import cli
 from gcgan_cli.core.gaze.estimator import load_estimator
 from gcgan_cli.data import gaze_db
-from faults import edited, files_of, one_error, packed, synthetic_prep
-from test_gaze import write_mpii, write_unityeyes
 
 # Slow: every test but the gaze readers' reads `world`, a trained checkpoint and a fitted estimator.
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

@@ -21,13 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from faults import one_error
 
 from gcgan_cli.core.pool import map_in_order
 from gcgan_cli.data import celeba
 from gcgan_cli.data.manifest import read_manifest
 from gcgan_cli.data.prep_dir import REPORT
 from gcgan_cli.errors import WorkerDied
-from faults import one_error
 
 pytestmark = pytest.mark.faults
 

@@ -15,13 +15,13 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from faults import files_of, one_error, packed, synthetic_prep
 
 from gcgan_cli import checkpoint, cli, outputs
 from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.core.training.trainer import Trainer
 from gcgan_cli.data import gaze_db
 from gcgan_cli.errors import DiskFullError, UsageError
-from faults import files_of, one_error, packed, synthetic_prep
 
 # Slow: every test but the last reads `data`, which trains a stage-1 run.
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

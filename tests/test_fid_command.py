@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from faults import one_error, packed, synthetic_prep
 from torch import nn
 
-from faults import one_error, packed, synthetic_prep
 from gcgan_cli import cli
 from gcgan_cli.core.metrics import inception as inception_module
 from gcgan_cli.core.metrics.fid import (

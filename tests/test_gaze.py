@@ -17,10 +17,10 @@ import torch
 
 from gcgan_cli import cli
 from gcgan_cli.checkpoint import load_checkpoint, save_checkpoint
+from gcgan_cli.core.gaze import report
 from gcgan_cli.core.gaze.angles import angular_error, to_pitch_yaw, to_vector, unity_look_vec
 from gcgan_cli.core.gaze.consistency import consistency_stats, generator_consistency
 from gcgan_cli.core.gaze.estimator import load_estimator
-from gcgan_cli.core.gaze import report
 from gcgan_cli.core.gaze.fit import evaluate, split
 from gcgan_cli.core.gaze.sources import open_source
 from gcgan_cli.core.synthesis import file_sha256, load_generator

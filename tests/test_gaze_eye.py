@@ -15,8 +15,8 @@ import torch
 
 from gcgan_cli import cli
 from gcgan_cli.core.gaze.estimator import TfSame, build, load_estimator, network_config, save_estimator
-from gcgan_cli.data.eye_patch import EYE_SHAPE
 from gcgan_cli.core.gaze.fit import FitConfig, augment, fit
+from gcgan_cli.data.eye_patch import EYE_SHAPE
 from gcgan_cli.errors import UsageError
 
 GAZENET_PARAMETERS = 83_542_995  # the reference GazeNet at 36 x 60 x 1

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-
 from faults import one_error, packed, synthetic_prep
+
 from gcgan_cli.commands import display
 from gcgan_cli.core.training.config import resolve
 from gcgan_cli.core.training.run_dir import read_metrics

@@ -8,6 +8,7 @@ import lmdb
 import numpy as np
 import pytest
 import torch
+from faults import edited
 from torch.utils.data import DataLoader
 
 from gcgan_cli import cli
@@ -18,7 +19,6 @@ from gcgan_cli.data.manifest import read_manifest
 from gcgan_cli.data.masks import CLASS_NAMES
 from gcgan_cli.data.pack_inputs import find_inputs
 from gcgan_cli.errors import DatasetError
-from faults import edited
 
 N = 24
 SIZE = 64

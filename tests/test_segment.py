@@ -10,6 +10,7 @@ import sys
 import time
 
 import cv2
+import face_fixtures
 import h5py
 import numpy as np
 import pytest
@@ -23,8 +24,6 @@ from gcgan_cli.data.landmarks import LandmarkDetector
 from gcgan_cli.data.manifest import read_manifest
 from gcgan_cli.data.prep_dir import PrepDir, strip_name
 from gcgan_cli.data.sources import EthxSource, SyntheticSource
-
-import face_fixtures
 
 pytest.importorskip("mediapipe")  # a dependency only where its wheel exists (Python < 3.13)
 

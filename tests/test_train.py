@@ -303,20 +303,17 @@ def test_stage2_trains_the_spec_set_and_keeps_the_frozen_layers_bit_identical(da
 
 
 def test_stage2_mask_pairing_swaps_only_broken_samples():
-    config = TrainConfig(dataset="x", checkpoint_dir="y", stage=2, ckpt="z")
-    pairing = Trainer.__new__(Trainer)
-    pairing.config, pairing.model_config = config, ModelConfig()
+    iris, fraction = ModelConfig().class_names.index("iris"), TrainConfig.unbroken_fraction
     current, pretrained = torch.full((2, 6, 8, 8), -1.0), torch.full((2, 6, 8, 8), -1.0)
     pretrained[1, 5] = 1.0  # sample 1: the pretrained iris covers everything
     current[0, 5] = 1.0  # sample 0: the current iris does
-    paired, swapped = pairing._paired_masks(current, pretrained)
+    paired, swapped = losses.paired_masks(current, pretrained, iris, fraction, "pretrained")
     assert (
         swapped.tolist() == [False, True]
         and torch.equal(paired[1], current[1])
         and torch.equal(paired[0], pretrained[0])
     )
-    pairing.config = TrainConfig(dataset="x", checkpoint_dir="y", stage=2, ckpt="z", swap_check="current")
-    paired, swapped = pairing._paired_masks(current, pretrained)  # the reference's test
+    paired, swapped = losses.paired_masks(current, pretrained, iris, fraction, "current")  # the reference's test
     assert swapped.tolist() == [True, False] and torch.equal(paired[0], current[0])
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+
 from gcgan_cli.commands.display import progress_bar, summary_table
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console

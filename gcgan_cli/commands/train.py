@@ -17,10 +17,9 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.display import QuietOpt, StatusProgress, peak_memory, plain_text, progress_bar, summary_table
+from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.console import console
-from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.core.model.config import PRESETS
 from gcgan_cli.core.training.config import (
     PRECISIONS,
@@ -34,6 +33,7 @@ from gcgan_cli.core.training.config import (
     with_paths_absolute,
 )
 from gcgan_cli.data.atomic import write_json_atomic
+from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.errors import GcganError, UsageError
 from gcgan_cli.outputs import folder_place, writer_lock
 

@@ -16,13 +16,13 @@ from gcgan_cli.commands.display import plain_text, progress_bar, summary_table
 from gcgan_cli.commands.examples import epilog
 from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.options import DeviceOpt
-from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.console import console
 from gcgan_cli.core.training.config import read_options
 from gcgan_cli.core.transfer.config import NET_PRESETS, TransferConfig, resolve
 from gcgan_cli.core.transfer.ini import import_ini
 from gcgan_cli.data.atomic import write_json_atomic
 from gcgan_cli.data.synthetic_eye import write_set
+from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.errors import UsageError
 
 # The gaze sources, networks and trainers import torch: they are imported in the functions that use them,

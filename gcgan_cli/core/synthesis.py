@@ -28,10 +28,10 @@ from gcgan_cli.core.folders import SHEET, SHEET_MAX
 from gcgan_cli.core.metrics.fid import seeded_inputs
 from gcgan_cli.core.model import Generator, GeneratorOutput, ModelConfig
 from gcgan_cli.core.visualize import class_ids, draw_gaze_arrow, to_uint8
+from gcgan_cli.data.atomic import replace_path, write_atomic
 from gcgan_cli.data.contact_sheet import tile
 from gcgan_cli.data.masks import colorize
 from gcgan_cli.data.pack_inputs import SAMPLES
-from gcgan_cli.data.atomic import replace_path, write_atomic
 from gcgan_cli.data.png import encode_png
 from gcgan_cli.device import place
 from gcgan_cli.errors import UsageError

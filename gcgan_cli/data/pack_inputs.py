@@ -24,8 +24,8 @@ import numpy as np
 
 from gcgan_cli.data.gaze_values import check_pair
 from gcgan_cli.data.image_files import PNG_SIGNATURE, cut_short
-from gcgan_cli.data.masks import RESIZE as MASK_RESIZE
 from gcgan_cli.data.manifest import MANIFEST, read_manifest
+from gcgan_cli.data.masks import RESIZE as MASK_RESIZE
 from gcgan_cli.data.png import encode_png
 from gcgan_cli.data.prep_dir import REPORT, check_separate
 from gcgan_cli.errors import DatasetError, UsageError

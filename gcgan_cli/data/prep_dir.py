@@ -26,7 +26,6 @@ from gcgan_cli.data.manifest import MANIFEST
 from gcgan_cli.errors import UsageError
 from gcgan_cli.outputs import output_folder, reporting_disk_full
 
-
 REPORT = "segment_report.json"
 PREVIEW = "preview.png"
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from gcgan_cli.core.augment import random_translate
-from gcgan_cli.core.gaze.estimator import load_estimator
 from gcgan_cli.core.frozen import FrozenNet
+from gcgan_cli.core.gaze.estimator import load_estimator
 from gcgan_cli.errors import CheckpointError
 
 CANDIDATES = 16  # label-set draws per wrong gaze; the first far enough away is taken

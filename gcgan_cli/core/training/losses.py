@@ -50,3 +50,27 @@ def broken_masks(seg: torch.Tensor, class_id: int, fraction: float) -> torch.Ten
     (logit > 0); spec §6.2's unbroken-mask test, vectorised."""
     area = (seg[:, class_id] > 0).flatten(1).sum(1)
     return area > fraction * seg.shape[2] * seg.shape[3]
+
+
+def paired_masks(
+    seg: torch.Tensor, seg_pre: torch.Tensor, class_id: int, fraction: float, check: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 2: the mask a fake image is judged with, and [B] bool, which samples were swapped.
+
+    The pretrained G's mask `seg_pre`, except where the checked mask's class `class_id` (iris) covers more than
+    `fraction`: there the current G's own `seg`. `check="pretrained"` checks the pretrained mask (our default:
+    never pair with a broken target); `"current"` is the reference, which checks the current mask and so drops
+    the pull exactly when G breaks."""
+    checked = seg_pre if check == "pretrained" else seg
+    broken = broken_masks(checked.detach(), class_id, fraction)
+    return torch.where(broken[:, None, None, None], seg, seg_pre), broken
+
+
+def gaze_regression(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE between D's gaze-head estimate and the (standardised) gaze it should read."""
+    return F.mse_loss(estimate, target)
+
+
+def d_mismatch(logits_wrong_gaze: torch.Tensor) -> torch.Tensor:
+    """Matching-aware D term: a real image shown with a wrong gaze is called fake, mean softplus(D)."""
+    return F.softplus(logits_wrong_gaze).mean()

@@ -1,12 +1,10 @@
-"""The GC-GAN training loops: stage 1 on a labelled DB (spec §5), stage 2 on an unlabelled DB
-from a stage-1 checkpoint (spec §6). One process per device; under torchrun, DDP.
+"""The GC-GAN training run: stage 1 on a labelled DB, stage 2 on an unlabelled DB from a stage-1
+checkpoint. One process per device; under torchrun, DDP.
 
-Each iteration i (0-based): D step (stage 1 adds the matching-aware term and D's gaze-head
-regression on real images); R1 when i % d_reg_every == 0; G step (stage 1 adds the gaze-head and
-frozen-estimator pulls toward the conditioning gaze); path-length regularisation when
-i % g_reg_every == 0; EMA. Losses stay on the device and are averaged over
-the ranks only every `log_every` steps, where finiteness is also checked, so the inner loop has
-no host synchronisation. The UI reaches in only through `Hooks` (rank 0).
+Each iteration runs its stage's phases (`phases.py`: D, R1 every `d_reg_every` steps, G, path length
+every `g_reg_every` steps), then the EMA of G. Losses stay on the device and are averaged over the ranks
+only every `log_every` steps, where finiteness is also checked, so the inner loop has no host
+synchronisation. The UI reaches in only through `Hooks` (rank 0).
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
 from gcgan_cli.core.training import conditioning, losses
 from gcgan_cli.core.training import distributed as dist_utils
 from gcgan_cli.core.training.config import TrainConfig
+from gcgan_cli.core.training.phases import PHASES, Batch, Phase, phase_loss
 from gcgan_cli.core.training.run_dir import CHECKPOINT_KEYS, RunDir
 from gcgan_cli.core.training.window import LossWindow, nonfinite
 from gcgan_cli.core.visualize import sample_grid
@@ -98,12 +97,6 @@ def stage2_frozen(name: str, config: ModelConfig) -> bool:
     frozen_levels = sum(1 for res in config.resolution_levels() if 2 * res <= config.coarse_size)
     prefixes = ["local_nets."] + [f"render_net.convs.{i}." for i in range(2 * frozen_levels)]
     return any(name.startswith(p) for p in prefixes)
-
-
-def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
 
 
 class RunPlan:
@@ -220,60 +213,193 @@ class RunPlan:
         return labels.float()
 
 
+@dataclass
+class Networks:
+    """The four networks of a run: G, D, G_ema and (stage 2) the frozen pretrained G."""
+
+    g: Generator
+    d: Discriminator
+    g_ema: Generator
+    g_pre: Generator | None
+
+
+def run_device(world: dist_utils.World, config: TrainConfig) -> torch.device:
+    """Under torchrun with CUDA: cuda:LOCAL_RANK; else --device."""
+    if world.distributed and config.device in ("auto", "cuda") and torch.cuda.is_available():
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    return resolve_device(config.device)
+
+
+def set_precision(config: TrainConfig, device: torch.device) -> Callable[[], object]:
+    """Set the process-wide precision and determinism switches; returns the autocast of the main passes."""
+    precision, cuda = config.precision, device.type == "cuda"
+    if precision == "bf16" and not cuda:
+        raise UsageError("--precision bf16 runs on a CUDA GPU; on the CPU use fp32")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+        torch.backends.cudnn.allow_tf32 = precision != "fp32"
+        torch.backends.cudnn.benchmark = not config.deterministic
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
+
+
+def build_networks(plan: RunPlan, device: torch.device) -> Networks:
+    """Fresh networks from the config seed (identical on every rank), then the weights a run starts from: a
+    resumed run's G, D and G_ema; a new stage 2's G and G_ema from stage 1 with a fresh plain D. Stage 2
+    freezes the layers `stage2_frozen` names: they get no gradients at all, so Adam never moves them."""
+    config, model = plan.config, plan.model_config
+    torch.manual_seed(config.seed)
+    g = place(Generator(model), device)
+    d = place(Discriminator(model, gaze=config.stage == 1), device)
+    g_ema = copy.deepcopy(g).eval()
+    set_requires_grad([g_ema], False)
+    g_pre = None
+    with contents_of(plan.source):
+        if plan.resumed is not None:
+            if plan.resumed["stage"] != config.stage:
+                raise CheckpointError(
+                    f"the latest checkpoint in {plan.source.parent} is from stage {plan.resumed['stage']}, "
+                    f"not --stage {config.stage}"
+                )
+            g.load_state_dict(plan.resumed["g"])
+            d.load_state_dict(plan.resumed["d"])
+            g_ema.load_state_dict(plan.resumed["g_ema"])
+        if config.stage == 2:
+            g_pre = place(Generator(model), device).eval()
+            g_pre.load_state_dict(plan.resumed["g_pretrained"] if plan.resumed else plan.stage1["g"])
+            set_requires_grad([g_pre], False)
+            if plan.stage1 is not None:
+                g.load_state_dict(plan.stage1["g"])
+                g_ema.load_state_dict(plan.stage1["g_ema"])
+            for name, p in g.named_parameters():
+                p.requires_grad_(not stage2_frozen(name, model))
+    return Networks(g, d, g_ema, g_pre)
+
+
+def build_optimisers(config: TrainConfig, nets: Networks) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G's trainable parameters and for D, with the learning rate and betas scaled for the lazy
+    regularisation interval (c = N / (N + 1))."""
+    g_ratio = config.g_reg_every / (config.g_reg_every + 1)
+    d_ratio = config.d_reg_every / (config.d_reg_every + 1)
+    g_params = [p for p in nets.g.parameters() if p.requires_grad]
+    g_optim = torch.optim.Adam(g_params, lr=config.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
+    d_optim = torch.optim.Adam(nets.d.parameters(), lr=config.lr * d_ratio, betas=(0.0, 0.99**d_ratio))
+    return g_optim, d_optim
+
+
+def gaze_estimator(config: TrainConfig, resumed: dict | None, device: torch.device):
+    """The frozen estimator of --gaze-model, or None; a resumed run must use the same file."""
+    if not config.gaze_model:
+        return None
+    estimator = conditioning.FrozenEstimator(Path(config.gaze_model), device)
+    stored = (resumed or {}).get("gaze_loss_model")
+    if stored and stored["sha256"] != estimator.sha256:
+        raise CheckpointError(
+            f"--gaze-model {config.gaze_model} is not the estimator this run was trained with "
+            f"({stored['path']}, sha256 {stored['sha256'][:12]}...)"
+        )
+    return estimator
+
+
+def ddp(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """DDP without per-forward buffer syncs (the noise buffers are equal on every rank)."""
+    options = {"device_ids": [device.index] if device.type == "cuda" else None}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        options["forward_sync_buffers"] = False
+    else:
+        options["broadcast_buffers"] = False
+    return DistributedDataParallel(module, **options)
+
+
+def main_passes(modules: dict[str, torch.nn.Module], compile: bool) -> MainPasses:
+    """The modules of the main passes, each compiled once with --compile (without DDP, g_train is g)."""
+    if not compile:
+        return MainPasses(**modules)
+    compiler.backend(UsageError)  # a misspelt GCGAN_COMPILE_BACKEND fails here, not at the first step
+    done: dict[int, torch.nn.Module] = {}
+    for name, module in modules.items():
+        if id(module) not in done:
+            done[id(module)] = compiler.compiled(module)
+        modules[name] = done[id(module)]
+    return MainPasses(**modules)
+
+
+def visualisation_inputs(config: TrainConfig, plan: RunPlan, device: torch.device):
+    """The fixed z and gazes of every sample grid of the run."""
+    viz = torch.Generator().manual_seed(config.seed + 12_345)
+    z = torch.randn(config.n_sample, plan.model_config.style_dim, generator=viz).to(device)
+    pick = torch.randint(len(plan.gaze_labels), (config.n_sample,), generator=viz)
+    return z, plan.gaze_labels.cpu()[pick].to(device)
+
+
+def seed_streams(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 class Trainer:
+    """One process's training run. Setup runs in four named steps, each reading what the one before made:
+    resolve (processes, device, precision, what the run starts from), build (networks, estimator,
+    optimisers), restore (the resumed counters), wire (DDP, compile, FID, the run folder, the loader and,
+    last, the RNG streams)."""
+
     def __init__(self, config: TrainConfig, hooks: Hooks | None = None, resume: bool = False):
-        self.hooks = hooks or Hooks()
+        self.hooks, self.config = hooks or Hooks(), config
+        plan = self._resolve(resume)
+        self._build(plan)
+        self._restore(plan.resumed)
+        self._wire(plan)
+
+    # --- setup ---
+
+    def _resolve(self, resume: bool) -> RunPlan:
+        config = self.config
         self.world = dist_utils.from_environment()
-        self.device = self._device(config)
+        self.device = run_device(self.world, config)
         dist_utils.initialise(self.world, self.device)
         self.run = RunDir(Path(config.checkpoint_dir))
-        self.config = config
-        self._set_precision()
-
+        self._was_deterministic = torch.are_deterministic_algorithms_enabled()
+        self.autocast = set_precision(config, self.device)
         plan = RunPlan(config, self.run, resume, self.device)
-        resumed, stage1, self.source = plan.resumed, plan.stage1, plan.source
-        self.dataset, self.gaze_labels, self.model_config = plan.dataset, plan.gaze_labels, plan.model_config
-        self.r1_img, self.r1_seg = config.r1(self.model_config.size)
-        self.gaze_estimator = self._gaze_estimator(resumed)
+        self.source, self.dataset = plan.source, plan.dataset
+        self.gaze_labels, self.model_config = plan.gaze_labels, plan.model_config
+        self.phases = PHASES[config.stage]
+        self.r1_gammas = config.r1(self.model_config.size)
+        return plan
 
-        torch.manual_seed(config.seed)  # identical initial weights on every rank
-        self.g = place(Generator(self.model_config), self.device)
-        self.d = place(Discriminator(self.model_config, gaze=config.stage == 1), self.device)
-        self.g_ema = copy.deepcopy(self.g).eval()
-        set_requires_grad([self.g_ema], False)
-        self.g_pre: Generator | None = None
-        if config.stage == 2:
-            self.g_pre = place(Generator(self.model_config), self.device).eval()
-            with contents_of(self.source):
-                self.g_pre.load_state_dict(resumed["g_pretrained"] if resumed else stage1["g"])
-                if stage1 is not None:  # a new stage 2: G from stage-1 G, G_ema from stage-1 G_ema, a fresh plain D
-                    self.g.load_state_dict(stage1["g"])
-                    self.g_ema.load_state_dict(stage1["g_ema"])
-            set_requires_grad([self.g_pre], False)
-            for name, p in self.g.named_parameters():
-                p.requires_grad_(not stage2_frozen(name, self.model_config))  # frozen: no grads at all (fixes bug 31)
-        g_ratio = config.g_reg_every / (config.g_reg_every + 1)
-        d_ratio = config.d_reg_every / (config.d_reg_every + 1)
-        self.g_params = [p for p in self.g.parameters() if p.requires_grad]
-        self.g_optim = torch.optim.Adam(self.g_params, lr=config.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
-        self.d_optim = torch.optim.Adam(self.d.parameters(), lr=config.lr * d_ratio, betas=(0.0, 0.99**d_ratio))
+    def _build(self, plan: RunPlan) -> None:
+        self.gaze_estimator = gaze_estimator(self.config, plan.resumed, self.device)
+        nets = build_networks(plan, self.device)
+        self.g, self.d, self.g_ema, self.g_pre = nets.g, nets.d, nets.g_ema, nets.g_pre
+        self.g_optim, self.d_optim = build_optimisers(self.config, nets)
+        self.g_params = self.g_optim.param_groups[0]["params"]
+
+    def _restore(self, resumed: dict | None) -> None:
+        """The optimiser states and counters of a resumed run (its weights came in with the networks)."""
         self.mean_path_length = torch.zeros((), device=self.device)
         self.step = 0
-        if resumed is not None:
-            with contents_of(self.source):
-                self._load_state(resumed)
+        if resumed is None:
+            return
+        with contents_of(self.source):
+            self.g_optim.load_state_dict(resumed["g_optim"])
+            self.d_optim.load_state_dict(resumed["d_optim"])
+            self.mean_path_length = resumed["mean_path_length"].to(self.device)
+            self.step = int(resumed["step"])
 
-        self.g_train, self.d_train = (
-            (self._ddp(self.g), self._ddp(self.d)) if self.world.distributed else (self.g, self.d)
+    def _wire(self, plan: RunPlan) -> None:
+        config = self.config
+        wrapped = self.world.distributed
+        self.g_train = ddp(self.g, self.device) if wrapped else self.g
+        self.d_train = ddp(self.d, self.device) if wrapped else self.d
+        self.main = main_passes(
+            {"g": self.g, "d": self.d, "g_train": self.g_train, "d_train": self.d_train}, config.compile
         )
-        self.main = self._main_passes()
-
         self.fid_stats, self.fid_network = self._fid_setup()
-        viz = torch.Generator().manual_seed(config.seed + 12_345)  # fixed z and gazes for every grid of the run
-        self.viz_z = torch.randn(config.n_sample, self.model_config.style_dim, generator=viz).to(self.device)
-        pick = torch.randint(len(self.gaze_labels), (config.n_sample,), generator=viz)
-        self.viz_gaze = self.gaze_labels.cpu()[pick].to(self.device)
-
+        self.viz_z, self.viz_gaze = visualisation_inputs(config, plan, self.device)
         if self.world.main:
             self.run.create()
             self.run.write_config(
@@ -285,10 +411,11 @@ class Trainer:
                     "gcgan_version": gcgan_cli.__version__,
                 }
             )
-            if resumed is not None:
+            if plan.resumed is not None:
                 self.run.truncate_metrics(self.step)
         self.tensorboard = self._tensorboard()
         self.loader = self._loader()
+        resumed = plan.resumed
         if (
             resumed is not None
             and self.world.rank < len(resumed["rng"])
@@ -296,77 +423,8 @@ class Trainer:
         ):
             restore_rng_state(resumed["rng"][self.world.rank])  # last: nothing above may draw from it
         else:
-            self._seed_streams(config.seed * 7919 + self.world.rank + self.step)
+            seed_streams(config.seed * 7919 + self.world.rank + self.step)
         self.window = LossWindow()  # this log window's losses, on the device
-
-    # --- setup ---
-
-    def _device(self, config: TrainConfig) -> torch.device:
-        if self.world.distributed and config.device in ("auto", "cuda") and torch.cuda.is_available():
-            torch.cuda.set_device(self.world.local_rank)
-            return torch.device("cuda", self.world.local_rank)
-        return resolve_device(config.device)
-
-    def _set_precision(self) -> None:
-        precision, cuda = self.config.precision, self.device.type == "cuda"
-        if precision == "bf16" and not cuda:
-            raise UsageError("--precision bf16 runs on a CUDA GPU; on the CPU use fp32")
-        if cuda:
-            torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
-            torch.backends.cudnn.allow_tf32 = precision != "fp32"
-            torch.backends.cudnn.benchmark = not self.config.deterministic
-        self._was_deterministic = torch.are_deterministic_algorithms_enabled()
-        if self.config.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
-
-    def _ddp(self, module: torch.nn.Module) -> DistributedDataParallel:
-        """DDP without per-forward buffer syncs (the noise buffers are equal on every rank)."""
-        options = {"device_ids": [self.device.index] if self.device.type == "cuda" else None}
-        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
-            options["forward_sync_buffers"] = False
-        else:
-            options["broadcast_buffers"] = False
-        return DistributedDataParallel(module, **options)
-
-    def _main_passes(self) -> MainPasses:
-        modules = {"g": self.g, "d": self.d, "g_train": self.g_train, "d_train": self.d_train}
-        if not self.config.compile:
-            return MainPasses(**modules)
-        compiler.backend(UsageError)  # a misspelt GCGAN_COMPILE_BACKEND fails here, not at the first step
-        done: dict[int, torch.nn.Module] = {}  # one wrapper per module (without DDP, g_train is g)
-        for name, module in modules.items():
-            if id(module) not in done:
-                done[id(module)] = compiler.compiled(module)
-            modules[name] = done[id(module)]
-        return MainPasses(**modules)
-
-    def _gaze_estimator(self, resumed: dict | None) -> conditioning.FrozenEstimator | None:
-        """The frozen estimator of --gaze-model; a resumed run must use the same file."""
-        if not self.config.gaze_model:
-            return None
-        estimator = conditioning.FrozenEstimator(Path(self.config.gaze_model), self.device)
-        stored = (resumed or {}).get("gaze_loss_model")
-        if stored and stored["sha256"] != estimator.sha256:
-            raise CheckpointError(
-                f"--gaze-model {self.config.gaze_model} is not the estimator this run was trained with "
-                f"({stored['path']}, sha256 {stored['sha256'][:12]}...)"
-            )
-        return estimator
-
-    def _load_state(self, record: dict) -> None:
-        if record["stage"] != self.config.stage:
-            raise CheckpointError(
-                f"the latest checkpoint in {self.run.checkpoints} is from stage {record['stage']}, not --stage {self.config.stage}"
-            )
-        self.g.load_state_dict(record["g"])
-        self.d.load_state_dict(record["d"])
-        self.g_ema.load_state_dict(record["g_ema"])
-        self.g_optim.load_state_dict(record["g_optim"])
-        self.d_optim.load_state_dict(record["d_optim"])
-        self.mean_path_length = record["mean_path_length"].to(self.device)
-        self.step = int(record["step"])
 
     def _fid_setup(self) -> tuple[Stats | None, torch.nn.Module | None]:
         if self.config.fid_every == 0:
@@ -419,158 +477,59 @@ class Trainer:
         )  # leaves the global RNG alone
         return iter(loader)
 
-    def _seed_streams(self, seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-
     def _event(self, message: str) -> None:
         if self.world.main:
             self.hooks.on_event(message)
 
-    # --- one iteration ---
+    # --- what the phases call ---
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        item = next(self.loader)
-        image = item["image"].to(self.device, non_blocking=True)
-        mask = (
-            item["mask"].to(self.device, non_blocking=True).mul_(2).sub_(1)
-        )  # one-hot {0,1} -> the reference's {-1,+1}
-        gaze = item["gaze"].to(self.device, non_blocking=True) if self.config.stage == 1 else None
-        return image, mask, gaze
-
-    def _z(self, batch: int) -> torch.Tensor | list[torch.Tensor]:
+    def draw_z(self, batch: int) -> torch.Tensor | list[torch.Tensor]:
+        """z for G; with --mixing, two of them with that probability (style mixing)."""
         dim = self.model_config.style_dim
         if self.config.mixing > 0 and random.random() < self.config.mixing:
             return [torch.randn(batch, dim, device=self.device), torch.randn(batch, dim, device=self.device)]
         return torch.randn(batch, dim, device=self.device)
 
-    def _fake_gaze(self, batch: int) -> torch.Tensor:
+    def draw_gazes(self, batch: int) -> torch.Tensor:
+        """Conditioning gazes drawn from the run's label set."""
         return self.gaze_labels[torch.randint(len(self.gaze_labels), (batch,), device=self.device)]
 
-    def _augment(self, image: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def augment(self, image: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return conditioning.augment(image, seg) if self.config.augment else (image, seg)
 
-    def _head_weight(self) -> float:
-        return self.config.lambda_gaze_head if self.d.gaze_head is not None else 0.0
-
-    def _estimator_weight(self) -> float:
-        """--lambda-gaze after the warm-up, ramped in linearly."""
-        config = self.config
-        if self.gaze_estimator is None or self.step < config.gaze_warmup:
-            return 0.0
-        return config.lambda_gaze * min(1.0, (self.step - config.gaze_warmup + 1) / max(config.gaze_ramp, 1))
-
-    def _record(self, **values: torch.Tensor) -> None:
-        self.window.add(values)
-
-    def _paired_masks(self, seg: torch.Tensor, seg_pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 2: the mask a fake image is judged with, and which samples were swapped.
-
-        The pretrained mask, except where the checked mask's unbroken class (iris) covers more
-        than `unbroken_fraction`: there the current G's own mask. `swap_check=pretrained` checks
-        the pretrained mask (our default: never pair with a broken target); `current` is the
-        reference, which checks the current mask and so drops the pull exactly when G breaks."""
+    def paired_masks(self, seg: torch.Tensor, seg_pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         class_id = self.model_config.class_names.index(self.config.unbroken_class)
-        checked = seg_pre if self.config.swap_check == "pretrained" else seg
-        broken = losses.broken_masks(checked.detach(), class_id, self.config.unbroken_fraction)
-        return torch.where(broken[:, None, None, None], seg, seg_pre), broken
+        return losses.paired_masks(seg, seg_pre, class_id, self.config.unbroken_fraction, self.config.swap_check)
 
-    def _d_step(self, real: torch.Tensor, mask: torch.Tensor, gaze: torch.Tensor | None) -> None:
-        config, batch = self.config, real.shape[0]
-        set_requires_grad([self.d], True)
-        with torch.no_grad(), self.autocast():
-            z, fake_gaze = self._z(batch), self._fake_gaze(batch)
-            fake = self.main.g(z, fake_gaze)
-            fake_seg = fake.seg
-            if self.g_pre is not None:
-                fake_seg, broken = self._paired_masks(fake.seg, self.g_pre(z, fake_gaze).seg)
-                self._record(swapped=broken.float().mean())
-        with self.autocast():
-            cond = fake_gaze if config.stage == 1 else None
-            fake_pred = self.main.d_train(*self._augment(fake.image, fake_seg), cond)
-            real, mask = self._augment(real, mask)
-            if self._head_weight() > 0:
-                real_pred, estimate = self.main.d_train(real, mask, gaze, estimate_gaze=True)
-                head = torch.nn.functional.mse_loss(estimate, self.d.normalise(gaze))
-                loss = losses.d_logistic(real_pred, fake_pred) + self._head_weight() * head
-                self._record(d_gaze_head=head)
-            else:
-                real_pred = self.main.d_train(real, mask, gaze)
-                loss = losses.d_logistic(real_pred, fake_pred)
-            if config.stage == 1 and config.d_gaze_mismatch > 0:
-                wrong = conditioning.wrong_gazes(self.gaze_labels, gaze, config.mismatch_min_deg)
-                mismatch = torch.nn.functional.softplus(self.main.d_train(real, mask, wrong)).mean()
-                loss = loss + config.d_gaze_mismatch * mismatch
-                self._record(d_mismatch=mismatch)
-        _update(self.d_optim, loss)
-        self._record(d=loss, real_score=real_pred.mean(), fake_score=fake_pred.mean())
+    def ranks_mean(self, value: torch.Tensor) -> torch.Tensor:
+        return dist_utils.mean_over_ranks(self.world, value)
 
-    def _r1_step(self, real: torch.Tensor, mask: torch.Tensor, gaze: torch.Tensor | None) -> None:
-        config = self.config
-        real, mask = real.detach().requires_grad_(True), mask.detach().requires_grad_(True)
-        unused = 0.0
-        if self._head_weight() > 0:  # the head is outside R1; a zero term keeps it in the graph for DDP
-            pred, estimate = self.d_train(*self._augment(real, mask), gaze, estimate_gaze=True)
-            unused = 0 * estimate.sum()
-        else:
-            pred = self.d_train(*self._augment(real, mask), gaze)
-        p_img, p_seg = losses.r1_penalties(pred, real, mask)
-        loss = (self.r1_img / 2 * p_img + self.r1_seg / 2 * p_seg) * config.d_reg_every + 0 * pred[0, 0] + unused
-        _update(self.d_optim, loss)
-        self._record(r1_img=p_img, r1_seg=p_seg)
+    # --- one iteration ---
 
-    def _g_step(self, batch: int) -> None:
-        config = self.config
-        set_requires_grad([self.d], False)
-        with self.autocast():
-            z, fake_gaze = self._z(batch), self._fake_gaze(batch)
-            fake = self.main.g_train(z, fake_gaze)
-            mask_loss = losses.mask_consistency(fake.seg_coarse, fake.seg)
-            gaze_terms = 0.0
-            if self.g_pre is None:
-                seen = self._augment(fake.image, fake.seg)
-                if self._head_weight() > 0:  # G is pulled to make D's head read the conditioning gaze
-                    pred, estimate = self.main.d(*seen, fake_gaze, estimate_gaze=True)
-                    head = torch.nn.functional.mse_loss(estimate, self.d.normalise(fake_gaze))
-                    gaze_terms = self._head_weight() * head
-                    self._record(g_gaze_head=head)
-                else:
-                    pred = self.main.d(*seen, fake_gaze)
-                weight = self._estimator_weight()
-                if weight > 0:
-                    est = self.gaze_estimator.loss(fake.image, fake_gaze, self.d.gaze_std)
-                    gaze_terms = gaze_terms + weight * est
-                    self._record(g_gaze_est=est)
-            else:  # stage 2: G_pre renders the current W+ (gradients reach the mapping through it, spec §6.2)
-                paired, _ = self._paired_masks(fake.seg, self.g_pre.synthesize(fake.latent, fake_gaze).seg)
-                pred = self.main.d(fake.image, paired)
-                pmask = torch.nn.functional.mse_loss(fake.seg, paired)
-                mask_loss = mask_loss + pmask
-                self._record(pmask=pmask)
-            adv = losses.g_nonsaturating(pred)
-            loss = adv + config.lambda_mask * mask_loss + gaze_terms
-        _update(self.g_optim, loss)
-        self._record(g=adv, mask=mask_loss)
+    def _batch(self) -> Batch:
+        item = next(self.loader)
+        image = item["image"].to(self.device, non_blocking=True)
+        mask = item["mask"].to(self.device, non_blocking=True).mul_(2).sub_(1)  # one-hot {0,1} -> {-1,+1}
+        gaze = (
+            item["gaze"].to(self.device, non_blocking=True) if self.config.stage == 1 else None
+        )  # stage 2 reads no labels
+        return Batch(image, mask, gaze)
 
-    def _path_step(self, batch: int) -> None:
-        config = self.config
-        size = max(1, batch // config.path_batch_shrink)
-        with torch.no_grad():
-            latent = self.g.latent_of(torch.randn(size, self.model_config.style_dim, device=self.device))
-        latent.requires_grad_(True)
-        out = self.g_train(latent, self._fake_gaze(size), input_is_latent=True)
-        lengths = losses.path_lengths(out.image, latent)
-        penalty, new_mean = losses.path_penalty(lengths, self.mean_path_length)
-        # W+ is a leaf, so the mapping is outside this graph: a zero term keeps its parameters in
-        # it (DDP then needs no find_unused_parameters traversal on every step).
-        unused = sum(p.sum() for p in self.g.style.parameters() if p.requires_grad)
-        loss = config.path_regularize * config.g_reg_every * penalty + 0 * (
-            out.image[0, 0, 0, 0] + out.seg[0, 0, 0, 0] + unused
-        )
-        _update(self.g_optim, loss)
-        self.mean_path_length = dist_utils.mean_over_ranks(self.world, new_mean.detach())
-        self._record(path=penalty, path_length=self.mean_path_length)
+    def _run_phase(self, phase: Phase, batch: Batch) -> None:
+        trains_d = phase.optimizer == "d"
+        set_requires_grad([self.d], trains_d)
+        with self.autocast() if phase.autocast else nullcontext():
+            result = phase_loss(self, phase, batch)
+        if result is None:
+            return
+        loss, values, passes = result
+        optimizer = self.d_optim if trains_d else self.g_optim
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.window.add({**passes.records, **values})
+        if phase.finish is not None:
+            self.window.add(phase.finish(self, passes))
 
     @torch.no_grad()
     def _ema(self) -> None:
@@ -579,15 +538,12 @@ class Trainer:
             p_ema.lerp_(p, weight)
 
     def iteration(self) -> None:
-        """One training iteration at self.step (0-based), then step += 1."""
-        config, i = self.config, self.step
-        real, mask, gaze = self._batch()
-        self._d_step(real, mask, gaze)
-        if i % config.d_reg_every == 0:
-            self._r1_step(real, mask, gaze)
-        self._g_step(real.shape[0])
-        if config.path_regularize > 0 and i % config.g_reg_every == 0:
-            self._path_step(real.shape[0])
+        """One training iteration at self.step (0-based): each phase whose interval divides the step, then the
+        EMA; step += 1."""
+        batch = self._batch()
+        for phase in self.phases:
+            if self.step % phase.every(self) == 0:
+                self._run_phase(phase, batch)
         self._ema()
         self.step += 1
 
