@@ -202,3 +202,24 @@ def test_every_command_shows_examples_that_use_its_real_options():
             assert {w for w in words if w.startswith("-")} <= known, (line, sorted(known))
     registered = {c.name for c in cli.app.registered_commands} | {g.name for g in cli.app.registered_groups}
     assert {name.split()[0] for name in EXAMPLES} == registered
+
+
+def test_every_train_config_field_is_a_train_option_showing_the_dataclass_default():
+    """`gcgan train`'s options are built from TrainConfig's fields: a new field is a new flag, and the
+    default in its help is the dataclass's (written once)."""
+    import dataclasses
+
+    import typer
+
+    from gcgan_cli.core.training.config import TrainConfig
+
+    train = typer.main.get_command(cli.app).commands["train"]
+    params = {param.name: param for param in train.params}
+    fields = dataclasses.fields(TrainConfig)
+    assert {f.name for f in fields} <= set(params)
+    for spec in fields:
+        assert params[spec.name].default is None, spec.name  # only flags given override a TOML or a stored config
+        if isinstance(spec.default, (int, str)) and not isinstance(spec.default, bool) and spec.default != "":
+            assert f"[default: {spec.default}]" in params[spec.name].help, spec.name
+    assert params["ckpt"].opts == ["--network"] and params["mirror"].secondary_opts == ["--no-mirror"]
+    assert "[default: 0.5]" in params["d_gaze_mismatch"].help and "[default: off]" in params["augment"].help

@@ -17,15 +17,16 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
+from gcgan_cli.commands.config_options import with_config_options
 from gcgan_cli.commands.display import QuietOpt, StatusProgress, peak_memory, plain_text, progress_bar, summary_table
-from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.console import console
 from gcgan_cli.core.model.config import PRESETS
 from gcgan_cli.core.training.config import (
-    PRECISIONS,
+    DATA,
+    DEVICE,
+    OUTPUT,
     REFERENCE_R1,
     REFERENCE_R1_SIZE,
-    SWAP_CHECKS,
     TrainConfig,
     checked_options,
     read_options,
@@ -33,7 +34,6 @@ from gcgan_cli.core.training.config import (
     with_paths_absolute,
 )
 from gcgan_cli.data.atomic import write_json_atomic
-from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.errors import GcganError, UsageError
 from gcgan_cli.outputs import folder_place, writer_lock
 
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
     from gcgan_cli.core.training.trainer import Hooks
 
 SHOWN_LOSSES = ("d", "g", "mask", "r1_seg", "path_length")
-DATA, MODEL, SCHEDULE, REGULARISATION = "Data and run", "Model", "Schedule", "Regularisation"
-GAZE, STAGE2, OUTPUT, DEVICE = "Gaze conditioning", "Stage 2", "Output and logging", "Distributed and device"
 _PRESET = PRESETS[TrainConfig.preset]
 # Defaults that TrainConfig leaves unset (None) because another option decides them.
 _DERIVED = {
@@ -61,382 +59,19 @@ _DERIVED = {
 }
 
 
-helped = defaults_help(TrainConfig(), _DERIVED)
-
 # Set by the --nproc launcher, which holds the run folder's writer lock while its workers write.
 LOCK_HELD = "GCGAN_TRAIN_LOCK_HELD"
 
 
+@with_config_options(TrainConfig, _DERIVED)
 def train_command(
-    dataset: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help=helped("dataset", "A DB from `gcgan pack`: labelled for stage 1, any for stage 2."),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    checkpoint_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--outdir",
-            "-o",
-            help=helped("checkpoint_dir", "The run folder: checkpoints/, samples/, metrics.jsonl, config.json."),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    stage: Annotated[
-        int | None,
-        typer.Option(
-            help=helped(
-                "stage",
-                "1: gaze-conditioned training on labelled data; 2: transfer to an unlabelled domain from --network.",
-            ),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            help=helped(
-                "preset",
-                "Model preset: ref256 (the reference's), small (64 px, trains on a laptop CPU) or tiny (32 px, tests).",
-            ),
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    size: Annotated[
-        int | None,
-        typer.Option(help=helped("size", "Image size; DB images are resized on read."), rich_help_panel=MODEL),
-    ] = None,
-    seg_dim: Annotated[
-        int | None,
-        typer.Option(
-            help=helped(
-                "seg_dim", "Classes trained: the DB's first N (6: background..iris; ids >= N count as background)."
-            ),
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    residual_refine: Annotated[
-        bool | None,
-        typer.Option(
-            "--residual-refine/--no-residual-refine",
-            help=helped("residual_refine", "Add the coarse mask into the render net's segmentation."),
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    batch: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("batch", "Images per process per step; the total batch is this x processes."),
-            rich_help_panel=SCHEDULE,
-        ),
-    ] = None,
-    iters: Annotated[
-        int | None, typer.Option(help=helped("iters", "Train until this many steps."), rich_help_panel=SCHEDULE)
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option(help=helped("lr", "Learning rate before lazy-regularisation scaling."), rich_help_panel=SCHEDULE),
-    ] = None,
-    r1_img: Annotated[
-        float | None, typer.Option(help=helped("r1_img", "R1 gamma on real images."), rich_help_panel=REGULARISATION)
-    ] = None,
-    r1_seg: Annotated[
-        float | None, typer.Option(help=helped("r1_seg", "R1 gamma on real masks."), rich_help_panel=REGULARISATION)
-    ] = None,
-    d_reg_every: Annotated[
-        int | None, typer.Option(help=helped("d_reg_every", "R1 every N steps."), rich_help_panel=REGULARISATION)
-    ] = None,
-    g_reg_every: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("g_reg_every", "Path-length regularisation every N steps."), rich_help_panel=REGULARISATION
-        ),
-    ] = None,
-    path_regularize: Annotated[
-        float | None,
-        typer.Option(help=helped("path_regularize", "Path-length weight (0 = off)."), rich_help_panel=REGULARISATION),
-    ] = None,
-    path_batch_shrink: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("path_batch_shrink", "Path-length batch = batch / N."), rich_help_panel=REGULARISATION
-        ),
-    ] = None,
-    mixing: Annotated[
-        float | None, typer.Option(help=helped("mixing", "Style-mixing probability."), rich_help_panel=REGULARISATION)
-    ] = None,
-    lambda_mask: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "lambda_mask", "Weight of the mask terms (coarse vs fine; stage 2 adds the pretrained-mask MSE)."
-            ),
-            rich_help_panel=REGULARISATION,
-        ),
-    ] = None,
-    d_gaze_mismatch: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "d_gaze_mismatch",
-                "Stage 1: weight of a D term that calls real images with a wrong gaze fake (matching-aware D); 0 = the reference, which computes it and never uses it.",
-            ),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    mismatch_min_deg: Annotated[
-        float | None,
-        typer.Option(
-            help=helped("mismatch_min_deg", "Stage 1: a wrong gaze is drawn at least this far from the true one."),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    gaze_norm: Annotated[
-        bool | None,
-        typer.Option(
-            "--gaze-norm/--no-gaze-norm",
-            help=helped(
-                "gaze_norm",
-                "G and D embed the gaze standardised by the label set's mean and std (the reference: raw radians).",
-            ),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    d_conditioning: Annotated[
-        str | None,
-        typer.Option(
-            help=helped(
-                "d_conditioning",
-                "How D sees the gaze: concat (the reference: joined before the first linear layer) or projection (inner product with D's features).",
-            ),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    d_gaze_head: Annotated[
-        int | None,
-        typer.Option(help=helped("d_gaze_head", "Width of D's gaze-regression head (0 = none)."), rich_help_panel=GAZE),
-    ] = None,
-    lambda_gaze_head: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "lambda_gaze_head",
-                "Stage 1, AC-GAN style: D's head regresses the gaze of real images and G is pulled to make it read the conditioning gaze.",
-            ),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    gaze_model: Annotated[
-        Path | None,
-        typer.Option(
-            help=helped(
-                "gaze_model",
-                "Stage 1: a frozen gaze estimator (from `gcgan gaze fit`) for the --lambda-gaze loss; judge the result with another estimator.",
-            ),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    lambda_gaze: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "lambda_gaze",
-                "Stage 1: weight of the MSE between --gaze-model's reading of G's image and the conditioning gaze.",
-            ),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    gaze_warmup: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("gaze_warmup", "Steps before the --lambda-gaze loss starts (G must draw irises first)."),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    gaze_ramp: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("gaze_ramp", "Steps over which the --lambda-gaze weight then rises linearly."),
-            rich_help_panel=GAZE,
-        ),
-    ] = None,
-    mirror: Annotated[
-        bool | None,
-        typer.Option(
-            "--mirror/--no-mirror",
-            help=helped("mirror", "Stage 1: flip real images and masks horizontally with p = 0.5, negating yaw."),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    augment: Annotated[
-        bool | None,
-        typer.Option(
-            "--augment/--no-augment",
-            help=helped(
-                "augment", "Translate and cut out real and fake images with their masks before D (differentiable)."
-            ),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    ema_decay: Annotated[
-        float | None, typer.Option(help=helped("ema_decay", "EMA decay of G_ema per step."), rich_help_panel=SCHEDULE)
-    ] = None,
-    n_sample: Annotated[
-        int | None, typer.Option(help=helped("n_sample", "Samples in each grid."), rich_help_panel=OUTPUT)
-    ] = None,
-    log_every: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("log_every", "Write a metrics.jsonl row (means since the last) every N steps."),
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    viz_every: Annotated[
-        int | None,
-        typer.Option(help=helped("viz_every", "Write a sample grid every N steps (0 = off)."), rich_help_panel=OUTPUT),
-    ] = None,
-    save_every: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("save_every", "Save a checkpoint every N steps (0 = only at the end)."), rich_help_panel=OUTPUT
-        ),
-    ] = None,
-    fid_every: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("fid_every", "FID every N steps when --inception is given and the weights are here (0 = off)."),
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    fid_n: Annotated[
-        int | None, typer.Option(help=helped("fid_n", "Generated images per FID."), rich_help_panel=OUTPUT)
-    ] = None,
-    inception: Annotated[
-        Path | None,
-        typer.Option(
-            help=helped("inception", "FID statistics of the training domain (.npz from `gcgan inception`)."),
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    inception_weights: Annotated[
-        Path | None,
-        typer.Option(
-            help=helped(
-                "inception_weights",
-                "The FID Inception weights file (else $GCGAN_INCEPTION_WEIGHTS or the torch hub cache).",
-            ),
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    keep: Annotated[
-        int | None,
-        typer.Option(help=helped("keep", "Keep the newest N checkpoints (0 = all)."), rich_help_panel=OUTPUT),
-    ] = None,
-    ckpt: Annotated[
-        Path | None,
-        typer.Option(
-            "--network", help=helped("ckpt", "Stage 2: the stage-1 checkpoint to start from."), rich_help_panel=DATA
-        ),
-    ] = None,
-    gaze_labels: Annotated[
-        Path | None,
-        typer.Option(
-            help=helped(
-                "gaze_labels",
-                "Stage 2: the gaze label set (.npy [N, 2] or .json); default: the one stored in --network.",
-            ),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    swap_check: Annotated[
-        str | None,
-        typer.Option(
-            help=helped(
-                "swap_check",
-                f"Stage 2, {'|'.join(SWAP_CHECKS)}: whose mask the unbroken test checks. pretrained never pairs a fake with a broken pretrained mask; current is the reference's inverted test.",
-            ),
-            rich_help_panel=STAGE2,
-        ),
-    ] = None,
-    unbroken_class: Annotated[
-        str | None,
-        typer.Option(
-            help=helped("unbroken_class", "Stage 2: the class of the unbroken-mask test."), rich_help_panel=STAGE2
-        ),
-    ] = None,
-    unbroken_fraction: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "unbroken_fraction", "Stage 2: a mask is broken when that class covers more than this fraction."
-            ),
-            rich_help_panel=STAGE2,
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("seed", "Seed of weights, data order and sampling (rank r draws from seed + r)."),
-            rich_help_panel=SCHEDULE,
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help=helped(
-                "precision",
-                f"{'|'.join(PRECISIONS)}: bf16 autocasts the main passes on CUDA (the regularisers stay fp32); tf32 allows TF32 matmuls.",
-            ),
-            rich_help_panel=DEVICE,
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            "-j",
-            help=helped("workers", "DataLoader workers per process (on the CPU 0 leaves the cores to the math)."),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    deterministic: Annotated[
-        bool | None,
-        typer.Option(
-            "--deterministic/--no-deterministic",
-            help=helped("deterministic", "Deterministic algorithms (a resumed run repeats an unbroken one exactly)."),
-            rich_help_panel=DEVICE,
-        ),
-    ] = None,
-    compile: Annotated[
-        bool | None,
-        typer.Option(
-            "--compile/--no-compile",
-            rich_help_panel=DEVICE,
-            help=helped(
-                "compile",
-                (
-                    "torch.compile the G and D passes of the D and G steps (R1 and path length take a double backward "
-                    "and stay eager). For GPUs: the first steps are slow while each graph compiles. It works on the CPU "
-                    "too (inductor builds C++ with gcc). GCGAN_COMPILE_BACKEND picks the backend: inductor (default), "
-                    "or eager / aot_eager, which trace without generating code."
-                ),
-            ),
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            help=helped("device", f"{DEVICE_CHOICES} (under torchrun: cuda:LOCAL_RANK)."), rich_help_panel=DEVICE
-        ),
-    ] = None,
+    *,
     config: Annotated[
         Path | None,
         typer.Option(
             "--config",
-            help="Options from a TOML file (flat keys named like the fields of the run's config.json: dataset, checkpoint_dir, ckpt, and the other options' flag names); flags given here win.",
+            help="Options from a TOML file (flat keys named like the fields of the run's config.json: dataset, "
+            "checkpoint_dir, ckpt, and the other options' flag names); flags given here win.",
             rich_help_panel=DATA,
         ),
     ] = None,
@@ -460,27 +95,30 @@ def train_command(
         bool,
         typer.Option(
             "--dry-run",
-            help="Print the resolved config, the DB and the model (with G and D parameter counts) and exit; writes nothing.",
+            help="Print the resolved config, the DB and the model (with G and D parameter counts) and exit; "
+            "writes nothing.",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
     quiet: QuietOpt = False,
+    **given,
 ) -> None:
     """Train GC-GAN: stage 1 on a labelled DB, stage 2 on an unlabelled one from a stage-1 checkpoint.
 
     Options resolve in this order: defaults, the run's config.json (with --resume), --config TOML, then the flags given.
 
-    Ctrl-C or SIGTERM saves a checkpoint and exits 130; --resume continues. A NaN or infinite loss stops the run (exit 3) and keeps the last good checkpoint.
+    Ctrl-C or SIGTERM saves a checkpoint and exits 130; --resume continues.
+
+    A NaN or infinite loss stops the run (exit 3) and keeps the last good checkpoint.
 
     Multi-GPU: [cyan]torchrun --nproc_per_node N -m gcgan_cli train ...[/cyan] or --nproc N.
     """
-    given = {k: v for k, v in locals().items() if k not in ("config", "resume", "nproc", "dry_run", "quiet")}
     given = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items()}
     options = read_options(config) if config else {}
     folder = given["checkpoint_dir"] or options.get("checkpoint_dir")
     stored = None
     if resume:
-        from gcgan_cli.core.training.run_dir import RunDir  # not above `given`: locals() must hold the options alone
+        from gcgan_cli.core.training.run_dir import RunDir
 
         if not folder:
             raise UsageError("--resume needs --outdir (the run folder to continue)")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gcgan_cli.core.model.config import D_CONDITIONINGS, PRESETS, checked_options, option_flag
+from gcgan_cli.core.options import option
+from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.errors import UsageError
 
 try:
@@ -23,6 +25,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+# The help panels of `gcgan train --help`.
+DATA, MODEL, SCHEDULE, REGULARISATION = "Data and run", "Model", "Schedule", "Regularisation"
+GAZE, STAGE2, OUTPUT, DEVICE = "Gaze conditioning", "Stage 2", "Output and logging", "Distributed and device"
 SWAP_CHECKS = ("pretrained", "current")
 # EMA of G: half-life of 10,000 images at the reference's nominal 32 images per step.
 REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
@@ -51,63 +56,138 @@ REFERENCE_R1_SIZE = 256
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = ""
-    checkpoint_dir: str = ""
-    stage: int = 1
-    # model: a preset, with the three overrides the reference's README sets
-    preset: str = "ref256"
-    size: int | None = None
-    seg_dim: int | None = None  # the first seg_dim classes of the DB (ids >= seg_dim count as background)
-    residual_refine: bool | None = None
-    # schedule
-    batch: int = 4  # per process
-    iters: int = 600_000
-    lr: float = 0.002
-    r1_img: float | None = None  # default: 10 x (size / 256)^2
-    r1_seg: float | None = None  # default: 1000 x (size / 256)^2
-    path_regularize: float = 0.5
-    path_batch_shrink: int = 2
-    d_reg_every: int = 16
-    g_reg_every: int = 4
-    mixing: float = 0.0
-    lambda_mask: float = 100.0
-    # gaze conditioning beyond the reference (stage 1)
-    gaze_norm: bool = True  # G and D embed the gaze standardised by the label set's mean and std
-    d_conditioning: str | None = None  # concat | projection (default: the preset's)
-    d_gaze_mismatch: float = 0.5  # D calls (real image, wrong gaze) fake with this weight
-    mismatch_min_deg: float = 15.0  # a wrong gaze is at least this far from the true one
-    d_gaze_head: int | None = None  # width of D's gaze-regression head (default: the preset's; 0 = none)
-    lambda_gaze_head: float = 1.0  # D regresses real gaze, G is pulled to make D read its gaze
-    gaze_model: str | None = None  # a frozen estimator (`gcgan gaze fit`) whose reading of G's images...
-    lambda_gaze: float = 0.0  # ...is pulled toward the conditioning gaze with this weight
-    gaze_warmup: int = 2000  # steps before the estimator loss starts (G must draw irises first)
-    gaze_ramp: int = 2000  # steps over which its weight then rises linearly to lambda_gaze
-    mirror: bool = False  # flip real data horizontally with p = 0.5, yaw negated
-    augment: bool = False  # translate and cut out real and fake (image and mask together) for D
-    ema_decay: float = REFERENCE_EMA_DECAY
-    # observation
-    n_sample: int = 16
-    log_every: int = 100
-    viz_every: int = 1000
-    save_every: int = 10_000
-    fid_every: int = 10_000
-    fid_n: int = 10_000
-    inception: str | None = None  # FID statistics (.npz from `gcgan inception`)
-    inception_weights: str | None = None
-    keep: int = 5  # newest checkpoints kept, the older pruned after each save (0 = all, unbounded)
-    # stage 2
-    ckpt: str | None = None  # the stage-1 checkpoint
-    gaze_labels: str | None = None  # default: the label set stored in the stage-1 checkpoint
-    swap_check: str = "pretrained"
-    unbroken_class: str = "iris"
-    unbroken_fraction: float = REFERENCE_UNBROKEN_FRACTION
-    # machinery
-    seed: int = 0
-    precision: str = "fp32"
-    workers: int | None = None  # DataLoader workers per process (default: cores / processes - 1)
-    deterministic: bool = False
-    compile: bool = False  # torch.compile the main passes (the lazy regularisers stay eager)
-    device: str = "auto"
+    """Every option of `gcgan train`: each field is also its command-line flag (`commands/train.py` builds the
+    options from these fields), so a default, a type and a help text are written once, here."""
+
+    dataset: str = option(
+        "", DATA, "A DB from `gcgan pack`: labelled for stage 1, any for stage 2.", "--data", path=True
+    )
+    checkpoint_dir: str = option(
+        "", DATA, "The run folder: checkpoints/, samples/, metrics.jsonl, config.json.", "--outdir", "-o", path=True
+    )
+    stage: int = option(
+        1, DATA, "1: gaze-conditioned training on labelled data; 2: transfer to an unlabelled domain from --network."
+    )
+    preset: str = option(
+        "ref256",
+        MODEL,
+        "Model preset: ref256 (the reference's), small (64 px, trains on a laptop CPU) or tiny (32 px, tests).",
+    )
+    size: int | None = option(None, MODEL, "Image size; DB images are resized on read.")
+    seg_dim: int | None = option(
+        None, MODEL, "Classes trained: the DB's first N (6: background..iris; ids >= N count as background)."
+    )
+    residual_refine: bool | None = option(None, MODEL, "Add the coarse mask into the render net's segmentation.")
+    batch: int = option(4, SCHEDULE, "Images per process per step; the total batch is this x processes.")
+    iters: int = option(600_000, SCHEDULE, "Train until this many steps.")
+    lr: float = option(0.002, SCHEDULE, "Learning rate before lazy-regularisation scaling.")
+    r1_img: float | None = option(None, REGULARISATION, "R1 gamma on real images.")
+    r1_seg: float | None = option(None, REGULARISATION, "R1 gamma on real masks.")
+    path_regularize: float = option(0.5, REGULARISATION, "Path-length weight (0 = off).")
+    path_batch_shrink: int = option(2, REGULARISATION, "Path-length batch = batch / N.")
+    d_reg_every: int = option(16, REGULARISATION, "R1 every N steps.")
+    g_reg_every: int = option(4, REGULARISATION, "Path-length regularisation every N steps.")
+    mixing: float = option(0.0, REGULARISATION, "Style-mixing probability.")
+    lambda_mask: float = option(
+        100.0, REGULARISATION, "Weight of the mask terms (coarse vs fine; stage 2 adds the pretrained-mask MSE)."
+    )
+    gaze_norm: bool = option(
+        True, GAZE, "G and D embed the gaze standardised by the label set's mean and std (the reference: raw radians)."
+    )
+    d_conditioning: str | None = option(
+        None,
+        GAZE,
+        "How D sees the gaze: concat (the reference: joined before the first linear layer) or projection (inner "
+        "product with D's features).",
+    )
+    d_gaze_mismatch: float = option(
+        0.5,
+        GAZE,
+        "Stage 1: weight of a D term that calls real images with a wrong gaze fake (matching-aware D); 0 = the "
+        "reference, which computes it and never uses it.",
+    )
+    mismatch_min_deg: float = option(15.0, GAZE, "Stage 1: a wrong gaze is drawn at least this far from the true one.")
+    d_gaze_head: int | None = option(None, GAZE, "Width of D's gaze-regression head (0 = none).")
+    lambda_gaze_head: float = option(
+        1.0,
+        GAZE,
+        "Stage 1, AC-GAN style: D's head regresses the gaze of real images and G is pulled to make it read the "
+        "conditioning gaze.",
+    )
+    gaze_model: str | None = option(
+        None,
+        GAZE,
+        "Stage 1: a frozen gaze estimator (from `gcgan gaze fit`) for the --lambda-gaze loss; judge the result with "
+        "another estimator.",
+        path=True,
+    )
+    lambda_gaze: float = option(
+        0.0, GAZE, "Stage 1: weight of the MSE between --gaze-model's reading of G's image and the conditioning gaze."
+    )
+    gaze_warmup: int = option(2000, GAZE, "Steps before the --lambda-gaze loss starts (G must draw irises first).")
+    gaze_ramp: int = option(2000, GAZE, "Steps over which the --lambda-gaze weight then rises linearly.")
+    mirror: bool = option(False, DATA, "Stage 1: flip real images and masks horizontally with p = 0.5, negating yaw.")
+    augment: bool = option(
+        False, DATA, "Translate and cut out real and fake images with their masks before D (differentiable)."
+    )
+    ema_decay: float = option(REFERENCE_EMA_DECAY, SCHEDULE, "EMA decay of G_ema per step.")
+    n_sample: int = option(16, OUTPUT, "Samples in each grid.")
+    log_every: int = option(100, OUTPUT, "Write a metrics.jsonl row (means since the last) every N steps.")
+    viz_every: int = option(1000, OUTPUT, "Write a sample grid every N steps (0 = off).")
+    save_every: int = option(10_000, OUTPUT, "Save a checkpoint every N steps (0 = only at the end).")
+    fid_every: int = option(
+        10_000, OUTPUT, "FID every N steps when --inception is given and the weights are here (0 = off)."
+    )
+    fid_n: int = option(10_000, OUTPUT, "Generated images per FID.")
+    inception: str | None = option(
+        None, OUTPUT, "FID statistics of the training domain (.npz from `gcgan inception`).", path=True
+    )
+    inception_weights: str | None = option(
+        None,
+        OUTPUT,
+        "The FID Inception weights file (else $GCGAN_INCEPTION_WEIGHTS or the torch hub cache).",
+        path=True,
+    )
+    keep: int = option(5, OUTPUT, "Keep the newest N checkpoints (0 = all).")
+    ckpt: str | None = option(None, DATA, "Stage 2: the stage-1 checkpoint to start from.", "--network", path=True)
+    gaze_labels: str | None = option(
+        None,
+        DATA,
+        "Stage 2: the gaze label set (.npy [N, 2] or .json); default: the one stored in --network.",
+        path=True,
+    )
+    swap_check: str = option(
+        "pretrained",
+        STAGE2,
+        f"Stage 2, {'|'.join(SWAP_CHECKS)}: whose mask the unbroken test checks. pretrained never pairs a fake with "
+        "a broken pretrained mask; current is the reference's inverted test.",
+    )
+    unbroken_class: str = option("iris", STAGE2, "Stage 2: the class of the unbroken-mask test.")
+    unbroken_fraction: float = option(
+        REFERENCE_UNBROKEN_FRACTION, STAGE2, "Stage 2: a mask is broken when that class covers more than this fraction."
+    )
+    seed: int = option(0, SCHEDULE, "Seed of weights, data order and sampling (rank r draws from seed + r).")
+    precision: str = option(
+        "fp32",
+        DEVICE,
+        f"{'|'.join(PRECISIONS)}: bf16 autocasts the main passes on CUDA (the regularisers stay fp32); tf32 allows "
+        "TF32 matmuls.",
+    )
+    workers: int | None = option(
+        None, DATA, "DataLoader workers per process (on the CPU 0 leaves the cores to the math).", "--workers", "-j"
+    )
+    deterministic: bool = option(
+        False, DEVICE, "Deterministic algorithms (a resumed run repeats an unbroken one exactly)."
+    )
+    compile: bool = option(
+        False,
+        DEVICE,
+        "torch.compile the G and D passes of the D and G steps (R1 and path length take a double backward "
+        "and stay eager). For GPUs: the first steps are slow while each graph compiles. It works on the CPU "
+        "too (inductor builds C++ with gcc). GCGAN_COMPILE_BACKEND picks the backend: inductor (default), "
+        "or eager / aot_eager, which trace without generating code.",
+    )
+    device: str = option("auto", DEVICE, f"{DEVICE_CHOICES} (under torchrun: cuda:LOCAL_RANK).")
 
     def validate(self) -> TrainConfig:
         problems = []
