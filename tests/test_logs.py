@@ -146,6 +146,8 @@ def test_a_piped_train_prints_one_line_status_lines_and_log_txt_keeps_the_same(d
     assert ESC not in out and done.stderr == ""
     start = [line for line in out.splitlines() if line.startswith("gcgan train stage 1:")]
     assert len(start) == 1 and len(start[0]) > 80 and "total batch 4" in start[0] and "started " in start[0]
+    blocks = [line for line in out.splitlines() if line.startswith(("  G blocks: style ", "  D blocks: convs_img "))]
+    assert len(blocks) == 2 and "local_nets.0 " in blocks[0]
     lines = status_lines(out, "train stage 1")
     assert counts(lines) == [(k, 3) for k in range(1, 4)]
     rows = read_metrics(run / "metrics.jsonl")

@@ -270,3 +270,19 @@ def test_printed_modules_show_their_sizes():
     assert "Blur(kernel=(1, 3, 3, 1), pad=(1, 1), down=2)" in d  # the strided 1x1 skip's
     assert "EqualConv2d(in=8, out=16, kernel=3, stride=2, padding=0)" in d
     assert "()" not in g + d  # no layer prints without its sizes
+
+
+def test_parameter_summary_counts_every_parameter_once_and_marks_frozen_blocks():
+    from gcgan_cli.core.model.summary import format_summary, parameter_summary
+
+    g = Generator(preset("tiny"))
+    rows = parameter_summary(g)
+    assert sum(total for _, total, _ in rows) == sum(p.numel() for p in g.parameters())
+    assert [name for name, _, _ in rows if name.startswith("local_nets.")] == [
+        f"local_nets.{i}" for i in range(len(g.local_nets))
+    ]
+    for p in g.local_nets.parameters():
+        p.requires_grad_(False)
+    next(g.render_net.parameters()).requires_grad_(False)
+    text = format_summary(parameter_summary(g))
+    assert "local_nets.0 " in text and text.count("(frozen)") == len(g.local_nets) and " trained)" in text

@@ -294,6 +294,10 @@ def _show_start(progress: StatusProgress, bar: int, info: dict) -> None:
         + f"; started {time.strftime('%Y-%m-%d %H:%M:%S')}",
         markup=True,
     )
+    from gcgan_cli.core.model.summary import format_summary
+
+    progress.print(f"  G blocks: {format_summary(info['g_blocks'])}")
+    progress.print(f"  D blocks: {format_summary(info['d_blocks'])}")
     progress.update(bar, total=info["iters"], completed=info["step"])
 
 

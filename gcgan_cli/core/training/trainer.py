@@ -35,6 +35,7 @@ from gcgan_cli.core.metrics.fid import Stats, fid, metric_name
 from gcgan_cli.core.metrics.inception import FEATURE_DIM, load_fid_inception
 from gcgan_cli.core.metrics.inception_weights import locate_inception_weights
 from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
+from gcgan_cli.core.model.summary import parameter_summary
 from gcgan_cli.core.training import conditioning, losses
 from gcgan_cli.core.training import distributed as dist_utils
 from gcgan_cli.core.training.config import TrainConfig
@@ -724,6 +725,8 @@ class Trainer:
                     "g_params": sum(p.numel() for p in self.g.parameters()),
                     "g_trainable": sum(p.numel() for p in self.g_params),
                     "d_params": sum(p.numel() for p in self.d.parameters()),
+                    "g_blocks": parameter_summary(self.g),
+                    "d_blocks": parameter_summary(self.d),
                     "fid": self.fid_stats is not None,
                 }
             )
