@@ -13,7 +13,7 @@ from gcgan_cli.core.gaze.angles import angular_error
 from gcgan_cli.core.gaze.estimator import LAYOUT, build, save_estimator
 from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
 from gcgan_cli.core.synthesis import file_sha256
-from gcgan_cli.core.training import conditioning
+from gcgan_cli.core.training import conditioning, losses
 from gcgan_cli.core.training.config import TrainConfig
 from gcgan_cli.errors import UsageError
 
@@ -66,7 +66,7 @@ def test_frozen_estimator_loss_reaches_the_image_not_the_estimator(tmp_path):
     estimator = conditioning.FrozenEstimator(path, torch.device("cpu"))
     assert estimator.record() == {"path": str(path), "sha256": file_sha256(path)}
     image = torch.randn(2, 3, 64, 64, requires_grad=True)  # resized to the estimator's 32 px
-    loss = estimator.loss(image, torch.zeros(2, 2), torch.tensor([0.5, 1.0]))
+    loss = losses.scaled_gaze_error(estimator.read(image), torch.zeros(2, 2), torch.tensor([0.5, 1.0]))
     loss.backward()
     assert image.grad.abs().sum() > 0
     assert all(p.grad is None for p in estimator.network.parameters()) and not estimator.network.training

@@ -587,3 +587,10 @@ def test_dry_run_shows_the_db_and_the_model_the_run_builds_and_writes_nothing(da
         code, _, err = run_cli("train", *args, "--outdir", run, "--dry-run")
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not run.exists()
+
+
+def test_scaled_gaze_error_weighs_each_axis_by_its_spread():
+    estimate, target = torch.tensor([[0.2, 0.0], [0.0, 0.4]]), torch.zeros(2, 2)
+    # (0.2 / 0.5)^2 and (0.4 / 2)^2 over the four entries
+    expected = ((0.2 / 0.5) ** 2 + (0.4 / 2.0) ** 2) / 4
+    assert losses.scaled_gaze_error(estimate, target, torch.tensor([0.5, 2.0])).item() == pytest.approx(expected)

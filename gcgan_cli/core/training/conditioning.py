@@ -51,14 +51,15 @@ class FrozenEstimator(FrozenNet):
         super().__init__(path, network, config)
         self.size = int(config["size"])
 
-    def loss(self, image: torch.Tensor, gaze: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """MSE between the estimate and `gaze`, per axis in units of `scale` (the label set's std)."""
+    def read(self, image: torch.Tensor) -> torch.Tensor:
+        """The estimator's (pitch, yaw) [B, 2] of images in [-1, 1], resized to its input size; differentiable
+        with respect to the image."""
         x = image.clamp(-1, 1)
         if x.shape[-1] != self.size:
             x = F.interpolate(
                 x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > self.size
             )
-        return F.mse_loss(self.network(x) / scale, gaze / scale)
+        return self.network(x)
 
 
 def augment(

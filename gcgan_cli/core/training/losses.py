@@ -74,3 +74,9 @@ def gaze_regression(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 def d_mismatch(logits_wrong_gaze: torch.Tensor) -> torch.Tensor:
     """Matching-aware D term: a real image shown with a wrong gaze is called fake, mean softplus(D)."""
     return F.softplus(logits_wrong_gaze).mean()
+
+
+def scaled_gaze_error(estimate: torch.Tensor, gaze: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """MSE between an estimated and a target gaze [B, 2], per axis in units of `scale` (the label set's std), so
+    pitch and yaw weigh alike whatever their spread."""
+    return F.mse_loss(estimate / scale, gaze / scale)

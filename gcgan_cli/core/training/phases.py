@@ -209,7 +209,9 @@ G_GAZE_HEAD = Term(
     "g_gaze_head", lambda t, p: losses.gaze_regression(p.fake_gaze_estimate, t.d.normalise(p.fake_gaze)), head_weight
 )
 G_GAZE_EST = Term(
-    "g_gaze_est", lambda t, p: t.gaze_estimator.loss(p.fake.image, p.fake_gaze, t.d.gaze_std), estimator_weight
+    "g_gaze_est",
+    lambda t, p: losses.scaled_gaze_error(t.gaze_estimator.read(p.fake.image), p.fake_gaze, t.d.gaze_std),
+    estimator_weight,
 )
 PAIRED_MASK = Term(
     "pmask", lambda t, p: torch.nn.functional.mse_loss(p.fake.seg, p.paired_seg), config_weight("lambda_mask")
