@@ -594,3 +594,22 @@ def test_scaled_gaze_error_weighs_each_axis_by_its_spread():
     # (0.2 / 0.5)^2 and (0.4 / 2)^2 over the four entries
     expected = ((0.2 / 0.5) ** 2 + (0.4 / 2.0) ** 2) / 4
     assert losses.scaled_gaze_error(estimate, target, torch.tensor([0.5, 2.0])).item() == pytest.approx(expected)
+
+
+def test_the_code_in_docs_adding_a_loss_is_the_code_that_runs():
+    """Each code block of docs/adding-a-loss.md is copied from the training modules: the worked example
+    stays true when they change."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "adding-a-loss.md").read_text(encoding="utf-8")
+    sources = "\n".join(
+        (root / "gcgan_cli" / "core" / "training" / name).read_text(encoding="utf-8")
+        for name in ("losses.py", "config.py", "phases.py")
+    )
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert len(blocks) == 4
+    for block in blocks:
+        for piece in block.strip("\n").split("\n\n"):
+            assert piece in sources, piece
