@@ -1,4 +1,5 @@
-"""Pure-PyTorch twins of the custom ops: the executable spec and the CPU path.
+"""Pure-PyTorch twins of the custom ops: the definition the CUDA kernels and ``native.py`` are tested against, and
+the CPU path wherever ``native.py`` does not apply.
 
 Both functions take fully normalised arguments (see ``cuda_ops.upfirdn2d`` and
 ``cuda_ops.fused_leaky_relu`` for the public, argument-checking forms). Every

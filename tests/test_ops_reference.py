@@ -1,4 +1,4 @@
-"""The pure-PyTorch ops against independent oracles (scipy, numpy, spec vectors)."""
+"""The pure-PyTorch ops against independent oracles (scipy, numpy, hand-checked vectors)."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
 """Self-checks of the custom ops, run by ``gcgan doctor``.
 
-- ``reference_vectors()``: the pure-PyTorch ops against the hand-checked vectors
-  of spec §8 (if these fail, nothing downstream can be trusted).
+- ``reference_vectors()``: the pure-PyTorch ops against hand-checked input/output
+  vectors, computed with the original StyleGAN2 ops that GC-GAN uses (if these fail, nothing downstream can be trusted).
 - ``cuda_parity(device)``: builds the CUDA kernels on demand and compares their
   forward and backward with the reference on random StyleGAN-like inputs.
 """
@@ -20,7 +20,8 @@ _K = cuda_ops.make_kernel([1, 3, 3, 1])
 
 
 def _vector_cases():
-    """Spec §8 vectors: (name, function giving the output, {row: expected values})."""
+    """Hand-checked vectors (upsample, blur, downsample, bias + leaky ReLU of small inputs): (name, function giving
+    the output, {row: expected values})."""
     x9 = torch.arange(9, dtype=torch.float32).view(1, 1, 3, 3)
     x16 = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
     act_x = torch.tensor([[-1.0, 0.5], [2.0, -3.0]])
@@ -54,7 +55,7 @@ def _vector_cases():
 
 
 def reference_vectors(tolerance: float = 1e-4) -> list[str]:
-    """Names of the spec vectors the reference ops fail (empty when all pass)."""
+    """Names of the hand-checked vectors the reference ops fail (empty when all pass)."""
     failures = []
     for name, run, rows in _vector_cases():
         out = run()

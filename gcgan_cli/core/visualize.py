@@ -1,5 +1,5 @@
-"""Pictures of generator output: images in [-1, 1] to uint8, masks coloured (spec §7.5), gaze
-arrows (spec §7.4), and sample grids of image | mask pairs."""
+"""Pictures of generator output: images in [-1, 1] to uint8, masks coloured (the reference's colour
+map), gaze arrows (the reference's, from the image centre), and sample grids of image | mask pairs."""
 
 from __future__ import annotations
 

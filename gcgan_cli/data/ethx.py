@@ -1,4 +1,4 @@
-"""ETH-XGaze preprocessed subject files (`subjectXXXX.h5`) read row by row (spec §1.1).
+"""ETH-XGaze preprocessed subject files (`subjectXXXX.h5`) read row by row.
 
 Per row: `face_patch` (H, W, 3) BGR uint8, `face_gaze` (pitch, yaw) in radians (train split
 only), `frame_index` and `cam_index` ([1] ints). Only the small per-row arrays are read whole;

@@ -1,11 +1,11 @@
-"""Eye-region strip geometry (spec §1.4), computed once and applied to image and mask alike.
+"""Eye-region strip geometry, computed once and applied to image and mask alike.
 
 The reference pads the face to a 500x500 canvas, cuts a face box of side 4.857x the wider eye,
 resizes it to 250 with nearest neighbour, keeps its upper half in rows [62, 187) of a black
 250x250 strip, and later resizes 250 -> 256 with LANCZOS. We keep that layout but resample
 once, straight from the source pixels to the output size (area when shrinking, bicubic when
 enlarging; nearest for label maps), and pad with black instead of stretching a box that runs off
-the image (spec §10 items 4-5).
+the image.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MediaPipe FaceMesh landmarks (478 points, iris included) and the part groups of spec §1.2.
+"""MediaPipe FaceMesh landmarks (478 points, iris included) and the reference's part groups.
 
 One `LandmarkDetector` is built per process and reused for every image; the reference built a
 new FaceMesh per image (about 6x slower here). Only this module touches mediapipe, so a later
@@ -24,7 +24,8 @@ from gcgan_cli.errors import UsageError
 
 N_LANDMARKS = 478
 
-# MediaPipe ids per part, subject's right/left (spec §1.2). Each list is in ascending id order.
+# MediaPipe ids per part, subject's right/left, as the reference groups them (each id in at most one part).
+# Each list is in ascending id order, the order the reference's loop over all 478 ids left them in.
 RIGHT_EYE = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246)
 LEFT_EYE = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)
 RIGHT_IRIS = (469, 470, 471, 472)
@@ -33,7 +34,7 @@ RIGHT_BROW = (46, 52, 53, 55, 63, 65, 66, 70, 105, 107)
 LEFT_BROW = (276, 282, 283, 285, 293, 295, 296, 300, 334, 336)
 NOSE = (1, 2, 64, 98, 102, 189, 294, 327, 331, 417)
 MOUTH = (0, 17, 37, 39, 40, 61, 84, 91, 146, 181, 185, 267, 269, 270, 291, 314, 321, 375, 405, 409)
-# Eye corners used by the crop geometry (spec §1.4): (outer, inner).
+# Eye corners used by the crop geometry (the eye width and centres): (outer, inner).
 RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (263, 362)
 

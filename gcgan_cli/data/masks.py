@@ -1,4 +1,4 @@
-"""Part masks: class ids, the painter's-algorithm construction of spec §1.3, colours for display.
+"""Part masks: class ids (0 background .. 6 mouth), a painter's-algorithm construction, colours for display.
 
 We paint a zero canvas in a fixed order, later parts winning, with our own exact scanline fill
 (no OpenCV rasteriser involved, so no version can change a label). The reference instead summed scaled hull images and relabelled
@@ -27,7 +27,7 @@ RESIZE = cv2.INTER_NEAREST_EXACT
 # Paint order: later wins. The iris is painted only where an eye already is.
 PAINT_ORDER = (SKIN, EYEBROW, NOSE, MOUTH, EYE, IRIS)
 
-# Display colours (RGB) per class id, spec §7.5.
+# Display colours (RGB) per class id: the reference's colour map for masks.
 PALETTE = np.array(
     [
         (0, 0, 0),
@@ -139,7 +139,7 @@ def paint_iris(mask: np.ndarray, eyes: np.ndarray, points: np.ndarray) -> None:
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:
-    """Class ids [H, W] -> RGB [H, W, 3] uint8 with the spec palette."""
+    """Class ids [H, W] -> RGB [H, W, 3] uint8 with the reference's palette (PALETTE)."""
     return PALETTE[np.minimum(mask, len(PALETTE) - 1)]
 
 

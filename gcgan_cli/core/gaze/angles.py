@@ -1,4 +1,5 @@
-"""Gaze angles: (pitch, yaw) in radians, ETH-XGaze's convention (spec fpgan §2.1, gcgan §1.1):
+"""Gaze angles: (pitch, yaw) in radians, ETH-XGaze's convention, which FP-GAN shares
+(no minus signs, unlike several other gaze codebases):
 
     vector = (cos p sin y, sin p, cos p cos y)        pitch = asin(v_y / |v|), yaw = atan2(v_x, v_z)
 
@@ -34,7 +35,8 @@ def angular_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def unity_look_vec(x: float, y: float, z: float) -> tuple[float, float]:
     """UnityEyes' `look_vec` -> (pitch, yaw): pitch = asin(y/|v|), yaw = atan2(-x, -z) (the camera
-    looks along -z there; spec fpgan §2.3). A zero or non-finite vector has no direction: ValueError."""
+    looks along -z there: z < 0 in every real UnityEyes sample, where this equals the FP-GAN original's
+    atan2(-x, z) folded by pi). A zero or non-finite vector has no direction: ValueError."""
     norm = float(np.sqrt(x * x + y * y + z * z))
     if not (np.isfinite(norm) and norm > 0):
         raise ValueError(f"({x}, {y}, {z}) has no direction")

@@ -1,4 +1,4 @@
-"""The GC-GAN generator (spec §4.3-§4.9): a mapping network, one small local generator per
+"""The GC-GAN generator: a mapping network, one small local generator per
 semantic class on a coordinate grid, the gaze embedded into the eye and iris generators only,
 softmax fusion over pseudo-depth, and a StyleGAN2 render net that outputs the image and the
 segmentation.
@@ -65,7 +65,7 @@ class LocalGenerator(nn.Module):
         self.config, self.gaze = config, gaze
         style_dim = config.style_dim + (config.gaze_dim if gaze else 0)
         width = config.local_channels
-        # The attribute names are the reference's state-dict keys, kept for parity (spec §4.12), and
+        # The attribute names are the reference's state-dict keys, kept so its checkpoints load by name, and
         # mislead: `linears` holds modulated 1x1 convolutions, not linear layers, and `to_depth` /
         # `to_feat` are ToRGB modules, the 1x1 heads that output the depth logit and the features.
         self.linears = nn.ModuleList(StyledConv1x1(width, width, style_dim) for _ in range(config.local_layers))
@@ -209,7 +209,7 @@ class Generator(nn.Module):
         return self.compact(latent).index_select(1, self.expansion)
 
     def mix(self, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Style mixing of two compact W+ (spec §4.5): base rows from a; per class and sample,
+        """Style mixing of two compact W+, the reference's rule: base rows from a; per class and sample,
         shape and texture both from a, shape from a and texture from b, or both from b."""
         a, b = self.compact(a), self.compact(b)
         choice = torch.randint(0, 3, (a.shape[0], self.config.seg_dim), generator=generator, device=a.device)

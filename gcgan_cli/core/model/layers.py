@@ -1,4 +1,4 @@
-"""StyleGAN2 building blocks with equalized learning rate (spec §4.2).
+"""StyleGAN2 building blocks with equalized learning rate, in rosinality's conventions as the reference has them.
 
 Weights are stored at unit scale and multiplied by 1/sqrt(fan_in) at run time, so Adam sees
 every layer alike. Resampling goes through `cuda_ops.upfirdn2d` and activations through
