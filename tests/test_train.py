@@ -286,7 +286,9 @@ def test_stage2_trains_the_spec_set_and_keeps_the_frozen_layers_bit_identical(da
     )
     before, after = load_checkpoint(source), load_checkpoint(run / "checkpoints" / "0000008.pt")
     model = ModelConfig.from_dict(after["config"]["model"])
-    assert after["stage"] == 2 and after["step"] == 8  # stage 2 counts its own steps (reference bug 26)
+    assert (
+        after["stage"] == 2 and after["step"] == 8
+    )  # stage 2 counts its own steps (the reference continued stage 1's)
     frozen = [k for k in before["g"] if stage2_frozen(k, model)]
     assert any(k.startswith("local_nets.") for k in frozen) and any(k.startswith("render_net.convs.1.") for k in frozen)
     assert not any(k.startswith("render_net.convs.2.") for k in frozen)  # tiny: convs 0-1 reach the 16 px fusion size
@@ -554,7 +556,7 @@ def test_the_stage2_freeze_set_at_ref256_leaves_the_reference_count_trainable():
     config = ModelConfig()
     g = Generator(config)
     trainable = sum(p.numel() for name, p in g.named_parameters() if not stage2_frozen(name, config))
-    assert trainable == 5_512_872  # spec §6.1
+    assert trainable == 5_512_872  # the reference's: mapping, pos_embed, render convs 4-7, every to_rgb/to_seg
     frozen_render = {
         ".".join(n.split(".")[:3])
         for n, _ in g.named_parameters()

@@ -10,36 +10,35 @@ EXAMPLES = {
     ],
     "segment celeba": ["gcgan segment celeba --data CelebAMask-HQ --outdir prep_celeba --use-annotations"],
     "segment synthetic": [
-        "gcgan segment synthetic --n 2000 --outdir runs/quickstart/prep",
+        "gcgan segment synthetic --n 2000 --outdir runs/demo/prep",
         "gcgan segment synthetic --n 2000 --style wild --seed 1 --outdir prep_wild",
     ],
     "pack": [
-        "gcgan pack --data runs/quickstart/prep --outdir runs/quickstart/db",
+        "gcgan pack --data runs/demo/prep --outdir runs/demo/db",
         "gcgan pack --data results --outdir generated_db --size 64",
     ],
-    "unpack": ["gcgan unpack --data runs/quickstart/db --outdir db_as_folders"],
-    "inception": ["gcgan inception --data runs/quickstart/db --out runs/quickstart/fid_stats.npz"],
+    "unpack": ["gcgan unpack --data runs/demo/db --outdir db_as_folders"],
+    "inception": ["gcgan inception --data runs/demo/db --out runs/demo/fid_stats.npz"],
     "fid": [
-        "gcgan fid --network runs/quickstart/train/checkpoints/0000200.pt --ref runs/quickstart/fid_stats.npz "
-        "-n 2000 --json",
-        "gcgan fid --data results --ref runs/quickstart/db",
+        "gcgan fid --network runs/demo/stage1/checkpoints/0000200.pt --ref runs/demo/fid_stats.npz -n 2000 --json",
+        "gcgan fid --data results --ref runs/demo/db",
     ],
     "train": [
-        "gcgan train --data runs/quickstart/db --outdir runs/quickstart/train --preset small --batch 8 --mirror",
-        "gcgan train --outdir runs/quickstart/train --resume",
-        "gcgan train --stage 2 --network runs/stage1/checkpoints/0100000.pt --data celeba_db --outdir runs/stage2",
+        "gcgan train --data runs/demo/db --outdir runs/demo/stage1 --preset small --batch 8 --mirror",
+        "gcgan train --outdir runs/demo/stage1 --resume",
+        "gcgan train --stage 2 --network runs/demo/stage1/checkpoints/0000200.pt --data celeba_db --outdir runs/demo/stage2",
     ],
     "sample": [
-        "gcgan sample --network runs/quickstart/train/checkpoints/0000200.pt --outdir results --n 64",
+        "gcgan sample --network runs/demo/stage1/checkpoints/0000200.pt --outdir results --n 64",
         "gcgan sample --network model/ --outdir grid --n 64 --gaze-grid 8",
     ],
     "interpolate": [
         "gcgan interpolate --network model/ --latent results/000000_latent.npy --outdir anim "
         "--component nose --with-mask"
     ],
-    "export": ["gcgan export --network runs/quickstart/train/checkpoints/0000200.pt --outdir model/"],
+    "export": ["gcgan export --network runs/demo/stage1/checkpoints/0000200.pt --outdir model/"],
     "gaze fit": [
-        "gcgan gaze fit --data runs/quickstart/db --out est.pt",
+        "gcgan gaze fit --data runs/demo/db --out est.pt",
         "gcgan gaze fit --data eth_db --arch resnet18 --init resnet18.pth --out est_imagenet.pt",
     ],
     "gaze eval": ["gcgan gaze eval --model est.pt --data test_db --json --out eval.png"],

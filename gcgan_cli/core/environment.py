@@ -103,7 +103,7 @@ def check_reference_ops() -> Check:
     failures = ops_check.reference_vectors()
     if failures:
         return Check("ops (reference)", FAIL, "; ".join(failures[:3]), "reinstall gcgan; report a bug")
-    return Check("ops (reference)", OK, "pure-PyTorch upfirdn2d / fused_leaky_relu match spec §8")
+    return Check("ops (reference)", OK, "pure-PyTorch upfirdn2d / fused_leaky_relu match their hand-checked vectors")
 
 
 def check_cuda_ops(device: torch.device) -> Check:

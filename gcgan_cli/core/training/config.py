@@ -1,6 +1,7 @@
 """Training options: one frozen dataclass, resolved in a fixed order and stored with every run.
 
-Order (later wins): the dataclass defaults (the reference's, spec §5.1), the stored
+Order (later wins): the dataclass defaults (the reference's stage-1 defaults: 600,000 steps, batch 4, lr 0.002,
+R1 10 / 1000, path length 0.5, no style mixing), the stored
 `DIR/config.json` when resuming, a `--config run.toml`, then the options given on the command
 line. Only what the user actually gave overrides, so `gcgan train --resume --outdir DIR`
 alone continues a run exactly as it was configured.
@@ -31,7 +32,7 @@ GAZE, STAGE2, OUTPUT, DEVICE = "Gaze conditioning", "Stage 2", "Output and loggi
 SWAP_CHECKS = ("pretrained", "current")
 # EMA of G: half-life of 10,000 images at the reference's nominal 32 images per step.
 REFERENCE_EMA_DECAY = 0.5 ** (32 / 10_000)
-# Stage 2's unbroken-mask test: 10,000 iris pixels of 256 x 256 (spec §6.2), as a fraction.
+# Stage 2's unbroken-mask test: the reference's iris logit > 0 on more than 10,000 of 256 x 256 pixels, as a fraction.
 REFERENCE_UNBROKEN_FRACTION = 10_000 / 256**2
 # Options that shape the model or the data stream: a resumed run may not change them.
 FIXED_ON_RESUME = (

@@ -1,4 +1,5 @@
-"""The GC-GAN loss terms as pure functions (spec §5.2, §5.3, §6.2), each testable alone."""
+"""The GC-GAN loss terms as pure functions of tensors, each testable alone: stage 1's logistic D and G losses,
+R1, mask consistency and path length, the gaze terms, and stage 2's mask pairing."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def path_penalty(
 
 def broken_masks(seg: torch.Tensor, class_id: int, fraction: float) -> torch.Tensor:
     """[B] bool: samples whose class `class_id` covers more than `fraction` of the pixels
-    (logit > 0); spec §6.2's unbroken-mask test, vectorised."""
+    (logit > 0): the reference's unbroken-mask test, which loops over the samples in Python, vectorised."""
     area = (seg[:, class_id] > 0).flatten(1).sum(1)
     return area > fraction * seg.shape[2] * seg.shape[3]
 

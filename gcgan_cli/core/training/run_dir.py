@@ -8,8 +8,8 @@
     DIR/samples/NNNNNNN.png      sample grids from G_ema (fixed z and gazes)
     DIR/tensorboard/             event files, when tensorboard is installed
 
-Which checkpoint is latest comes from the step stored inside it, not from parsing its name
-(reference bug 26); names only keep them sorted.
+Which checkpoint is latest comes from the step stored inside it, not from parsing its name (the
+reference parsed the name, so stage 2 continued stage 1's count); names only keep them sorted.
 """
 
 from __future__ import annotations

@@ -93,8 +93,9 @@ class TrainResult:
 
 
 def stage2_frozen(name: str, config: ModelConfig) -> bool:
-    """Spec §6.1: the local generators and the render convs up to the fusion resolution (32 and 64
-    px at ref256: convs 0-3) stay as stage 1 left them."""
+    """The reference's stage-2 frozen set: the local generators and the render convs up to the fusion resolution
+    (32 and 64 px at ref256: convs 0-3) stay as stage 1 left them. They get no gradients at all (the reference
+    left them requiring grad, computing their gradients every step and never applying them)."""
     frozen_levels = sum(1 for res in config.resolution_levels() if 2 * res <= config.coarse_size)
     prefixes = ["local_nets."] + [f"render_net.convs.{i}." for i in range(2 * frozen_levels)]
     return any(name.startswith(p) for p in prefixes)
