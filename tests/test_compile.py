@@ -79,7 +79,7 @@ def compare_compiled(backend):
     torch.testing.assert_close(grads[1], grads[0])
 
 
-@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aot_eager", marks=pytest.mark.slow)])
 def test_tiny_g_and_d_trace_whole_and_match_eager(backend):
     compare_compiled(backend)
 
@@ -90,6 +90,7 @@ def test_tiny_g_and_d_compile_with_inductor_on_the_cpu():
     compare_compiled("inductor")
 
 
+@pytest.mark.slow
 def test_the_networks_trace_through_the_registered_operators(through_the_operators):
     graphs = []
     compare_compiled(recording(graphs))
@@ -100,6 +101,7 @@ def test_the_networks_trace_through_the_registered_operators(through_the_operato
     compare_compiled("aot_eager")  # forward and backward graphs through the operators' registered autograd
 
 
+@pytest.mark.slow
 def test_the_native_cpu_path_has_no_operator_calls():
     graphs = []
     compare_compiled(recording(graphs))
@@ -223,6 +225,7 @@ def test_help_says_compile_is_for_gpus_and_slow_at_first(command):
     assert "For GPUs" in help_text and "slow" in help_text and "GCGAN_COMPILE_BACKEND" in help_text, help_text
 
 
+@pytest.mark.slow
 def test_sample_compile_writes_the_eager_images(data, tmp_path, run_cli, monkeypatch):
     assert train("--data", data / "db", "--outdir", tmp_path / "run", *TINY, "--iters", "2", "--viz-every", "0") == 0
     ckpt = tmp_path / "run" / "checkpoints" / "0000002.pt"

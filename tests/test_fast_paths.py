@@ -144,7 +144,9 @@ def run(g, d, z, gaze):
     return {k: v.detach().clone() for k, v in values.items()}, {k: v.clone() for k, v in grads.items()}
 
 
-@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize(
+    "dtype,tolerance", [pytest.param(torch.float64, 1e-12, marks=pytest.mark.slow), (torch.float32, 1e-5)]
+)
 def test_networks_equal_their_literal_form(monkeypatch, dtype, tolerance):
     fast_values, fast_grads = run(*networks(dtype))
     with monkeypatch.context() as patch:

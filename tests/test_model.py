@@ -137,6 +137,7 @@ def test_class_images_render_each_part_alone(tiny_g):
     assert not torch.allclose(parts[:, 1], parts[:, 2])
 
 
+@pytest.mark.slow
 def test_double_backward_for_path_length_and_r1(tiny_g):
     g = Generator(TINY)
     z, gaze = inputs()

@@ -20,6 +20,7 @@ def fresh_build(monkeypatch):
     return build
 
 
+@pytest.mark.slow
 def test_import_compiles_nothing():
     code = "import cuda_ops, gcgan_cli.cli, json; print(json.dumps(cuda_ops.status()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
