@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # whatever torch the environment already has (e.g. a CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test setup clean
+.PHONY: run test lint setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# ruff: the lint set and the formatter's check (configuration in pyproject.toml); CI runs it before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

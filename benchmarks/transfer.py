@@ -215,12 +215,14 @@ def main() -> None:
                 results[variant] = json.loads(output.strip().splitlines()[-1])
             ref, ours, one, many = (results[v] for v in ("reference", "gcgan", "translate-1", "translate-100"))
             print(
-                f"{preset:<9} train: reference-style {ref['img_s']:7.1f} img/s ({ref['peak_mib']:6.0f} MiB)  gcgan {ours['img_s']:7.1f} img/s "
+                f"{preset:<9} train: reference-style {ref['img_s']:7.1f} img/s ({ref['peak_mib']:6.0f} MiB)  gcgan "
+                f"{ours['img_s']:7.1f} img/s "
                 f"({ours['peak_mib']:6.0f} MiB)  ratio {ours['img_s'] / ref['img_s']:.2f}x",
                 flush=True,
             )
             print(
-                f"{preset:<9} translate: 1 per pass {one['img_s']:7.0f} img/s  batch {TRANSLATE_BATCH} {many['img_s']:7.0f} img/s "
+                f"{preset:<9} translate: 1 per pass {one['img_s']:7.0f} img/s  batch {TRANSLATE_BATCH} "
+                f"{many['img_s']:7.0f} img/s "
                 f"({many['peak_mib']:6.0f} MiB)  ratio {many['img_s'] / one['img_s']:.2f}x",
                 flush=True,
             )

@@ -62,7 +62,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, encode_png(contact_sheet(tiles), level=9))
     print(
-        f"wrote {args.out}: rows = ETH-XGaze format (real photo), CelebAMask-HQ (annotations), synthetic studio, synthetic wild"
+        f"wrote {args.out}: rows = ETH-XGaze format (real photo), CelebAMask-HQ (annotations), synthetic studio, "
+        "synthetic wild"
     )
 
 

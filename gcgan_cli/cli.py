@@ -45,7 +45,7 @@ and FP-GAN (feature-preserving eye translation) in one tool.
   (a gaze estimator that measures what the generated data is worth).
 
 Commands appear here as they are implemented; [cyan]gcgan doctor[/cyan] checks this machine.
-Set GCGAN_DEBUG=1 to see tracebacks."""
+Set GCGAN_DEBUG=1 to see tracebacks."""  # noqa: E501 (help text: one line per paragraph)
 
 app = typer.Typer(
     name="gcgan",

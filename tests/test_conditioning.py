@@ -25,7 +25,7 @@ def test_wrong_gazes_are_far_from_the_true_ones():
     wrong = conditioning.wrong_gazes(labels, true, 15.0)
     distance = angular_error(wrong.numpy(), true.numpy())
     assert distance.min() >= 15.0 - 1e-3
-    assert all(any(torch.equal(w, l) for l in labels) for w in wrong[:20])  # drawn from the label set
+    assert all(any(torch.equal(w, label) for label in labels) for w in wrong[:20])  # drawn from the label set
     # With a threshold no candidate meets, the farthest candidate.
     wrong = conditioning.wrong_gazes(labels[:3], labels[:1].expand(4, 2), 179.0)
     assert torch.equal(wrong, labels[:3][angular_error(labels[:3].numpy(), labels[:1].numpy()).argmax()].expand(4, 2))

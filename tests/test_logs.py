@@ -275,7 +275,11 @@ def test_gaze_fit_prints_plain_progress_and_epochs(db, tmp_path, run_cli, monkey
     assert [k for k, _ in done] == list(range(1, len(done) + 1)) and done[-1][0] == done[-1][1] >= 2  # 2 epochs
     assert sum(line.startswith("epoch ") for line in out.splitlines()) == 2
     code, out, err = run_cli(*fit, "--out", tmp_path / "q.pt", "--quiet")
-    assert code == 0 and not status_lines(out, "gaze fit") and not any(l.startswith("epoch ") for l in out.splitlines())
+    assert (
+        code == 0
+        and not status_lines(out, "gaze fit")
+        and not any(line.startswith("epoch ") for line in out.splitlines())
+    )
     assert out.lstrip().startswith("gcgan gaze fit")
 
 

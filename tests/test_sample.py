@@ -198,7 +198,7 @@ def test_the_gaze_animation_changes_only_the_gaze_input(ckpt):
     latent = g.compact(g.mapping(torch.randn(1, config.style_dim))).repeat(16, 1, 1)
     with torch.no_grad():
         outputs = g.local_outputs(latent, gazes)
-    for c, (depth, features) in enumerate(outputs):
+    for c, (_depth, features) in enumerate(outputs):
         moves = (features - features[:1]).abs().max() > 0
         assert moves == (c in config.gaze_ids), config.class_names[c]  # only eye and iris see the gaze
 

@@ -216,7 +216,8 @@ def test_ini_import_maps_keys_and_reports_traps(tmp_path):
     ini.write_text(
         "[DEFAULT]\nbatch_size = 8\nuse_lsgan = true\nlambda1 = 10\nlambda2 = 10\nlambda_identity = 2\n"
         "lambda_gaze = 0\nlambda_landmarks = 0\nlearning_rate = 2e-4\nn_steps = 150000\nnormalise_gaze = False\n"
-        "S = ../data/UnityEyes/\nR = ../data/MPII.h5\nege_path = ../models/gazenet/\nimage_height = 36\nimage_width = 60\n"
+        "S = ../data/UnityEyes/\nR = ../data/MPII.h5\nege_path = ../models/gazenet/\nimage_height = 36\nimage_width "
+        "= 60\n"
         "[EGE]\nlambda_gaze = 30\nnormalise_gaze = True\n"
         "[LM_20190116-2305_lm_l15]\ngan_name = lm_l15\n"
         "[BAD]\nimage_height = 72\n[BN]\nnorm = batch\n"

@@ -142,7 +142,7 @@ def test_batch_norm_option_spares_residual_blocks_and_output():
 def receptive_field(d: nn.Module, size: int = 128) -> tuple[int, int]:
     """Rows and columns of the input one central score depends on. Norms (which couple every
     position) are dropped and max-pools averaged: the field is a property of the geometry."""
-    for name, child in list(d.named_modules()):
+    for _name, child in list(d.named_modules()):
         for key, sub in list(child.named_children()):
             if isinstance(sub, (nn.InstanceNorm2d, nn.BatchNorm2d)):
                 setattr(child, key, nn.Identity())

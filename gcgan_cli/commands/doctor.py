@@ -15,7 +15,7 @@ def doctor(device: DeviceOpt = "auto") -> None:
     """Check what this machine has for gcgan: torch, GPU, custom ops, FaceMesh, FID weights, disk.
 
     On a GPU the CUDA ops are built (cached) and compared with the reference. Exits 0 unless the core (Python, torch, numpy, the reference ops) is broken.
-    """
+    """  # noqa: E501 (help text: one line per paragraph)
     from gcgan_cli.core.environment import FAIL, OK, WARN, run_checks  # imports torch: here, so --help stays fast
 
     style_of = {OK: "green", WARN: "yellow", FAIL: "bold red"}

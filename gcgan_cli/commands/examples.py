@@ -26,7 +26,8 @@ EXAMPLES = {
     "train": [
         "gcgan train --data runs/demo/db --outdir runs/demo/stage1 --preset small --batch 8 --mirror",
         "gcgan train --outdir runs/demo/stage1 --resume",
-        "gcgan train --stage 2 --network runs/demo/stage1/checkpoints/0000200.pt --data celeba_db --outdir runs/demo/stage2",
+        "gcgan train --stage 2 --network runs/demo/stage1/checkpoints/0000200.pt --data celeba_db --outdir "
+        "runs/demo/stage2",
     ],
     "sample": [
         "gcgan sample --network runs/demo/stage1/checkpoints/0000200.pt --outdir results --n 64",

@@ -44,7 +44,8 @@ SOURCES_HELP = (
 ARCH_HELP = (
     "Network: "
     + ", ".join(f"{arch} ({' or '.join(inputs)})" for arch, inputs in ARCH_INPUTS.items())
-    + "; gazenet is FP-GAN's net (83.5M parameters, sized for a GPU), gazenet-slim its conv trunk with small dense layers (4.2M)."
+    + "; gazenet is FP-GAN's net (83.5M parameters, sized for a GPU), gazenet-slim its conv trunk with small "
+    "dense layers (4.2M)."
 )
 INPUT_HELP = (
     "What the estimator reads: face (RGB strips, --size square) or eye (36 x 60 grayscale eye patches, "
@@ -59,7 +60,8 @@ PREDICT_GRAY = "mean"  # colour files are grayed as MPIIFaceGaze's patches are; 
 DEFAULT_SIZE = 64
 
 app = typer.Typer(
-    help="A gaze estimator: fit it on any mix of gaze sources, evaluate it (angular error), predict, and measure how gaze-aware a generator is.",
+    help="A gaze estimator: fit it on any mix of gaze sources, evaluate it (angular error), predict, and measure how "
+    "gaze-aware a generator is.",
     no_args_is_help=True,
 )
 
@@ -100,7 +102,8 @@ def fit_command(
         bool,
         typer.Option(
             "--jitter/--no-jitter",
-            help="Eye input: UnityEyes crop jitter (random scale and shift of the crop) on the training data; validation is never jittered.",
+            help="Eye input: UnityEyes crop jitter (random scale and shift of the crop) on the training data; "
+            "validation is never jittered.",
         ),
     ] = False,
     max_head_pose: Annotated[
@@ -224,7 +227,8 @@ def eval_command(
     stats = result["error_deg"]
     table.add_row(
         "angular error",
-        f"mean {stats['mean']:.2f}, median {stats['median']:.2f}, std {stats['std']:.2f} deg ({stats['count']} samples)",
+        f"mean {stats['mean']:.2f}, median {stats['median']:.2f}, std {stats['std']:.2f} deg ({stats['count']} "
+        "samples)",
     )
     table.add_row("per axis", _axes(result))
     table.add_row("mean-gaze baseline", f"mean {result['mean_gaze_baseline_deg']['mean']:.2f} deg")
@@ -238,7 +242,8 @@ def predict_command(
     images: Annotated[
         list[Path],
         typer.Argument(
-            help="Image files (any size; resized to the estimator's input: a face strip, or an eye patch made gray and equalised)."
+            help="Image files (any size; resized to the estimator's input: a face strip, or an eye patch made gray "
+            "and equalised)."
         ),
     ],
     out: Annotated[
@@ -287,7 +292,8 @@ def consistency_command(
         Path,
         typer.Option(
             "--network",
-            help="A checkpoint from `gcgan train` (the mean error is added to its run's metrics.jsonl) or a model folder from `gcgan export`.",
+            help="A checkpoint from `gcgan train` (the mean error is added to its run's metrics.jsonl) or a model "
+            "folder from `gcgan export`.",
         ),
     ],
     model: Annotated[
@@ -303,7 +309,8 @@ def consistency_command(
         typer.Option(
             "--grid",
             min=0,
-            help="Also sweep the conditioning gaze on an N x N grid over the label set's 5th-95th percentiles (0: off).",
+            help="Also sweep the conditioning gaze on an N x N grid over the label set's 5th-95th percentiles (0: "
+            "off).",
         ),
     ] = 0,
     grid_samples: Annotated[
@@ -316,14 +323,15 @@ def consistency_command(
         str | None,
         typer.Option(
             "--sweep",
-            help="Write PREFIX_yaw.png and PREFIX_pitch.png: identities across yaws and pitches, conditioning (green) vs estimated (red) gaze.",
+            help="Write PREFIX_yaw.png and PREFIX_pitch.png: identities across yaws and pitches, conditioning "
+            "(green) vs estimated (red) gaze.",
         ),
     ] = None,
     sweep_rows: Annotated[int, typer.Option("--sweep-rows", min=1, help="Identities (rows) on each sweep sheet.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """How gaze-aware a generator is: the error between the gaze it was conditioned on and an independent estimator's reading, beside a mean-gaze baseline and the estimator's own error."""
+    """How gaze-aware a generator is: the error between the gaze it was conditioned on and an independent estimator's reading, beside a mean-gaze baseline and the estimator's own error."""  # noqa: E501 (help text: one line per paragraph)
     from gcgan_cli.core.gaze.consistency import (
         check_independent,
         consistency_grid,
@@ -347,7 +355,8 @@ def consistency_command(
     network, config = load_estimator(model, device)
     if config["input"] != "face":
         raise UsageError(
-            f"--model {model} reads {config['input']} patches; a generator's consistency needs a face estimator (--input face)"
+            f"--model {model} reads {config['input']} patches; a generator's consistency needs a face estimator "
+            "(--input face)"
         )
     loaded = load_generator(ckpt, device)
     check_independent(loaded, model)
@@ -432,7 +441,8 @@ def _estimator_input(model: Path, config: dict, given: str | None) -> str:
         _check_input(given)
         if given != config["input"]:
             raise UsageError(
-                f"--input {given}: --model {model} reads {config['input']} input; drop --input or give an estimator fitted with --input {given}"
+                f"--input {given}: --model {model} reads {config['input']} input; drop --input or give an estimator "
+                f"fitted with --input {given}"
             )
     return config["input"]
 
@@ -463,7 +473,8 @@ def _eye_patch(bgr: np.ndarray) -> torch.Tensor:
 
 
 def _axes(result: dict) -> str:
-    return f"pitch mean {result['pitch_error_deg']['mean']:.2f}, yaw mean {result['yaw_error_deg']['mean']:.2f} deg (|difference| per axis)"
+    pitch, yaw = result["pitch_error_deg"]["mean"], result["yaw_error_deg"]["mean"]
+    return f"pitch mean {pitch:.2f}, yaw mean {yaw:.2f} deg (|difference| per axis)"
 
 
 def _grid_table(grid: dict) -> Table:

@@ -32,7 +32,8 @@ def inception_command(
         Path | None,
         typer.Option(
             "--inception-weights",
-            help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there when online).",
+            help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there "
+            "when online).",
         ),
     ] = None,
     workers: Annotated[

@@ -50,7 +50,8 @@ def interpolate_command(
     gaze: Annotated[
         str | None,
         typer.Option(
-            help="PITCH,YAW for the part animations (default: the gaze the latent was sampled at, from samples.jsonl beside it)."
+            help="PITCH,YAW for the part animations (default: the gaze the latent was sampled at, from samples.jsonl "
+            "beside it)."
         ),
     ] = None,
     truncation: Annotated[float, typer.Option(min=0.0, max=1.0, help="Truncation of the random keyframe codes.")] = 0.7,
@@ -66,7 +67,7 @@ def interpolate_command(
     """Animate one face part at a time: only that class's local latent moves along a closed cubic spline through random keyframes, every other code and the gaze stay fixed.
 
     --component gaze keeps the latent and sweeps pitch and yaw around the training range. Frame 0 is the sampled image itself. Writes NN_name.gif (and .mp4 when imageio-ffmpeg is installed).
-    """
+    """  # noqa: E501 (help text: one line per paragraph)
     import torch
 
     from gcgan_cli.core.synthesis import (
@@ -149,7 +150,8 @@ def _read_latent(path: Path, config) -> torch.Tensor:
         array = np.repeat(array.reshape(1, -1), config.n_latent, axis=0)
     if array.shape != (config.n_latent, config.style_dim):
         raise DatasetError(
-            f"--latent {path}: shape {array.shape}; this checkpoint's latents are ({config.n_latent}, {config.style_dim}) compact W+ or ({config.style_dim},) w"
+            f"--latent {path}: shape {array.shape}; this checkpoint's latents are ({config.n_latent}, "
+            f"{config.style_dim}) compact W+ or ({config.style_dim},) w"
         )
     if not np.isfinite(array).all():
         raise DatasetError(

@@ -22,7 +22,8 @@ def pack_command(
         Path,
         typer.Option(
             "--data",
-            help="PREP_DIR from `gcgan segment` (rgb/, mask/, manifest.jsonl), or a `gcgan sample` folder (samples.jsonl).",
+            help="PREP_DIR from `gcgan segment` (rgb/, mask/, manifest.jsonl), or a `gcgan sample` folder "
+            "(samples.jsonl).",
         ),
     ],
     out: Annotated[

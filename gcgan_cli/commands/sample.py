@@ -108,7 +108,7 @@ def sample_command(
     """Sample gaze-conditioned images with their part masks from a training checkpoint.
 
     Per sample: NNNNNN.png (RGB), NNNNNN_mask.png (class ids), NNNNNN_mask_color.png, optionally NNNNNN_latent.npy; one samples.jsonl makes the folder a gaze dataset for `gcgan pack` and `gcgan gaze`. The same checkpoint, seed and options give the same images.
-    """
+    """  # noqa: E501 (help text: one line per paragraph)
     import torch
 
     from cuda_ops import compiler

@@ -80,7 +80,8 @@ def synth_command(
         bool,
         typer.Option(
             "--twin",
-            help="Also write each sample re-rendered in the other style with the same geometry, beside --outdir (OUTDIR-twin).",
+            help="Also write each sample re-rendered in the other style with the same geometry, beside --outdir "
+            "(OUTDIR-twin).",
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
@@ -89,7 +90,7 @@ def synth_command(
     """Render a synthetic eye set whose labels (gaze, head pose, 18 landmarks) are exact by construction.
 
     Global gamma or contrast make no domain gap: every input is histogram-equalised. R differs from S by resolution loss, defocus, sensor noise, JPEG, uneven light, lash shadow and lower contrast.
-    """
+    """  # noqa: E501 (help text: one line per paragraph)
     start = time.perf_counter()
     with progress_bar("transfer synth") as progress:
         bar = progress.add_task(f"style {style}", total=n * (2 if twin else 1))
@@ -223,7 +224,8 @@ def fit_command(
         typer.Option(
             help=helped(
                 "norm",
-                "instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance norm, and translation runs in eval mode.",
+                "instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance "
+                "norm, and translation runs in eval mode.",
             ),
             rich_help_panel=MODEL,
         ),
@@ -273,7 +275,8 @@ def fit_command(
         typer.Option(
             help=helped(
                 "lambda_idt",
-                "CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here).",
+                "CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, "
+                "not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here).",
             ),
             rich_help_panel=LOSSES,
         ),
@@ -397,7 +400,7 @@ def fit_command(
     """Train G: S -> R and F: R -> S (LSGAN, cycle, self-regularisation, and gaze / landmark consistency through frozen networks).
 
     Ctrl-C or SIGTERM saves a checkpoint and exits 130; --resume continues exactly.
-    """
+    """  # noqa: E501 (help text: one line per paragraph)
     given = {k: v for k, v in locals().items() if k not in ("config", "from_ini", "section", "resume", "dry_run")}
     file_options = read_options(config, TransferConfig) if config else {}
     if from_ini:
@@ -493,7 +496,8 @@ def _fit(config: TransferConfig, resume: bool) -> None:
     log(plain_text(table))
     if result.interrupted:
         console.print(
-            f"[yellow]interrupted[/] at step {result.step}; continue with: gcgan transfer fit --resume --outdir {config.out}"
+            f"[yellow]interrupted[/] at step {result.step}; continue with: gcgan transfer fit --resume --outdir "
+            f"{config.out}"
         )
         raise typer.Exit(130)
 
@@ -590,7 +594,8 @@ def eval_command(
         int,
         typer.Option(
             min=0,
-            help="Also train fresh estimators on G(S_train), S_train and R_train for this many epochs and test them on R_test (0: off).",
+            help="Also train fresh estimators on G(S_train), S_train and R_train for this many epochs and test them "
+            "on R_test (0: off).",
         ),
     ] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here as well.")] = None,
@@ -598,7 +603,7 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed of the downstream estimators.")] = 0,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Judge a translator with evaluators no loss saw: realism beside gaze and landmark preservation, in both directions."""
+    """Judge a translator with evaluators no loss saw: realism beside gaze and landmark preservation, in both directions."""  # noqa: E501 (help text: one line per paragraph)
     from gcgan_cli.core.gaze.sources import EyeOptions, open_source
     from gcgan_cli.core.transfer.evaluate import evaluate, table_rows
 

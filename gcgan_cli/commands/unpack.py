@@ -27,7 +27,7 @@ def unpack_command(
 
     `gcgan pack --data OUTDIR --outdir NEW_DB --size S --classes ...` with the DB's size and classes rebuilds the same records.
     The folder is built beside --outdir and renamed when complete.
-    """
+    """  # noqa: E501 (help text: one line per paragraph)
     stop_on_sigterm()
     with progress_bar("unpack", unit="records") as progress:
         bar = progress.add_task("")

@@ -58,7 +58,7 @@ def _version(dist: str) -> str | None:
 
 def check_python() -> Check:
     version = platform.python_version()
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 (doctor runs from a checkout under any Python)
         return Check("Python", FAIL, version, "gcgan needs Python >= 3.10")
     return Check("Python", OK, f"{version} ({sys.executable})")
 

@@ -1,8 +1,8 @@
 """Part masks: class ids (0 background .. 6 mouth), a painter's-algorithm construction, colours for display.
 
 We paint a zero canvas in a fixed order, later parts winning, with our own exact scanline fill
-(no OpenCV rasteriser involved, so no version can change a label). The reference instead summed scaled hull images and relabelled
-the sums; that arithmetic depends on OpenCV's scalar-multiply semantics (4.x scales channel 0
+(no OpenCV rasteriser involved, so no version can change a label). The reference instead summed scaled hull
+images and relabelled the sums; that arithmetic depends on OpenCV's scalar-multiply semantics (4.x scales channel 0
 only) and turns overlaps into wrong ids (eye+brow reads as iris, brow+nose as mouth, an iris
 outside the eye becomes skin over the brow). Where parts do not overlap both give the same ids.
 Further differences, each a fix: hulls are filled from sub-pixel vertices (a pixel is in when its

@@ -74,7 +74,8 @@ STYLES: dict[str, Style] = {
         saturation=1.0,
     ),
     "wild": Style(
-        description="CelebA-like stand-in for the unlabelled domain: warm palette, strong side light, soft focus, high contrast",
+        description="CelebA-like stand-in for the unlabelled domain: warm palette, strong side light, soft focus, "
+        "high contrast",
         gaze=PORTRAIT_GAZE,
         skin_tones=((250, 212, 184), (232, 176, 140), (198, 136, 98), (150, 96, 66)),
         backgrounds=((120, 60, 40), (40, 80, 120), (160, 140, 90), (30, 30, 30)),

@@ -97,7 +97,8 @@ class ModelConfig:
                 problems.append(f"{name} {getattr(self, name)} must be >= 1")
         if not problems and self.channels(self.size) < 1:
             problems.append(
-                f"channel_base x channel_multiplier ({self.channel_base * self.channel_multiplier}) gives no channels at "
+                f"channel_base x channel_multiplier ({self.channel_base * self.channel_multiplier}) gives no "
+                "channels at "
                 f"{self.size} px; raise channel_base to at least {self.size // self.channel_multiplier}"
             )
         if (
@@ -122,7 +123,8 @@ class ModelConfig:
             problems.append("the background (class 0) cannot be a gaze class")
         if not 0 <= self.base_layers < self.depth_layers <= self.local_layers:
             problems.append(
-                f"need 0 <= base_layers < depth_layers <= local_layers, got {self.base_layers}, {self.depth_layers}, {self.local_layers}"
+                f"need 0 <= base_layers < depth_layers <= local_layers, got {self.base_layers}, {self.depth_layers}, "
+                f"{self.local_layers}"
             )
         if not problems and self.n_latent == self.n_latent_expand:
             problems.append(f"compact and expanded W+ would both have {self.n_latent} rows; change local_layers")

@@ -198,7 +198,8 @@ class Generator(nn.Module):
             return w[:, None].expand(-1, self.config.n_latent, -1)
         if w.ndim != 3 or w.shape[1] != self.config.n_latent:
             raise ValueError(
-                f"expected w [B, {self.config.style_dim}] or W+ [B, {self.config.n_latent}, {self.config.style_dim}], got {tuple(w.shape)}"
+                f"expected w [B, {self.config.style_dim}] or W+ [B, {self.config.n_latent}, "
+                f"{self.config.style_dim}], got {tuple(w.shape)}"
             )
         return w
 

@@ -96,7 +96,8 @@ class RunDir:
     def refuse_overwrite(self) -> None:
         if self.checkpoint_files():
             raise UsageError(
-                f"{self.flag} {self.root} already holds checkpoints: pass --resume to continue that run, or choose another folder"
+                f"{self.flag} {self.root} already holds checkpoints: pass --resume to continue that run, or choose "
+                "another folder"
             )
 
     def prune(self, keep: int) -> None:

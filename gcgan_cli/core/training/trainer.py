@@ -105,7 +105,7 @@ class RunPlan:
     """What a run starts from (a checkpoint), reads (the DB, the gaze label set) and builds (the model
     config), decided before anything is written: Trainer builds from it, `gcgan train --dry-run` shows it."""
 
-    def __init__(self, config: TrainConfig, run: RunDir, resume: bool, device: torch.device = torch.device("cpu")):
+    def __init__(self, config: TrainConfig, run: RunDir, resume: bool, device: torch.device | None = None):
         self.config = config
         self.resumed = run.latest() if resume else None
         if not resume:
@@ -116,11 +116,12 @@ class RunPlan:
 
         stored = self._stored_model_config(self.resumed or self.stage1)
         self.dataset = self._dataset(stored)
-        self.gaze_labels = self._gaze_labels(self.resumed or self.stage1).to(device)
+        self.gaze_labels = self._gaze_labels(self.resumed or self.stage1).to(device or "cpu")
         self.model_config = stored or self._model_config()
         if self.dataset.class_names != self.model_config.class_names:
             raise DatasetError(
-                f"--data {config.dataset} has classes {list(self.dataset.class_names)}; the model needs {list(self.model_config.class_names)}"
+                f"--data {config.dataset} has classes {list(self.dataset.class_names)}; the model needs "
+                f"{list(self.model_config.class_names)}"
             )
         if config.stage == 2 and config.unbroken_class not in self.model_config.class_names:
             raise UsageError(
@@ -143,7 +144,8 @@ class RunPlan:
             raise DatasetError(f"--data {exc}") from None
         if self.config.stage == 1 and not meta.labelled:
             raise DatasetError(
-                f"--data {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes unlabelled ones)"
+                f"--data {self.config.dataset} has no gaze labels; stage 1 trains on a labelled DB (stage 2 takes "
+                "unlabelled ones)"
             )
         if model:
             seg_dim, size = model.seg_dim, model.size
@@ -177,7 +179,8 @@ class RunPlan:
         if clash:
             raise UsageError(
                 f"{', '.join(clash)} differs from the checkpoint's model ({stored.size} px, {stored.seg_dim} classes, "
-                f"residual_refine {stored.residual_refine}, d_conditioning {stored.d_conditioning}, d_gaze_head {stored.d_gaze_head})"
+                f"residual_refine {stored.residual_refine}, d_conditioning {stored.d_conditioning}, d_gaze_head "
+                f"{stored.d_gaze_head})"
             )
         return stored
 
@@ -445,7 +448,8 @@ class Trainer:
         weights, _ = locate_inception_weights(self.config.inception_weights)
         if weights is None:
             self._event(
-                "FID is off: the FID Inception weights are not on this machine (see `gcgan inception --help`); training goes on"
+                "FID is off: the FID Inception weights are not on this machine (see `gcgan inception --help`); "
+                "training goes on"
             )
             return None, None
         return stats, load_fid_inception(weights, self.device)  # on every rank: each renders its share

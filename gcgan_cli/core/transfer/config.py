@@ -206,7 +206,8 @@ class TransferConfig:
             )
         if self.lambda_landmarks > 0 and not self.landmark_model:
             problems.append(
-                f"--lambda-landmarks {self.lambda_landmarks} needs --landmark-model (from `gcgan transfer landmarks-fit`)"
+                f"--lambda-landmarks {self.lambda_landmarks} needs --landmark-model (from `gcgan transfer "
+                "landmarks-fit`)"
             )
         if self.max_head_pose is not None and not self.max_head_pose > 0:
             problems.append(f"--max-head-pose {self.max_head_pose}: must be > 0 degrees")

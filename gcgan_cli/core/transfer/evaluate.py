@@ -369,7 +369,8 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
     rows.append(
         (
             "gaze error, independent E_R (deg)",
-            f"translated {gaze['translated']['mean']:.2f} (median {gaze['translated']['median']:.2f})  raw S {gaze['raw_s']['mean']:.2f}  "
+            f"translated {gaze['translated']['mean']:.2f} (median {gaze['translated']['median']:.2f})  raw S "
+            f"{gaze['raw_s']['mean']:.2f}  "
             f"R floor {gaze['r_test_floor']['mean']:.2f}"
             + (f"  gap closed {100 * closed:.0f}%" if closed is not None else ""),
         )

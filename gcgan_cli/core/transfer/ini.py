@@ -90,7 +90,8 @@ def import_ini(path: Path, section: str) -> tuple[dict[str, Any], list[str]]:
         value = _literal(text)
         if isinstance(value, str) and value.lower() in ("true", "false"):
             warnings.append(
-                f"{key} = {text}: the original kept lowercase booleans as strings, both truthy; read as {value.lower() == 'true'}"
+                f"{key} = {text}: the original kept lowercase booleans as strings, both truthy; read as "
+                f"{value.lower() == 'true'}"
             )
             value = value.lower() == "true"
         if key in RENAMED:
@@ -108,7 +109,8 @@ def import_ini(path: Path, section: str) -> tuple[dict[str, Any], list[str]]:
         elif key == "rgb":
             if value:
                 raise UsageError(
-                    f"--from-ini {path} [{section}]: rgb = {text}; gcgan translates grayscale eye patches only (the final FP-GAN setting)"
+                    f"--from-ini {path} [{section}]: rgb = {text}; gcgan translates grayscale eye patches only (the "
+                    "final FP-GAN setting)"
                 )
         elif key == "ngf":
             if value is not None and value != 64:
