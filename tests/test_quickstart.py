@@ -1,5 +1,7 @@
 """`gcgan quickstart` at the tests' tiny scale: every step runs and leaves its number, the page links only files
-that exist, a re-run skips what is finished, and a folder of something else is refused in one line."""
+that exist, a re-run skips what is finished, and a folder of something else is refused in one line. The pretrained
+generator is skipped with its reason where it is missing or does not fit (the shipped one is 64 px), and stands
+beside stage 1 where it fits (stage 1's own export)."""
 
 import contextlib
 import io
@@ -13,6 +15,7 @@ import pytest
 
 from gcgan_cli import cli
 from gcgan_cli.core import quickstart as qs
+from gcgan_cli.core.folders import CARD
 
 TINY = ["--minutes", "0.3", "--scale", "tiny", "--device", "cpu"]
 
@@ -27,10 +30,20 @@ def quickstart(outdir: Path, *extra: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One quiet tiny run: (its folder, exit code, stdout, wall seconds)."""
-    outdir = tmp_path_factory.mktemp("quickstart") / "run"
+    root = tmp_path_factory.mktemp("quickstart")
+    outdir = root / "run"
     begun = time.monotonic()
-    code, out = quickstart(outdir, "--quiet")
+    code, out = quickstart(outdir, "--quiet", "--pretrained", str(root / "absent"))
     return outdir, code, out, time.monotonic() - begun
+
+
+@pytest.fixture(scope="module")
+def pretrained(finished) -> Path:
+    """A `gcgan export` the tiny scale can show beside its stage 1 (the shipped one is 64 px): stage 1's own."""
+    outdir = finished[0]
+    model = outdir.parent / "model"
+    assert cli.run(["export", "--network", str(qs.newest_checkpoint(outdir / "stage1")), "--outdir", str(model)]) == 0
+    return model
 
 
 def results(outdir: Path) -> dict[str, dict]:
@@ -64,6 +77,9 @@ def test_every_step_runs_and_reports_its_number(finished):
     steps = results(outdir)
     assert list(steps) == [name for name, _, _ in qs.STEPS]
     for name, result in steps.items():
+        if name == "pretrained":  # no folder given: skipped (shown in test_the_pretrained_generator_stands_beside...)
+            assert result["headline"].startswith("skipped: ") and not result["commands"]
+            continue
         assert result["headline"] and result["wrote"], name
         for path in result["wrote"]:
             assert (outdir / path).exists(), (name, path)
@@ -82,9 +98,8 @@ def test_every_step_runs_and_reports_its_number(finished):
     assert "$ gcgan train --data" in log and "$ gcgan transfer eval" in log
 
 
-@pytest.mark.slow
-def test_the_page_shows_every_step_and_links_only_files_that_exist(finished):
-    outdir, _, _, _ = finished
+def linked(outdir: Path) -> tuple[str, set[str]]:
+    """The page, and the images it shows; every file it links exists in `outdir`, by a relative link."""
     page = (outdir / qs.PAGE).read_text()
     parser = Links()
     parser.feed(page)
@@ -92,8 +107,14 @@ def test_the_page_shows_every_step_and_links_only_files_that_exist(finished):
     missing = [link for link in files if not (outdir / link).exists()]
     assert files and not missing
     assert not any(link.startswith(("/", "http:", "https:", "file:")) for link in files)  # relative, no server
+    return page, {unquote(src) for src in parser.images}
+
+
+@pytest.mark.slow
+def test_the_page_shows_every_step_and_links_only_files_that_exist(finished):
+    outdir, _, _, _ = finished
+    page, shown = linked(outdir)
     assert "<script" not in page
-    shown = {unquote(src) for src in parser.images}
     for name, result in results(outdir).items():
         for path, _ in result["pictures"]:
             assert path in shown and (outdir / path).stat().st_size > 0, (name, path)
@@ -116,6 +137,17 @@ def test_a_rerun_skips_finished_steps_and_touches_nothing(finished):
 
 
 @pytest.mark.slow
+def test_without_the_pretrained_folder_the_part_is_skipped_with_its_reason(finished):
+    outdir, _, out, _ = finished
+    why = f"no pretrained generator at {outdir.parent / 'absent'}"
+    assert f"skipped: {why}" in out  # the summary table's row, under --quiet
+    step = results(outdir)["pretrained"]
+    assert step["numbers"] == {qs.NOT_SHOWN: why} and not step["pictures"] and not step["wrote"]
+    page, _ = linked(outdir)
+    assert f"not shown beside them: {why}" in page and '<table class="side">' not in page
+
+
+@pytest.mark.slow
 def test_a_step_without_its_marker_runs_again_with_the_ones_after_it(finished):
     outdir, _, _, _ = finished
     (outdir / qs.STEPS_DIR / "gaze.json").unlink()
@@ -124,6 +156,7 @@ def test_a_step_without_its_marker_runs_again_with_the_ones_after_it(finished):
     assert code == 0, out
     after = files_and_times(outdir)
     assert "$ gcgan gaze fit" in out and "$ gcgan transfer fit --outdir" in out  # the interrupted fit resumes
+    assert "draws 64 px, this run 32 px" in out  # the pretrained step again: the shipped generator does not fit
     for earlier in ("stage1", "stage2", "samples"):
         assert f"{earlier}: already done" in out
     unchanged = [
@@ -134,6 +167,51 @@ def test_a_step_without_its_marker_runs_again_with_the_ones_after_it(finished):
     assert unchanged and all(after[path] == before[path] for path in unchanged)
     for rerun in ("gaze/judge.pt", "transfer/eval.json", qs.PAGE):
         assert after[rerun] > before[rerun], rerun
+
+
+@pytest.mark.slow
+def test_the_pretrained_generator_stands_beside_stage_1(finished, pretrained):
+    outdir, _, _, _ = finished
+    (outdir / qs.STEPS_DIR / "pretrained.json").unlink()
+    code, out = quickstart(outdir, "--pretrained", str(pretrained))
+    assert code == 0, out
+    assert "transfer: already done" in out and f"$ gcgan sample --network {pretrained}" in out
+    step = results(outdir)["pretrained"]
+    assert step["headline"] in out  # the summary table's row
+    ours = json.loads((outdir / "gaze/consistency_stage1.json").read_text())
+    theirs = json.loads((outdir / "gaze/consistency_pretrained.json").read_text())
+    assert theirs["n"] == qs.SCALES["tiny"].consistency_n
+    assert theirs["error_deg"] == ours["error_deg"]  # stage 1 exported: the same images before the same judge
+    assert (outdir / "pretrained" / CARD).read_bytes() == (pretrained / CARD).read_bytes()
+    left, right = step["pictures"][0::2], step["pictures"][1::2]  # rows of (this run, pretrained)
+    assert len(left) == len(right) == 4 and step["columns"][0].startswith("this run: stage 1, ")
+    assert all(a.startswith(("samples/stage1", "gaze/stage1")) for a, _ in left)
+    assert all(b.startswith(("samples/pretrained", "gaze/pretrained")) for b, _ in right)
+    page, shown = linked(outdir)
+    steps = qs.checkpoint_steps(outdir / "stage1")[-1]
+    assert '<table class="side">' in page and f"pretrained: {steps:,} steps (a documented run" in page
+    assert {path for path, _ in step["pictures"]} <= shown and '">the pretrained section</a> shows' in page
+    assert "not shown" not in page
+
+
+def test_the_shipped_generator_is_a_small_export_that_sample_reads(tmp_path, run_cli):
+    files = [path for path in qs.PRETRAINED.iterdir() if path.is_file()]
+    assert sum(path.stat().st_size for path in files) <= 10 * 2**20 and (qs.PRETRAINED / CARD).is_file()
+    code, _, err = run_cli(
+        "sample", "--network", qs.PRETRAINED, "--outdir", tmp_path / "s", "--n", "2", "--device", "cpu"
+    )
+    assert code == 0 and (tmp_path / "s" / "contact_sheet.png").is_file(), err
+    classes = json.loads((qs.PRETRAINED / "config.json").read_text())["model"]["class_names"]
+    run = tmp_path / "run"
+    run.mkdir()
+    for size, names, why in (
+        (64, classes, ""),
+        (32, classes, "draws 64 px, this run 32 px"),
+        (64, classes[:-1], f"draws the classes {', '.join(classes)}; this run {', '.join(classes[:-1])}"),
+    ):
+        (run / "config.json").write_text(json.dumps({"model": {"size": size, "class_names": names}}))
+        model, said = qs.fitting_export(qs.PRETRAINED, run)
+        assert (model is None) == bool(why) and said.endswith(why), (size, said)
 
 
 def test_a_folder_of_something_else_is_refused_in_one_line(tmp_path, run_cli):

@@ -19,6 +19,7 @@ from gcgan_cli.core import quickstart as qs
 from gcgan_cli.errors import UsageError
 
 SCALE_HELP = "auto (gpu on a CUDA device, else cpu), cpu, gpu or tiny (the tests' few-second run)."
+PRETRAINED_HELP = "The `gcgan export` folder shown beside stage 1 (the tests' own): by default the one gcgan ships."
 
 
 def quickstart_command(
@@ -47,11 +48,14 @@ def quickstart_command(
         ),
     ] = 0,
     scale: Annotated[str, typer.Option(hidden=True, help=SCALE_HELP)] = "auto",
+    pretrained: Annotated[Path, typer.Option(hidden=True, help=PRETRAINED_HELP)] = qs.PRETRAINED,
     quiet: QuietOpt = False,
 ) -> None:
     """Run the whole pipeline on synthetic data in a time box, ending in one index.html.
 
     Data, stage 1 and 2 training, samples and GIFs, gaze consistency, FP-GAN translation: each prints its commands.
+
+    Beside stage 1 it samples and judges the pretrained generator gcgan ships (6,000 steps of the same model).
 
     Ctrl-C stops it; the same command continues (finished steps are skipped, an interrupted training resumes).
 
@@ -69,6 +73,7 @@ def quickstart_command(
         scale=chosen,
         threads=qs.cpu_threads(threads) if device.type == "cpu" else 0,
         quiet=quiet,
+        pretrained=pretrained,
     )
     outdir.mkdir(parents=True, exist_ok=True)
     log_path = outdir / qs.LOG

@@ -8,8 +8,9 @@ command lines it prints do. The folder it fills:
     quickstart.log         the step lines and commands (and, with --quiet, the subcommands' output)
     data/                  prep_studio, prep_wild (segment synthetic), db_studio, db_wild (pack)
     stage1/, stage2/       gcgan train runs
-    samples/, anim/        gcgan sample folders, gcgan interpolate GIFs
+    samples/, anim/        gcgan sample folders (samples/pretrained*: the pretrained generator's), interpolate GIFs
     gaze/                  the judge estimator, consistency JSON, sweep sheets
+    pretrained/            the pretrained generator's model card and config.json, for the page to link
     transfer/              FP-GAN eye sets, E_R, the fp run, translated patches, eval.json
     index.html             one page with every picture and number (core/report_page.py)
 
@@ -19,6 +20,10 @@ GC-GAN runs a short probe, then resumes twice (two thirds of the time left, then
 a change of load on a shared machine moves the step count, not the end. FP-GAN's learning-rate schedule spans its
 --steps, so its speed is measured by a probe run that is thrown away, then one run of the steps that fit.
 A re-run skips the finished steps and gives the remaining ones the whole --minutes by their shares.
+
+The pretrained step samples and judges the generator gcgan ships (Options.pretrained, a `gcgan export` folder) as
+stage 1 was, so the page shows what the time box gives beside what a long run gives; where the folder is missing
+or draws another size or other classes than this run's data, the step is skipped and its number says why.
 """
 
 from __future__ import annotations
@@ -33,16 +38,25 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from gcgan_cli.core.folders import CARD, CONFIG
 from gcgan_cli.core.training.run_dir import RunDir, read_metrics
 from gcgan_cli.data.atomic import write_atomic, write_json_atomic
-from gcgan_cli.errors import GcganError, UsageError
+from gcgan_cli.errors import CheckpointError, GcganError, UsageError
+
+if TYPE_CHECKING:
+    from gcgan_cli.core.export import ExportedModel
 
 MARKER = "quickstart.json"
 STEPS_DIR = "steps"
 LOG = "quickstart.log"
 PAGE = "index.html"
 FORMAT = 1
+# The shipped generator of the README's 6,000-step small run (gcgan_cli/pretrained/small64-synthetic/README.md)
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "small64-synthetic"
+NOT_SHOWN = "not shown"  # the number of a pretrained step that was skipped: why
+JUDGE = "gaze/judge.pt"  # the gaze step's estimator, which judges every generator of the run
 
 # Runner: (argv without "gcgan", capture stdout?) -> (exit code, the captured stdout or "").
 Runner = Callable[[list[str], bool], tuple[int, str]]
@@ -81,46 +95,96 @@ class Scale:
 
 SCALES = {
     "cpu": Scale(
-        "cpu", "small", 64, 2000, 1000, 8, 10, 10, 10, 100, 100, 64, 8, 48, 6, 500, 1000, 300, 80, 5, "tiny", 20, 20
+        name="cpu",
+        preset="small",
+        size=64,
+        n_studio=2000,
+        n_wild=1000,
+        batch=8,
+        probe=10,
+        min_chunk=10,
+        log_every=10,
+        viz_every=100,
+        save_every=100,
+        n_samples=64,
+        grid=8,
+        frames=48,
+        judge_epochs=6,
+        consistency_n=500,
+        s_train=1000,
+        s_test=300,
+        r_per_person=80,
+        er_epochs=5,
+        fp_preset="tiny",
+        fp_probe=20,
+        fp_min_steps=20,
     ),
     "gpu": Scale(
-        "gpu",
-        "small",
-        64,
-        4000,
-        2000,
-        32,
-        20,
-        20,
-        20,
-        500,
-        500,
-        64,
-        8,
-        96,
-        30,
-        1000,
-        3000,
-        500,
-        200,
-        15,
-        "reference",
-        50,
-        50,
+        name="gpu",
+        preset="small",
+        size=64,
+        n_studio=4000,
+        n_wild=2000,
+        batch=32,
+        probe=20,
+        min_chunk=20,
+        log_every=20,
+        viz_every=500,
+        save_every=500,
+        n_samples=64,
+        grid=8,
+        frames=96,
+        judge_epochs=30,
+        consistency_n=1000,
+        s_train=3000,
+        s_test=500,
+        r_per_person=200,
+        er_epochs=15,
+        fp_preset="reference",
+        fp_probe=50,
+        fp_min_steps=50,
     ),
-    "tiny": Scale("tiny", "tiny", 32, 200, 100, 4, 2, 2, 2, 4, 0, 8, 2, 4, 1, 16, 64, 32, 8, 1, "tiny", 2, 2),
+    "tiny": Scale(
+        name="tiny",
+        preset="tiny",
+        size=32,
+        n_studio=200,
+        n_wild=100,
+        batch=4,
+        probe=2,
+        min_chunk=2,
+        log_every=2,
+        viz_every=4,
+        save_every=0,
+        n_samples=8,
+        grid=2,
+        frames=4,
+        judge_epochs=1,
+        consistency_n=16,
+        s_train=64,
+        s_test=32,
+        r_per_person=8,
+        er_epochs=1,
+        fp_preset="tiny",
+        fp_probe=2,
+        fp_min_steps=2,
+    ),
 }
 
 # (name, title, share of --minutes); the shares sum to 1 (the page takes well under a second). On 2 CPU cores at
 # 12 minutes the untimed steps took: data 5 s, samples 4 s, gaze 32 s, and in transfer its data and E_R 14 s, the
 # speed probe 17 s, translation and evaluation 6 s; their shares leave room for a machine several times slower.
+# The pretrained step's commands (two sample folders and a 500-sample consistency of the small model) took about
+# 10 s with the 2 cores free and 20-40 s beside another job's tests. It comes last so that running it again (its
+# marker deleted, or a folder from before it) runs only it and the page, not the FP-GAN step.
 STEPS = (
     ("data", "synthetic data", 0.03),
     ("stage1", "train stage 1 (labelled)", 0.50),
     ("stage2", "train stage 2 (unlabelled)", 0.12),
     ("samples", "samples and animations", 0.03),
     ("gaze", "gaze estimator and consistency", 0.09),
-    ("transfer", "FP-GAN eye translation", 0.23),
+    ("transfer", "FP-GAN eye translation", 0.21),
+    ("pretrained", "pretrained generator beside stage 1", 0.02),
     ("page", "index.html", 0.0),
 )
 FP_EVAL_SHARE = 0.15  # of the time left to the transfer step after its probe, kept for translating and judging
@@ -145,6 +209,7 @@ class StepResult:
     pictures: list[list[str]] = field(default_factory=list)  # [path, caption]
     links: list[list[str]] = field(default_factory=list)  # [path, label]
     calls: list[str] = field(default_factory=list)  # the command lines actually run, where they differ
+    columns: list[str] = field(default_factory=list)  # headings: the pictures are rows of this many, side by side
     seconds: float = 0.0
     name: str = ""
     title: str = ""
@@ -167,6 +232,7 @@ class Options:
     scale: Scale
     threads: int  # torch CPU threads (0: not set, on a GPU)
     quiet: bool
+    pretrained: Path = PRETRAINED  # a `gcgan export` folder shown beside stage 1
 
 
 def cpu_threads(requested: int) -> int:
@@ -418,7 +484,7 @@ def _train_step(c: _Context, run: str, first: list[str], deadline: float, captio
         more = int(max(0.0, deadline - time.monotonic() - overhead) * share / per_step)
         if more < s.min_chunk:
             break
-        seconds = _timed(lambda: train(resume, step + more))
+        seconds = _timed(lambda target=step + more: train(resume, target))
         overhead = max(0.0, seconds - more * speed(folder))
     rows = metrics_rows(folder / "metrics.jsonl")
     steps, kimg = rows[-1]["step"], rows[-1]["kimg"]
@@ -447,48 +513,36 @@ def _train_step(c: _Context, run: str, first: list[str], deadline: float, captio
     )
 
 
+def _sample_argvs(c: _Context, network: str, name: str, *extra: str) -> list[list[str]]:
+    """`gcgan sample` of NETWORK into samples/NAME (gazes from its label set) and samples/NAME_gaze_grid."""
+    s = c.scale
+    sheet = ["sample", "--network", network, "--outdir", c.path(f"samples/{name}"), "--n", str(s.n_samples), *extra]
+    grid = ["sample", "--network", network, "--outdir", c.path(f"samples/{name}_gaze_grid")]
+    grid += ["--n", str(s.grid * s.grid), "--gaze-grid", str(s.grid)]
+    return [argv + ["--overwrite", *c.device()] for argv in (sheet, grid)]
+
+
+def _sample_pictures(s: Scale, name: str) -> list[list[str]]:
+    return [
+        [
+            f"samples/{name}/contact_sheet.png",
+            f"{name}: samples at gazes drawn from the label set, each with its gaze arrow beside its mask",
+        ],
+        [
+            f"samples/{name}_gaze_grid/contact_sheet.png",
+            f"{name}: a {s.grid} x {s.grid} gaze grid over the label set's 5th-95th percentiles "
+            "(the iris should follow the arrow)",
+        ],
+    ]
+
+
 def _samples(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     s = c.scale
     commands, pictures = [], []
     for run in ("stage1", "stage2"):
         network = c.path(f"{run}/checkpoints/{newest_checkpoint(c.options.outdir / run).name}")
-        sheet = [
-            "sample",
-            "--network",
-            network,
-            "--outdir",
-            c.path(f"samples/{run}"),
-            "--n",
-            str(s.n_samples),
-            "--save-latent",
-            "--overwrite",
-            *c.device(),
-        ]
-        grid = [
-            "sample",
-            "--network",
-            network,
-            "--outdir",
-            c.path(f"samples/{run}_gaze_grid"),
-            "--n",
-            str(s.grid * s.grid),
-            "--gaze-grid",
-            str(s.grid),
-            "--overwrite",
-            *c.device(),
-        ]
-        commands += [sheet, grid]
-        pictures += [
-            [
-                f"samples/{run}/contact_sheet.png",
-                f"{run}: samples at gazes drawn from the label set, each with its gaze arrow beside its mask",
-            ],
-            [
-                f"samples/{run}_gaze_grid/contact_sheet.png",
-                f"{run}: a {s.grid} x {s.grid} gaze grid over the label set's 5th-95th percentiles "
-                "(the iris should follow the arrow)",
-            ],
-        ]
+        commands += _sample_argvs(c, network, run, "--save-latent")
+        pictures += _sample_pictures(s, run)
     for argv in commands:
         c.call(argv)
     network = c.path(f"stage2/checkpoints/{newest_checkpoint(c.options.outdir / 'stage2').name}")
@@ -533,7 +587,7 @@ def _samples(c: _Context, deadline: float, done: list[StepResult]) -> StepResult
 
 def _gaze(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     s = c.scale
-    judge = c.path("gaze/judge.pt")
+    judge = c.path(JUDGE)
     fit = [
         "gaze",
         "fit",
@@ -554,37 +608,11 @@ def _gaze(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
     commands, numbers, pictures, links, results = [fit], {}, [], [], {}
     for run in ("stage1", "stage2"):
         network = c.path(f"{run}/checkpoints/{newest_checkpoint(c.options.outdir / run).name}")
-        argv = [
-            "gaze",
-            "consistency",
-            "--network",
-            network,
-            "--model",
-            judge,
-            "--n",
-            str(s.consistency_n),
-            "--sweep",
-            c.path(f"gaze/{run}_sweep"),
-            "--json",
-            *c.device(),
-        ]
+        argv = _consistency_argv(c, network, run)
         commands.append(argv)
-        result = json.loads(c.call(argv, capture=True))
-        write_json_atomic(c.options.outdir / f"gaze/consistency_{run}.json", result)
-        results[run] = result
-        numbers[f"{run} consistency"] = (
-            f"{result['error_deg']['mean']:.2f} deg mean, "
-            f"{result['error_deg']['median']:.2f} median over {result['n']} samples; "
-            f"r pitch {_r(result, 'pitch')}, yaw {_r(result, 'yaw')}"
-        )
-        pictures += [
-            [
-                f"gaze/{run}_sweep_{axis}.png",
-                f"{run}: identities (rows) across {axis} values, the "
-                "conditioning gaze in green, the judge's reading in red",
-            ]
-            for axis in ("yaw", "pitch")
-        ]
+        results[run] = _consistency(c, argv, run)
+        numbers[f"{run} consistency"] = _consistency_text(results[run])
+        pictures += _sweep_pictures(run)
         links.append([f"gaze/consistency_{run}.json", f"{run} consistency JSON"])
     first = results["stage1"]
     numbers["judge's own error"] = (
@@ -607,6 +635,117 @@ def _gaze(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
         pictures=pictures,
         links=links,
     )
+
+
+def _consistency_argv(c: _Context, network: str, name: str) -> list[str]:
+    """`gcgan gaze consistency` of NETWORK by the judge, its sweep sheets at gaze/NAME_sweep_{yaw,pitch}.png."""
+    sweep = ["--sweep", c.path(f"gaze/{name}_sweep")]
+    model = ["--model", c.path(JUDGE), "--n", str(c.scale.consistency_n)]
+    return ["gaze", "consistency", "--network", network, *model, *sweep, "--json", *c.device()]
+
+
+def _consistency(c: _Context, argv: list[str], name: str) -> dict:
+    """Run it; its JSON, kept at gaze/consistency_NAME.json."""
+    result = json.loads(c.call(argv, capture=True))
+    write_json_atomic(c.options.outdir / f"gaze/consistency_{name}.json", result)
+    return result
+
+
+def _consistency_text(result: dict) -> str:
+    return (
+        f"{result['error_deg']['mean']:.2f} deg mean, "
+        f"{result['error_deg']['median']:.2f} median over {result['n']} samples; "
+        f"r pitch {_r(result, 'pitch')}, yaw {_r(result, 'yaw')}"
+    )
+
+
+def _sweep_pictures(name: str) -> list[list[str]]:
+    return [
+        [
+            f"gaze/{name}_sweep_{axis}.png",
+            f"{name}: identities (rows) across {axis} values, the conditioning gaze in green, "
+            "the judge's reading in red",
+        ]
+        for axis in ("yaw", "pitch")
+    ]
+
+
+def _pretrained(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
+    """The shipped generator of a long run, sampled and judged as stage 1 was and shown beside it: what the time
+    box gives next to what a long run gives. Skipped, with the reason as its number, where it does not fit."""
+    folder, outdir = c.options.pretrained, c.options.outdir
+    model, why = fitting_export(folder, outdir / "stage1")
+    if model is None:
+        return StepResult(commands=[], headline=f"skipped: {why}", wrote=[], numbers={NOT_SHOWN: why})
+    network = str(folder)
+    argvs = _sample_argvs(c, network, "pretrained")
+    consistency = _consistency_argv(c, network, "pretrained")
+    for argv in argvs:
+        c.call(argv)
+    theirs = _consistency(c, consistency, "pretrained")
+    ours = json.loads((outdir / "gaze/consistency_stage1.json").read_text())
+    (outdir / "pretrained").mkdir(exist_ok=True)
+    for name in (CARD, CONFIG):  # beside the page, which links only its own folder
+        write_atomic(outdir / "pretrained" / name, (folder / name).read_bytes())
+    steps = checkpoint_steps(outdir / "stage1")[-1]
+    minutes = _train_seconds(metrics_rows(outdir / "stage1/metrics.jsonl")) / 60
+    pairs = zip(
+        _sample_pictures(c.scale, "stage1") + _sweep_pictures("stage1"),
+        _sample_pictures(c.scale, "pretrained") + _sweep_pictures("pretrained"),
+    )
+    baseline = theirs["mean_gaze_baseline_deg"]["mean"]
+    return StepResult(
+        commands=[command_line(a) for a in (*argvs, consistency)],
+        headline=(
+            f"{model.step:,} steps: consistency {theirs['error_deg']['mean']:.1f} deg "
+            f"(this run's stage 1: {ours['error_deg']['mean']:.1f}), baseline {baseline:.1f}"
+        ),
+        wrote=["samples/pretrained", "samples/pretrained_gaze_grid", "gaze/consistency_pretrained.json"],
+        numbers={
+            "pretrained": f"{folder}: G_ema after {model.step:,} steps of a documented run at {model.config.size} px "
+            "(its model card, linked below, says how it was made)",
+            "this run": f"stage 1, {steps:,} steps in {minutes:.1f} min of training on this machine",
+            "pretrained consistency": _consistency_text(theirs),
+            "this run's stage 1 consistency": _consistency_text(ours),
+            "mean-gaze baseline": f"{baseline:.2f} deg on the pretrained one's gazes, "
+            f"{ours['mean_gaze_baseline_deg']['mean']:.2f} on this run's (what a generator that ignores its gaze "
+            "scores)",
+            "judge": f"gaze/judge.pt, fit in the gaze step ({ours['estimator_validation_error_deg']:.2f} deg on its "
+            "held-out people); no loss of either generator saw it",
+        },
+        pictures=[picture for pair in pairs for picture in pair],
+        columns=[
+            f"this run: stage 1, {steps:,} steps in {minutes:.1f} min on this machine",
+            f"pretrained: {model.step:,} steps (a documented run, see its model card)",
+        ],
+        links=[
+            [f"pretrained/{CARD}", "the pretrained generator's model card: how it was made"],
+            [f"pretrained/{CONFIG}", "its config.json"],
+            ["gaze/consistency_pretrained.json", "pretrained consistency JSON"],
+        ],
+    )
+
+
+def fitting_export(folder: Path, run: Path) -> tuple[ExportedModel | None, str]:
+    """(the `gcgan export` at `folder`, "") where it draws what `run` was trained on (its size and classes), else
+    (None, why not in a line)."""
+    from gcgan_cli.core.export import read_export  # imports torch
+
+    if not folder.is_dir():
+        return None, f"no pretrained generator at {folder}"
+    try:
+        model = read_export(folder)
+    except CheckpointError as exc:
+        return None, str(exc)
+    ours = json.loads((run / "config.json").read_text())["model"]
+    if model.config.size != ours["size"]:
+        return None, f"the pretrained generator at {folder} draws {model.config.size} px, this run {ours['size']} px"
+    if list(model.config.class_names) != ours["class_names"]:
+        return None, (
+            f"the pretrained generator at {folder} draws the classes {', '.join(model.config.class_names)}; "
+            f"this run {', '.join(ours['class_names'])}"
+        )
+    return model, ""
 
 
 def _transfer(c: _Context, deadline: float, done: list[StepResult]) -> StepResult:
@@ -860,6 +999,7 @@ STEP_FUNCTIONS = {
     "samples": _samples,
     "gaze": _gaze,
     "transfer": _transfer,
+    "pretrained": _pretrained,
     "page": _page,
 }
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
+from gcgan_cli.core.quickstart import NOT_SHOWN
+
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
@@ -15,6 +17,8 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wr
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; max-width: 100%; }
 img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
 figcaption { font-size: 13px; color: #555; max-width: 600px; } .note { color: #555; }
+table.side { width: 100%; table-layout: fixed; } table.side th { font-size: 16px; }
+table.side figure { margin: 0; }
 """
 
 
@@ -31,12 +35,10 @@ def render(header: dict, results: list) -> str:
         f"<p>A {header['minutes']:g}-minute time box on {escape(header['device'])}{threads}, scale "
         f"{escape(header['scale'])}; the steps took {_clock(total)} in all. Written {escape(header['written'])}. "
         "Every command below runs from the folder quickstart was started in.</p>",
-        '<p class="note">Both generators on this page were trained from scratch by this run: stage 1 on the '
-        "labelled studio strips, stage 2 moved from it to the wild look. gcgan ships no pretrained generator, so "
-        "no long run is shown beside them. Eyes take about 2,500 stage-1 steps of the small model on this data; "
-        "12 minutes on 2 CPU cores give about 500, which draw no eyes yet, and the consistency then sits at the "
-        "mean-gaze baseline. The data, the FP-GAN translations and the measurements are what such a run "
-        "shows.</p>",
+        '<p class="note">Stage 1 and stage 2 were trained from scratch by this run: stage 1 on the labelled studio '
+        "strips, stage 2 moved from it to the wild look. Eyes take about 2,500 stage-1 steps of the small model on "
+        "this data; 12 minutes on 2 CPU cores give about 500, which draw no eyes yet, and the consistency then sits "
+        f"at the mean-gaze baseline. {_pretrained_note(results)}</p>",
         "<h2>Summary</h2>",
         _summary(results),
     ]
@@ -45,6 +47,20 @@ def render(header: dict, results: list) -> str:
             parts.append(_section(result))
     parts.append(f'<p class="note">Log: {_link("quickstart.log", "quickstart.log")}</p></body></html>')
     return "\n".join(parts) + "\n"
+
+
+def _pretrained_note(results: list) -> str:
+    """What the header says of the pretrained generator: where it is shown beside stage 1, or why it is not."""
+    shown = next((r for r in results if r.name == "pretrained"), None)
+    if shown is None:
+        return ""
+    if not shown.columns:
+        return f"gcgan's pretrained generator is not shown beside them: {escape(shown.numbers.get(NOT_SHOWN, ''))}."
+    return (
+        "Beside this run's stage 1, " + _link("#pretrained", "the pretrained section") + " shows the generator gcgan "
+        "ships, trained by a long documented run on data like this, sampled here and judged by this run's own "
+        "judge: what the time box gives next to what a long run gives."
+    )
 
 
 def _summary(results: list) -> str:
@@ -69,14 +85,30 @@ def _section(r) -> str:
     parts.append("<p>To run it by hand:</p><pre>" + escape("\n".join(r.commands)) + "</pre>")
     if r.calls:
         parts.append('<p class="note">Run here as:</p><pre>' + escape("\n".join(r.calls)) + "</pre>")
-    for path, caption in r.pictures:
-        parts.append(
-            f'<figure><a href="{quote(path)}"><img src="{quote(path)}" alt="{escape(caption)}"></a>'
-            f"<figcaption>{escape(caption)}</figcaption></figure>"
-        )
+    if r.columns:
+        parts.append(_side_by_side(r.columns, r.pictures))
+    else:
+        parts += [_figure(path, caption) for path, caption in r.pictures]
     if r.links:
         parts.append("<p>" + " &middot; ".join(_link(path, label) for path, label in r.links) + "</p>")
     return "\n".join(parts)
+
+
+def _side_by_side(columns: list[str], pictures: list) -> str:
+    """The pictures as rows of len(columns), each column under its heading."""
+    width = len(columns)
+    rows = ["<tr>" + "".join(f"<th>{escape(heading)}</th>" for heading in columns) + "</tr>"]
+    for first in range(0, len(pictures), width):
+        cells = (f"<td>{_figure(path, caption)}</td>" for path, caption in pictures[first : first + width])
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return '<table class="side">' + "\n".join(rows) + "</table>"
+
+
+def _figure(path: str, caption: str) -> str:
+    return (
+        f'<figure><a href="{quote(path)}"><img src="{quote(path)}" alt="{escape(caption)}"></a>'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
 
 
 def _link(path: str, label: str) -> str:
