@@ -160,6 +160,7 @@ def train(*args):
     return cli.run(["train", *[str(a) for a in args]])
 
 
+@pytest.mark.slow
 def test_train_compile_resumes_and_matches_an_eager_run(data, tmp_path, monkeypatch):
     """Compiled main passes (eager backend) with eager R1 and path length: the same metrics and weights
     as an uncompiled run, step for step across a resume, and the same checkpoint contents."""
