@@ -615,3 +615,23 @@ def test_the_code_in_docs_adding_a_loss_is_the_code_that_runs():
     for block in blocks:
         for piece in block.strip("\n").split("\n\n"):
             assert piece in sources, piece
+
+
+def test_a_phase_sums_its_weighted_terms_times_its_interval_and_skips_zero_weights():
+    from types import SimpleNamespace
+
+    from gcgan_cli.core.training.phases import Passes, Phase, Term, phase_loss
+
+    calls = []
+
+    def passes(trainer, batch):
+        calls.append("passes")
+        return Passes(x=torch.tensor(2.0), anchor=torch.tensor(0.0))
+
+    never = Term("never", lambda t, p: calls.append("never") or p.x, lambda t: 0.0)
+    thrice = Term("thrice", lambda t, p: 3 * p.x, lambda t: 0.5)
+    once = Term("once", lambda t, p: p.x, lambda t: 2.0)
+    trainer = SimpleNamespace(config=SimpleNamespace(every=4))
+    loss, values, _ = phase_loss(trainer, Phase("P", "g", passes, (never, thrice, once), interval="every"), None)
+    assert loss.item() == (0.5 * 6 + 2 * 2) * 4 and list(values) == ["thrice", "once"] and "never" not in calls
+    assert phase_loss(trainer, Phase("Q", "d", passes, (never,)), None) is None and calls == ["passes"]
