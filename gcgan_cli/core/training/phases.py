@@ -73,9 +73,9 @@ def one(trainer: Trainer) -> float:
     return 1.0
 
 
-def config_weight(name: str, scale: float = 1.0) -> Callable[[Trainer], float]:
-    """The weight is the TrainConfig field `name` (times `scale`)."""
-    return lambda trainer: scale * getattr(trainer.config, name)
+def config_weight(name: str) -> Callable[[Trainer], float]:
+    """The weight is the TrainConfig field `name`."""
+    return lambda trainer: getattr(trainer.config, name)
 
 
 def head_weight(trainer: Trainer) -> float:
