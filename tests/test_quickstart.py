@@ -6,6 +6,7 @@ beside stage 1 where it fits (stage 1's own export)."""
 import contextlib
 import io
 import json
+import os
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -238,3 +239,13 @@ def test_the_time_box_is_split_over_the_steps_left(tmp_path):
     (tmp_path / qs.STEPS_DIR / "data.json").write_text("{}")
     left = qs.plan(tmp_path, 12)
     assert "data" not in [name for name, _, _ in left] and sum(s for _, _, s in left) == pytest.approx(720)
+
+
+def test_the_cpu_threads_are_the_cores_other_work_leaves_free(tmp_path, monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    assert qs.cpu_threads(3) == 3  # asked for
+    assert qs.cpu_threads(0, busy=cores - 0.8) == 1 and qs.cpu_threads(0, busy=0.2) == cores
+    assert qs.cpu_threads(0, busy=cores + 5) == 1  # at least one
+    assert 0.0 <= qs.busy_cores(cores, seconds=0.05) <= cores
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert qs.busy_cores(cores, seconds=0.0, stat=tmp_path / "absent") == 1.5  # no /proc/stat: the load average
