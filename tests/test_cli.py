@@ -129,6 +129,7 @@ def test_bugs_say_how_to_get_the_traceback(capsys, monkeypatch):
     assert code == 1 and "ZeroDivisionError" in err and "GCGAN_DEBUG=1" in err
 
 
+@pytest.mark.slow
 def test_installed_entry_point_runs():
     """The console script's target, through a fresh interpreter as a user would run it."""
     result = subprocess.run(
@@ -177,6 +178,7 @@ def test_train_help_shows_the_train_config_defaults():
         assert panel in text
 
 
+@pytest.mark.slow
 def test_bracketed_shapes_survive_rich_markup():
     assert "compact W+ [rows, style_dim] float32" in _help("sample")
     assert "(compact W+ [rows, style_dim], or a w [style_dim])" in _help("interpolate")

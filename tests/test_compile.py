@@ -79,7 +79,8 @@ def compare_compiled(backend):
     torch.testing.assert_close(grads[1], grads[0])
 
 
-@pytest.mark.parametrize("backend", ["eager", pytest.param("aot_eager", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
 def test_tiny_g_and_d_trace_whole_and_match_eager(backend):
     compare_compiled(backend)
 
@@ -108,6 +109,7 @@ def test_the_native_cpu_path_has_no_operator_calls():
     assert not KERNEL_OPS & {node.target for gm in graphs for node in gm.graph.nodes}
 
 
+@pytest.mark.slow
 def test_the_operators_trace_in_a_compiled_function():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 8, 8, generator=gen, requires_grad=True)
@@ -210,6 +212,7 @@ def test_a_misspelt_backend_is_a_one_line_error(data, tmp_path, run_cli, monkeyp
     assert code == 2 and "GCGAN_COMPILE_BACKEND='inductr'" in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "sample"])
 def test_help_says_compile_is_for_gpus_and_slow_at_first(command):
     result = subprocess.run(

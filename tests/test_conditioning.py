@@ -143,6 +143,7 @@ def db(tmp_path_factory):
     return root / "db"
 
 
+@pytest.mark.slow
 def test_stage1_with_every_conditioning_option(db, tmp_path, run_cli):
     torch.manual_seed(5)
     estimator = tmp_path / "est.pt"

@@ -34,6 +34,7 @@ def inputs(batch=4, seed=1, config=TINY):
     return z, gaze
 
 
+@pytest.mark.slow
 def test_parameter_counts_match_the_reference_at_ref256():
     config = preset("ref256")
     torch.manual_seed(0)

@@ -117,6 +117,7 @@ def test_sources_ship_with_the_package():
         assert (build.SOURCE_DIR / name).is_file(), name
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 @pytest.mark.parametrize("source", [s for s in build.SOURCES if s.endswith(".cu")])
 def test_kernels_compile_for_hopper(source, tmp_path):

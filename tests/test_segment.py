@@ -149,6 +149,7 @@ def test_rerun_skips_and_overwrite_redoes(ethx_dir, ethx_prep, tmp_path, run_cli
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 8  # no duplicate rows
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_strips(ethx_dir, ethx_prep, tmp_path):
     out = tmp_path / "pool"
     assert cli.run(["segment", "ethx", "--data", str(ethx_dir), "--outdir", str(out), "--workers", "2"]) == 0
@@ -366,6 +367,7 @@ def source_centres(mask: np.ndarray, box) -> list[np.ndarray]:
     return centres
 
 
+@pytest.mark.slow
 def test_tracked_masks_are_anatomically_the_same(detector):
     """Same classes, and every class's centre (per eye side) where the detector path puts it, within
     what separates the detector path from itself on the photo moved by one pixel."""

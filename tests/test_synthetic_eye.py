@@ -60,6 +60,7 @@ def darkness_centroid(gray, marks):
     return np.array([(weight * xs).sum(), (weight * ys).sum()]) / weight.sum()
 
 
+@pytest.mark.slow
 def test_unity_round_trip_returns_the_renderers_labels(sets):
     source = open_source(sets / "s", 64, EyeOptions())
     assert (
@@ -79,6 +80,7 @@ def test_unity_round_trip_returns_the_renderers_labels(sets):
     assert "gcgan_person" not in record and record["eye_details"]["look_vec"].endswith(", 0.0)")
 
 
+@pytest.mark.slow
 def test_mpii_round_trip_and_persons(sets):
     source = open_source(sets / "r.h5", 64, EyeOptions())
     assert source.kind == "mpii" and len(source) == 45 and source.ids[:2] == ["p00_0", "p00_1"]
