@@ -44,7 +44,8 @@ def quickstart_command(
     threads: Annotated[
         int,
         typer.Option(
-            min=0, help=("CPU threads for torch (0: the cores the 1-minute load average leaves free, at least 1).")
+            min=0,
+            help="CPU threads for torch (0: the cores idle now, at least 1).",
         ),
     ] = 0,
     scale: Annotated[str, typer.Option(hidden=True, help=SCALE_HELP)] = "auto",
