@@ -12,17 +12,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from gcgan_cli.commands.config_options import with_config_options
 from gcgan_cli.commands.display import plain_text, progress_bar, summary_table
 from gcgan_cli.commands.examples import epilog
-from gcgan_cli.commands.helptext import defaults_help
 from gcgan_cli.commands.options import DeviceOpt
 from gcgan_cli.console import console
 from gcgan_cli.core.training.config import read_options
-from gcgan_cli.core.transfer.config import NET_PRESETS, TransferConfig, resolve
+from gcgan_cli.core.transfer.config import DATA, EYE_SOURCES, NET_PRESETS, OUTPUT, TransferConfig, resolve
 from gcgan_cli.core.transfer.ini import import_ini
 from gcgan_cli.data.atomic import write_json_atomic
 from gcgan_cli.data.synthetic_eye import write_set
-from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.errors import UsageError
 
 # The gaze sources, networks and trainers import torch: they are imported in the functions that use them,
@@ -33,10 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-EYE_SOURCES = "an eye source: an MPIIFaceGaze .h5, a UnityEyes folder, or a translated folder from `gcgan transfer run`"
 SHOWN = ("g_adv", "f_adv", "cycle", "gaze", "landmarks", "d_r", "d_s")
-DATA, MODEL, LOSSES, SCHEDULE = "Data and run", "Model", "Losses and feature networks", "Schedule"
-OUTPUT, DEVICE = "Output and logging", "Device"
 _PRESET = NET_PRESETS[TransferConfig.preset]
 _NET_FIELDS = {
     "upsample": "upsample",
@@ -45,16 +41,13 @@ _NET_FIELDS = {
     "d_last_stride": "d_last_stride",
     "norm": "norm",
 }
-helped = defaults_help(
-    TransferConfig(),
-    {
-        **{
-            name: f"the preset's ({TransferConfig.preset}: {getattr(_PRESET, field)})"
-            for name, field in _NET_FIELDS.items()
-        },
-        "max_head_pose": "off",
+_DERIVED = {
+    **{
+        name: f"the preset's ({TransferConfig.preset}: {getattr(_PRESET, field)})"
+        for name, field in _NET_FIELDS.items()
     },
-)
+    "max_head_pose": "off",
+}
 
 
 @app.command("synth", epilog=epilog("transfer synth"))
@@ -170,204 +163,9 @@ def landmarks_fit_command(
 
 
 @app.command("fit", epilog=epilog("transfer fit"))
+@with_config_options(TransferConfig, _DERIVED)
 def fit_command(
-    s: Annotated[
-        Path | None,
-        typer.Option("--s", help=helped("s", f"The synthetic domain S: {EYE_SOURCES}."), rich_help_panel=DATA),
-    ] = None,
-    r: Annotated[
-        Path | None, typer.Option("--r", help=helped("r", f"The real domain R: {EYE_SOURCES}."), rich_help_panel=DATA)
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--outdir",
-            "-o",
-            help=helped("out", "The run folder: checkpoints/, samples/, metrics.jsonl, config.json."),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(help=helped("preset", "reference (ngf 64, 6 blocks: GPU) or tiny (CPU)."), rich_help_panel=MODEL),
-    ] = None,
-    upsample: Annotated[
-        str | None,
-        typer.Option(
-            help=helped("upsample", "deconv (the reference) or resize (nearest x2 + conv, no checkerboard)."),
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    net_d: Annotated[
-        str | None,
-        typer.Option(
-            "--netD",
-            help=helped(
-                "net_d", "patch (the reference's 4 stride-2 layers) or local (SimGAN's small receptive field)."
-            ),
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    d_layers: Annotated[
-        int | None,
-        typer.Option(help=helped("d_layers", "Stride-2 layers of the patch discriminator."), rich_help_panel=MODEL),
-    ] = None,
-    d_last_stride: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("d_last_stride", "Stride of the last of them: 2 (the reference) or 1 (standard PatchGAN)."),
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    norm: Annotated[
-        str | None,
-        typer.Option(
-            help=helped(
-                "norm",
-                "instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance "
-                "norm, and translation runs in eval mode.",
-            ),
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    gaze_model: Annotated[
-        Path | None,
-        typer.Option(
-            help=helped("gaze_model", "The frozen gaze loss network (`gcgan gaze fit --input eye`, trained on S)."),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    landmark_model: Annotated[
-        Path | None,
-        typer.Option(
-            help=helped(
-                "landmark_model", "The frozen landmark loss network (`gcgan transfer landmarks-fit`, trained on S)."
-            ),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    lambda_gaze: Annotated[
-        float | None,
-        typer.Option(
-            help=helped("lambda_gaze", "Gaze consistency weight in rad^-2 (the reference's selected run: 30)."),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    lambda_landmarks: Annotated[
-        float | None,
-        typer.Option(
-            help=helped("lambda_landmarks", "Landmark consistency weight (the reference's selected run: 15)."),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    lambda_self: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "lambda_self",
-                "Self-regularisation |G(x) - x| on the generator's own input (the reference's 'identity').",
-            ),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    lambda_idt: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "lambda_idt",
-                "CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, "
-                "not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here).",
-            ),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    lambda_cycle_s: Annotated[
-        float | None, typer.Option(help=helped("lambda_cycle_s", "Cycle weight |F(G(s)) - s|."), rich_help_panel=LOSSES)
-    ] = None,
-    lambda_cycle_r: Annotated[
-        float | None, typer.Option(help=helped("lambda_cycle_r", "Cycle weight |G(F(r)) - r|."), rich_help_panel=LOSSES)
-    ] = None,
-    gaze_target: Annotated[
-        str | None,
-        typer.Option(
-            help=helped("gaze_target", "pred: G(s) must read as s reads (the reference); label: as s's true gaze."),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    landmark_norm: Annotated[
-        str | None,
-        typer.Option(
-            help=helped(
-                "landmark_norm", "wh: x / width, y / height; legacy-hw: the reference's swapped axes; legacy-max: / 60."
-            ),
-            rich_help_panel=LOSSES,
-        ),
-    ] = None,
-    batch: Annotated[
-        int | None, typer.Option(help=helped("batch", "Patches per domain per step."), rich_help_panel=SCHEDULE)
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("steps", "Training steps; the learning rate falls linearly to 0 over the second half."),
-            rich_help_panel=SCHEDULE,
-        ),
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help=helped("lr", "Adam learning rate."), rich_help_panel=SCHEDULE)
-    ] = None,
-    pool: Annotated[
-        str | None,
-        typer.Option(
-            help=helped("pool", "standard (CycleGAN's per-image pool) or legacy (the reference's)."),
-            rich_help_panel=SCHEDULE,
-        ),
-    ] = None,
-    pool_size: Annotated[
-        int | None, typer.Option(help=helped("pool_size", "Fakes kept for D (0 = none)."), rich_help_panel=SCHEDULE)
-    ] = None,
-    crop_jitter: Annotated[
-        bool | None,
-        typer.Option(
-            "--crop-jitter/--no-crop-jitter",
-            help=helped("crop_jitter", "UnityEyes crop jitter on S (scale 10%, shift 10 px sd)."),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    max_head_pose: Annotated[
-        float | None,
-        typer.Option(
-            help=helped(
-                "max_head_pose", "Drop UnityEyes samples with head pitch or yaw beyond this many degrees (GazeML: 20)."
-            ),
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    log_every: Annotated[
-        int | None, typer.Option(help=helped("log_every", "A metrics.jsonl row every N steps."), rich_help_panel=OUTPUT)
-    ] = None,
-    sample_every: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("sample_every", "A sample sheet every N steps (0 = only at the end)."), rich_help_panel=OUTPUT
-        ),
-    ] = None,
-    save_every: Annotated[
-        int | None,
-        typer.Option(
-            help=helped("save_every", "A checkpoint every N steps (0 = only at the end)."), rich_help_panel=OUTPUT
-        ),
-    ] = None,
-    keep: Annotated[
-        int | None, typer.Option(help=helped("keep", "Newest checkpoints kept (0 = all)."), rich_help_panel=OUTPUT)
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help=helped("seed", "Seed of weights, data order and pools."), rich_help_panel=SCHEDULE),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=helped("device", f"{DEVICE_CHOICES}."), rich_help_panel=DEVICE)
-    ] = None,
+    *,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -396,12 +194,12 @@ def fit_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the resolved options and exit.", rich_help_panel=OUTPUT)
     ] = False,
+    **given,
 ) -> None:
     """Train G: S -> R and F: R -> S (LSGAN, cycle, self-regularisation, and gaze / landmark consistency through frozen networks).
 
     Ctrl-C or SIGTERM saves a checkpoint and exits 130; --resume continues exactly.
     """  # noqa: E501 (help text: one line per paragraph)
-    given = {k: v for k, v in locals().items() if k not in ("config", "from_ini", "section", "resume", "dry_run")}
     file_options = read_options(config, TransferConfig) if config else {}
     if from_ini:
         imported, warnings = import_ini(from_ini, section)
@@ -415,7 +213,7 @@ def fit_command(
     folder = given["out"] or file_options.get("out")
     stored = None
     if resume:
-        from gcgan_cli.core.transfer.trainer import run_dir  # not above `given`: locals() must hold the options alone
+        from gcgan_cli.core.transfer.trainer import run_dir
 
         if not folder:
             raise UsageError("--resume needs --outdir (the run folder to continue)")

@@ -17,7 +17,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gcgan_cli.core.options import option
 from gcgan_cli.core.training.config import checked_options, resolve_layers
+from gcgan_cli.device import DEVICE_CHOICES
 from gcgan_cli.errors import UsageError
 
 POOLS = ("standard", "legacy")
@@ -103,53 +105,90 @@ NET_PRESETS = {
 }
 
 
+# The help panels of `gcgan transfer fit --help`.
+DATA, MODEL, LOSSES, SCHEDULE = "Data and run", "Model", "Losses and feature networks", "Schedule"
+OUTPUT, DEVICE = "Output and logging", "Device"
+EYE_SOURCES = "an eye source: an MPIIFaceGaze .h5, a UnityEyes folder, or a translated folder from `gcgan transfer run`"
+
+
 @dataclass(frozen=True)
 class TransferConfig:
-    s: str = ""  # the synthetic domain (UnityEyes folder, or any eye source)
-    r: str = ""  # the real domain (MPIIFaceGaze .h5, or any eye source)
-    out: str = ""  # the run folder
+    """Every option of `gcgan transfer fit`: a field with `option(...)` metadata is also its command-line flag
+    (`commands/transfer.py` builds the options from them); the others are set in a TOML or INI file only."""
+
+    s: str = option("", DATA, f"The synthetic domain S: {EYE_SOURCES}.", "--s", path=True)
+    r: str = option("", DATA, f"The real domain R: {EYE_SOURCES}.", "--r", path=True)
+    out: str = option(
+        "", DATA, "The run folder: checkpoints/, samples/, metrics.jsonl, config.json.", "--outdir", "-o", path=True
+    )
     # networks: a preset and the architecture switches (None = the preset's)
-    preset: str = "reference"
-    upsample: str | None = None  # deconv (the reference) | resize (nearest x2 + conv: no checkerboard)
-    net_d: str | None = None  # patch (the reference) | local (SimGAN's small receptive field)
-    d_layers: int | None = None  # stride-2 layers of the patch discriminator
-    d_last_stride: int | None = None  # 2 (the reference) | 1 (the standard PatchGAN)
-    norm: str | None = None  # instance (the reference) | batch: G's outer layers and D
+    preset: str = option("reference", MODEL, "reference (ngf 64, 6 blocks: GPU) or tiny (CPU).")
+    upsample: str | None = option(None, MODEL, "deconv (the reference) or resize (nearest x2 + conv, no checkerboard).")
+    net_d: str | None = option(
+        None, MODEL, "patch (the reference's 4 stride-2 layers) or local (SimGAN's small receptive field).", "--netD"
+    )
+    d_layers: int | None = option(None, MODEL, "Stride-2 layers of the patch discriminator.")
+    d_last_stride: int | None = option(
+        None, MODEL, "Stride of the last of them: 2 (the reference) or 1 (standard PatchGAN)."
+    )
+    norm: str | None = option(
+        None,
+        MODEL,
+        "instance (every FP-GAN run) or batch, for G's outer layers and D; residual blocks keep instance "
+        "norm, and translation runs in eval mode.",
+    )
     # objective
     real_label: float = 0.9  # one-sided label smoothing of LSGAN
-    lambda_cycle_s: float = 10.0  # |F(G(s)) - s|
-    lambda_cycle_r: float = 10.0  # |G(F(r)) - r|
-    lambda_self: float = 2.0  # |G(x) - x| on the generator's own input (SimGAN's self-regularisation)
-    lambda_idt: float = (
-        0.0  # CycleGAN's identity term |G(r) - r| on the target domain (this weight, not x lambda_cycle)
+    lambda_cycle_s: float = option(10.0, LOSSES, "Cycle weight |F(G(s)) - s|.")
+    lambda_cycle_r: float = option(10.0, LOSSES, "Cycle weight |G(F(r)) - r|.")
+    lambda_self: float = option(
+        2.0, LOSSES, "Self-regularisation |G(x) - x| on the generator's own input (the reference's 'identity')."
     )
-    lambda_gaze: float = 0.0  # rad^-2: mean squared (pitch, yaw) difference through the frozen estimator
-    lambda_landmarks: float = 0.0  # mean squared normalised landmark difference through the frozen landmark net
-    gaze_target: str = "pred"  # pred: g(G(s)) vs g(s) (the reference) | label: g(G(s)) vs s's true gaze
-    landmark_norm: str = "wh"  # wh: x / width, y / height | legacy-hw: the reference's swap | legacy-max: / 60
-    gaze_model: str | None = None  # a `gcgan gaze fit --input eye` estimator
-    landmark_model: str | None = None  # a `gcgan transfer landmarks-fit` file
+    lambda_idt: float = option(
+        0.0,
+        LOSSES,
+        "CycleGAN's identity term |G(r) - r| on the target domain (not the reference's); the weight itself, "
+        "not CycleGAN's multiple of the cycle weight (its 0.5 is 5 here).",
+    )
+    lambda_gaze: float = option(0.0, LOSSES, "Gaze consistency weight in rad^-2 (the reference's selected run: 30).")
+    lambda_landmarks: float = option(0.0, LOSSES, "Landmark consistency weight (the reference's selected run: 15).")
+    gaze_target: str = option(
+        "pred", LOSSES, "pred: G(s) must read as s reads (the reference); label: as s's true gaze."
+    )
+    landmark_norm: str = option(
+        "wh", LOSSES, "wh: x / width, y / height; legacy-hw: the reference's swapped axes; legacy-max: / 60."
+    )
+    gaze_model: str | None = option(
+        None, LOSSES, "The frozen gaze loss network (`gcgan gaze fit --input eye`, trained on S).", path=True
+    )
+    landmark_model: str | None = option(
+        None, LOSSES, "The frozen landmark loss network (`gcgan transfer landmarks-fit`, trained on S).", path=True
+    )
     # schedule
-    batch: int = 8
-    steps: int = 150_000
-    lr: float = 2e-4
+    batch: int = option(8, SCHEDULE, "Patches per domain per step.")
+    steps: int = option(
+        150_000, SCHEDULE, "Training steps; the learning rate falls linearly to 0 over the second half."
+    )
+    lr: float = option(2e-4, SCHEDULE, "Adam learning rate.")
     beta1: float = 0.5
-    pool_size: int = 50
-    pool: str = "standard"
+    pool_size: int = option(50, SCHEDULE, "Fakes kept for D (0 = none).")
+    pool: str = option("standard", SCHEDULE, "standard (CycleGAN's per-image pool) or legacy (the reference's).")
     # data
     gray_s: str | None = None  # mean | luma (None: the source kind's own)
     gray_r: str | None = None
-    crop_jitter: bool = False  # the UnityEyes crop's scale / shift jitter on S (training only)
-    max_head_pose: float | None = None  # degrees; drop UnityEyes samples whose head pitch or yaw exceeds it
+    crop_jitter: bool = option(False, DATA, "UnityEyes crop jitter on S (scale 10%, shift 10 px sd).")
+    max_head_pose: float | None = option(
+        None, DATA, "Drop UnityEyes samples with head pitch or yaw beyond this many degrees (GazeML: 20)."
+    )
     # observation
-    log_every: int = 100
-    sample_every: int = 1000  # 0 = off
-    save_every: int = 5000  # 0 = only at the end
-    keep: int = 3  # newest checkpoints kept (0 = all)
+    log_every: int = option(100, OUTPUT, "A metrics.jsonl row every N steps.")
+    sample_every: int = option(1000, OUTPUT, "A sample sheet every N steps (0 = only at the end).")
+    save_every: int = option(5000, OUTPUT, "A checkpoint every N steps (0 = only at the end).")
+    keep: int = option(3, OUTPUT, "Newest checkpoints kept (0 = all).")
     n_sample: int = 6  # rows per direction in a sample sheet
     # machinery
-    seed: int = 0
-    device: str = "auto"
+    seed: int = option(0, SCHEDULE, "Seed of weights, data order and pools.")
+    device: str = option("auto", DEVICE, f"{DEVICE_CHOICES}.")
 
     def net(self) -> NetConfig:
         """The preset with the switches given here."""
