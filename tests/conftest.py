@@ -1,4 +1,4 @@
-"""Shared test setup: GPU-only tests skip without CUDA; `run_cli` runs the CLI in-process; a FID
+"""Shared test setup: GPU-only tests skip without CUDA; `one_thread`; `run_cli` runs the CLI in-process; a FID
 weights file with random weights; for the fault tests, a mounted tmpfs and another process holding
 a writer lock."""
 
@@ -22,6 +22,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread, so the sums run in one order; the caller's setting comes back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

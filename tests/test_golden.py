@@ -28,15 +28,6 @@ SEG_ROW = [  # seg[0, :, 0, :2]
 D_LOGITS = [0.20631324, 0.17752624]
 
 
-@pytest.fixture
-def one_thread():
-    """One CPU thread, so the sums run in one order; the caller's setting comes back after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def inputs():
     """z [2, style_dim], then an image and a segmentation in [-1, 1] for D, from one seeded stream."""

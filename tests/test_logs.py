@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from faults import one_error, packed, synthetic_prep
 
 from gcgan_cli.commands import display
@@ -21,13 +20,8 @@ TINY = ["--preset", "tiny", "--workers", "0", "--batch", "4", "--viz-every", "0"
 ESC = "\x1b"  # every ANSI control sequence starts with it
 
 
-@pytest.fixture(autouse=True)
-def one_math_thread():
-    """The tiny model gains nothing from more threads; on a shared machine they wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# The tiny model gains nothing from more threads; on a shared machine they wait on each other.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

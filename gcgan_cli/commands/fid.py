@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gcgan_cli.commands.display import QuietOpt, progress_bar, summary_table
-from gcgan_cli.commands.options import DeviceOpt
+from gcgan_cli.commands.options import DeviceOpt, InceptionWeightsOpt
 from gcgan_cli.console import console
-from gcgan_cli.core.metrics.inception_weights import WEIGHTS_ENV
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.errors import DatasetError, UsageError
 
@@ -77,14 +76,7 @@ def fid_command(
         int,
         typer.Option("--kid-subset-size", min=2, help="KID: features per subset (at most the smaller set's count)."),
     ] = 1000,
-    inception_weights: Annotated[
-        Path | None,
-        typer.Option(
-            "--inception-weights",
-            help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub "
-            "cache, downloaded there when online).",
-        ),
-    ] = None,
+    inception_weights: InceptionWeightsOpt = None,
     workers: Annotated[
         int | None,
         typer.Option("--workers", "-j", min=0, help="DataLoader workers decoding images (default: cores - 1)."),

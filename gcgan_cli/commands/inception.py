@@ -10,9 +10,9 @@ import numpy as np
 import typer
 
 from gcgan_cli.commands.display import progress_bar, summary_table
-from gcgan_cli.commands.options import DeviceOpt
+from gcgan_cli.commands.options import DeviceOpt, InceptionWeightsOpt
 from gcgan_cli.console import console
-from gcgan_cli.core.metrics.inception_weights import WEIGHTS_ENV, resolve_inception_weights
+from gcgan_cli.core.metrics.inception_weights import resolve_inception_weights
 from gcgan_cli.core.pool import default_workers
 from gcgan_cli.data.gaze_db import read_meta
 from gcgan_cli.errors import UsageError
@@ -28,14 +28,7 @@ def inception_command(
         int | None, typer.Option("--n", min=2, help="Use this many images, spread evenly over the DB (default: all).")
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 50,
-    weights: Annotated[
-        Path | None,
-        typer.Option(
-            "--inception-weights",
-            help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there "
-            "when online).",
-        ),
-    ] = None,
+    weights: InceptionWeightsOpt = None,
     workers: Annotated[
         int | None,
         typer.Option("--workers", "-j", min=0, help="DataLoader workers decoding PNGs (default: cores - 1)."),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from gcgan_cli.core.metrics.inception_weights import WEIGHTS_ENV
 from gcgan_cli.data.gaze_values import check_pair
 from gcgan_cli.device import DEVICE_CHOICES, resolve_device
 from gcgan_cli.errors import UsageError
@@ -20,6 +22,15 @@ DeviceOpt = Annotated[
         callback=lambda spec: resolve_device(spec),  # typer reads a callback's annotations; this has none
         metavar="DEVICE",
         help=f"Where to compute: {DEVICE_CHOICES} (auto = first GPU if any, else CPU).",
+    ),
+]
+
+InceptionWeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inception-weights",
+        help=f"The FID Inception weights file (else ${WEIGHTS_ENV}, else the torch hub cache, downloaded there "
+        "when online).",
     ),
 ]
 
