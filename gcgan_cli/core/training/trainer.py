@@ -430,6 +430,7 @@ class Trainer:
         else:
             seed_streams(config.seed * 7919 + self.world.rank + self.step)
         self.window = LossWindow()  # this log window's losses, on the device
+        self._d_requires_grad = None  # unknown until the first phase sets it
 
     def _fid_setup(self) -> tuple[Stats | None, torch.nn.Module | None]:
         if self.config.fid_every == 0:
@@ -523,7 +524,9 @@ class Trainer:
 
     def _run_phase(self, phase: Phase, batch: Batch) -> None:
         trains_d = phase.optimizer == "d"
-        set_requires_grad([self.d], trains_d)
+        if trains_d != self._d_requires_grad:  # D's switch flips twice a step, not once per phase
+            set_requires_grad([self.d], trains_d)
+            self._d_requires_grad = trains_d
         with self.autocast() if phase.autocast else nullcontext():
             result = phase_loss(self, phase, batch)
         if result is None:
