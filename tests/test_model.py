@@ -173,6 +173,41 @@ def test_discriminators_with_and_without_gaze():
     assert plain(image, None).shape == (6, 1)
 
 
+@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+def test_several_gazes_of_the_same_images_score_as_separate_calls(conditioning):
+    """D(x, gaze [K, B, 2]) shares the convolutions: logits and every gradient equal K separate calls."""
+    config = preset("tiny", d_conditioning=conditioning, d_gaze_head=8)
+    torch.manual_seed(0)
+    d = Discriminator(config, gaze=True).double()
+    image = torch.rand(4, 3, config.size, config.size, dtype=torch.float64) * 2 - 1
+    seg = torch.rand(4, config.seg_dim, config.size, config.size, dtype=torch.float64) * 2 - 1
+    gazes = torch.randn(2, 4, 2, dtype=torch.float64) * 0.3
+
+    def scores(joint: bool):
+        d.zero_grad()
+        x = image.clone().requires_grad_(True)
+        if joint:
+            logits, estimate = d(x, seg, gazes, estimate_gaze=True)
+        else:
+            logits = torch.stack([d(x, seg, g) for g in gazes])
+            estimate = d(x, seg, gazes[0], estimate_gaze=True)[1]
+        (logits * torch.tensor([1.0, -2.0], dtype=torch.float64)[:, None, None]).sum().backward()
+        return (
+            logits.detach(),
+            estimate.detach(),
+            x.grad,
+            [p.grad.clone() for p in d.parameters() if p.grad is not None],
+        )
+
+    joint, separate = scores(True), scores(False)
+    assert joint[0].shape == (2, 4, 1) and not torch.allclose(joint[0][0], joint[0][1])
+    for a, b in zip(joint[:3], separate[:3]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert len(joint[3]) == len(separate[3])
+    for a, b in zip(joint[3], separate[3]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_minibatch_stddev_against_numpy():
     x = torch.randn(6, 5, 4, 4)
     out = minibatch_stddev(x).numpy()

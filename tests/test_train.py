@@ -18,11 +18,11 @@ from gcgan_cli import cli
 from gcgan_cli.checkpoint import load_checkpoint
 from gcgan_cli.core.dataset import GazeMaskDataset
 from gcgan_cli.core.metrics.fid import Stats
-from gcgan_cli.core.model import Generator, ModelConfig
+from gcgan_cli.core.model import Discriminator, Generator, ModelConfig, preset
 from gcgan_cli.core.training import losses
 from gcgan_cli.core.training.config import TrainConfig, resolve
 from gcgan_cli.core.training.run_dir import read_metrics
-from gcgan_cli.core.training.trainer import Hooks, Trainer, stage2_frozen
+from gcgan_cli.core.training.trainer import Hooks, Networks, Trainer, build_optimisers, stage2_frozen
 
 TINY = ["--preset", "tiny", "--workers", "0", "--batch", "4"]
 
@@ -135,6 +135,30 @@ def test_broken_masks_count_class_pixels_above_the_fraction():
     seg[0, 5, :2] = 1  # 20 % iris
     seg[1, 5, :1] = 1  # 10 %
     assert losses.broken_masks(seg, 5, 0.15).tolist() == [True, False, False]
+
+
+def test_the_fused_adam_of_training_steps_as_the_per_parameter_loop():
+    """build_optimisers' fused update against torch's reference loop (foreach off) on the tiny nets."""
+    torch.manual_seed(0)
+    tiny = preset("tiny")
+    g, d = Generator(tiny), Discriminator(tiny, gaze=True)
+    nets = Networks(g, d, g, None)
+    g_optim, d_optim = build_optimisers(TrainConfig(), nets)
+    assert g_optim.defaults["fused"] and d_optim.defaults["fused"]
+    for optim in (g_optim, d_optim):
+        params = optim.param_groups[0]["params"]
+        twins = [p.detach().clone().requires_grad_(True) for p in params]
+        loop = torch.optim.Adam(
+            twins, **{k: optim.defaults[k] for k in ("lr", "betas", "eps")}, foreach=False, fused=False
+        )
+        for step in range(3):
+            for p, q in zip(params, twins):
+                p.grad = torch.randn_like(p) * (step + 1)
+                q.grad = p.grad.clone()
+            optim.step()
+            loop.step()
+        for p, q in zip(params, twins):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
 
 
 # --- stage 1 ---

@@ -88,7 +88,10 @@ class Discriminator(nn.Module):
         estimate_gaze: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, 1] for images [B, 3, S, S] and segmentations [B, seg_dim, S, S] in [-1, 1];
-        with estimate_gaze also the gaze head's normalised (pitch, yaw) estimate [B, 2]."""
+        with estimate_gaze also the gaze head's normalised (pitch, yaw) estimate [B, 2].
+
+        `gaze` [K, B, 2] scores the same images at K gazes each, logits [K, B, 1]: the convolutions never
+        see the gaze, so they run once and only the final linear layers K times."""
         x = self.convs_img(image)
         if seg is not None:
             x = x + self.convs_seg(seg)
@@ -96,6 +99,9 @@ class Discriminator(nn.Module):
         if self.gaze_conditioned and gaze is None:
             raise ValueError("this discriminator is gaze-conditioned: pass gaze [B, 2] (pitch, yaw)")
         features = x
+        gazes = gaze.shape[0] if gaze is not None and gaze.ndim == 3 else None
+        if gazes is not None:
+            x, gaze = x.repeat(gazes, 1), gaze.flatten(0, 1)
         if self.embed is not None:
             x = torch.cat([x, self.embed(self.normalise(gaze))], dim=1)
         hidden = self.final_linear[0](x)
@@ -104,6 +110,8 @@ class Discriminator(nn.Module):
             logits = (
                 logits + (self.project(self.normalise(gaze)) * hidden).sum(1, keepdim=True) / hidden.shape[1] ** 0.5
             )
+        if gazes is not None:
+            logits = logits.view(gazes, -1, 1)
         if not estimate_gaze:
             return logits
         if self.gaze_head is None:

@@ -101,23 +101,30 @@ def r1_weight(name: str) -> Callable[[Trainer], float]:
 
 
 def d_passes_labelled(t: Trainer, batch: Batch) -> Passes:
-    """Stage 1: D on G's fakes at their conditioning gazes and on real images at theirs."""
+    """Stage 1: D on G's fakes at their conditioning gazes and on real images at theirs; with the matching-aware
+    term, the real images also at wrong gazes, from the same pass through D's convolutions."""
     with torch.no_grad():
         z, fake_gaze = t.draw_z(len(batch.image)), t.draw_gazes(len(batch.image))
         fake = t.main.g(z, fake_gaze)
     fake_logits = t.main.d_train(*t.augment(fake.image, fake.seg), fake_gaze)
     real, mask = t.augment(batch.image, batch.mask)
+    gaze = batch.gaze
+    mismatched = config_weight("d_gaze_mismatch")(t) > 0
+    if mismatched:
+        gaze = torch.stack([gaze, conditioning.wrong_gazes(t.gaze_labels, gaze, t.config.mismatch_min_deg)])
     estimate = None
     if head_weight(t) > 0:
-        real_logits, estimate = t.main.d_train(real, mask, batch.gaze, estimate_gaze=True)
+        real_logits, estimate = t.main.d_train(real, mask, gaze, estimate_gaze=True)
     else:
-        real_logits = t.main.d_train(real, mask, batch.gaze)
+        real_logits = t.main.d_train(real, mask, gaze)
+    wrong_logits = None
+    if mismatched:
+        real_logits, wrong_logits = real_logits.unbind(0)
     return Passes(
-        real=real,
-        mask=mask,
         gaze=batch.gaze,
         real_logits=real_logits,
         fake_logits=fake_logits,
+        wrong_gaze_logits=wrong_logits,
         real_gaze_estimate=estimate,
         records={"real_score": real_logits.mean(), "fake_score": fake_logits.mean()},
     )
@@ -194,13 +201,7 @@ D_ADV = Term("d", lambda t, p: losses.d_logistic(p.real_logits, p.fake_logits), 
 D_GAZE_HEAD = Term(
     "d_gaze_head", lambda t, p: losses.gaze_regression(p.real_gaze_estimate, t.d.normalise(p.gaze)), head_weight
 )
-D_MISMATCH = Term(
-    "d_mismatch",
-    lambda t, p: losses.d_mismatch(
-        t.main.d_train(p.real, p.mask, conditioning.wrong_gazes(t.gaze_labels, p.gaze, t.config.mismatch_min_deg))
-    ),
-    config_weight("d_gaze_mismatch"),
-)
+D_MISMATCH = Term("d_mismatch", lambda t, p: losses.d_mismatch(p.wrong_gaze_logits), config_weight("d_gaze_mismatch"))
 R1_IMG = Term("r1_img", lambda t, p: p.r1_img, r1_weight("r1_img"))
 R1_SEG = Term("r1_seg", lambda t, p: p.r1_seg, r1_weight("r1_seg"))
 G_ADV = Term("g", lambda t, p: losses.g_nonsaturating(p.fake_logits), one)
