@@ -42,22 +42,30 @@ harness.use_tree()
 import torch  # noqa: E402
 
 from gcgan_cli import cli  # noqa: E402
+from gcgan_cli.core.training.conditioning import wrong_gazes  # noqa: E402
 from gcgan_cli.core.training.config import resolve  # noqa: E402
 from gcgan_cli.core.training.trainer import Trainer  # noqa: E402
+from gcgan_cli.core.training.window import LossWindow  # noqa: E402
+
+
+class SyncedWindow(LossWindow):
+    def add(self, values):
+        super().add(values)
+        for value in values.values():
+            value.item()  # reduce_loss_dict + .item() every step
 
 
 class ReferenceStyle(Trainer):
     """The reference loop's per-step extras, on top of the same algorithm."""
 
-    def _d_step(self, real, mask, gaze):
-        if gaze is not None:
-            self.d_train(real, mask, self._fake_gaze(real.shape[0]))  # computed, never used
-        super()._d_step(real, mask, gaze)
+    def __init__(self, config):
+        super().__init__(config)
+        self.window = SyncedWindow()
 
-    def _record(self, **values):
-        super()._record(**values)
-        for value in values.values():
-            value.item()  # reduce_loss_dict + .item() every step
+    def _run_phase(self, phase, batch):
+        super()._run_phase(phase, batch)
+        if phase.name == "D" and batch.gaze is not None:  # D(real, wrong gaze): computed, never used
+            self.d_train(batch.image, batch.mask, wrong_gazes(self.gaze_labels, batch.gaze, 15.0))
 
 
 def make_db(root: Path, size: int) -> Path:
