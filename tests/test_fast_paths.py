@@ -90,6 +90,16 @@ def literal_local_fields(self, latent, gaze):
     return depths, torch.stack([features for _, features in outputs])
 
 
+def literal_composed_fields(self, latent, gaze, composition_mask=None):
+    """Each class's features times its mask, summed over the classes."""
+    depths, features = literal_local_fields(self, latent, gaze)
+    seg = depths.softmax(dim=1)
+    if composition_mask is not None:
+        seg = seg * composition_mask[:, :, None, None]
+        seg = seg / (seg.sum(dim=1, keepdim=True) + 1e-8)
+    return depths, seg, (features * seg.transpose(0, 1)[:, :, None]).sum(dim=0)
+
+
 def literal(monkeypatch):
     """Every folded layer replaced by its literal form."""
     monkeypatch.setattr(layers.FixedStyledConv, "forward", literal_fixed_styled_conv)
@@ -97,6 +107,7 @@ def literal(monkeypatch):
     monkeypatch.setattr(layers.ConvLayer, "forward", literal_conv_layer)
     monkeypatch.setattr(layers.ResBlock, "forward", literal_res_block)
     monkeypatch.setattr(Generator, "local_fields", literal_local_fields)
+    monkeypatch.setattr(Generator, "composed_fields", literal_composed_fields)
 
 
 def networks(dtype):
@@ -173,6 +184,28 @@ def test_local_fields_are_the_local_generators_class_by_class():
     torch.testing.assert_close(depths, expected_depths, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(features, expected_features, rtol=1e-12, atol=1e-12)
     assert isinstance(g.local_nets[0], LocalGenerator) and torch.equal(depths[:, 0], torch.zeros_like(depths[:, 0]))
+
+
+@pytest.mark.parametrize("composed", [False, True])
+def test_composed_fields_are_the_mask_weighted_sum_of_the_class_features(composed):
+    """The one product over the hidden layers against features * masks summed, values and gradients (fp64)."""
+    torch.manual_seed(0)
+    g = Generator(preset("tiny")).double()
+    for head in (net.to_feat for net in g.local_nets):
+        head.bias.data.normal_(0, 0.3)  # the bias term is exercised too
+    latent = g.latent_of(torch.randn(4, g.config.style_dim, dtype=torch.float64)).detach().requires_grad_(True)
+    gaze = torch.rand(4, 2, dtype=torch.float64) * 0.4 - 0.2
+    mask = torch.tensor([[1, 0, 1, 1, 0, 1]] * 4, dtype=torch.float64) if composed else None
+    results = []
+    for fields in (Generator.composed_fields, literal_composed_fields):
+        g.zero_grad()
+        latent.grad = None
+        depths, seg, feat = fields(g, latent, gaze, mask)
+        (feat * torch.linspace(-1, 1, feat.numel(), dtype=torch.float64).view_as(feat)).sum().backward()
+        results.append([depths, seg, feat, latent.grad, *(p.grad for p in g.parameters() if p.grad is not None)])
+    assert len(results[0]) == len(results[1]) > 20
+    for fast, reference in zip(*results):
+        torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-12)
 
 
 NATIVE_CASES = CASES + [

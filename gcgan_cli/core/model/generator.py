@@ -243,7 +243,14 @@ class Generator(nn.Module):
 
     def local_fields(self, latent: torch.Tensor, gaze: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Every local generator at once: (depths [B, seg_dim, c, c], the background's 0;
-        features [seg_dim, B, coarse_channels, c, c]).
+        features [seg_dim, B, coarse_channels, c, c])."""
+        depths, hidden = self.local_hidden(latent, gaze)
+        features = _heads([net.to_feat for net in self.local_nets], hidden, depths.shape[0])
+        return depths, features.view(self.config.seg_dim, depths.shape[0], -1, *depths.shape[2:])
+
+    def local_hidden(self, latent: torch.Tensor, gaze: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every local generator at once up to its feature head: (depths [B, seg_dim, c, c], the last
+        layer's activations [seg_dim * B, local_channels, c * c], class-major).
 
         Each layer is one matrix product over all (class, sample) pairs with per-sample
         demodulated weights, the bias and gain inside it and the leaky ReLU in place, where
@@ -274,8 +281,32 @@ class Generator(nn.Module):
                 depths = torch.cat([depths, depth.view(classes - 1, batch, -1).transpose(0, 1)], dim=1)
                 if config.detach_texture:
                     x = x.detach()
-        features = _heads([net.to_feat for net in self.local_nets], x, batch)
-        return depths.view(batch, classes, size, size), features.view(classes, batch, -1, size, size)
+        return depths.view(batch, classes, size, size), x
+
+    def composed_fields(
+        self, latent: torch.Tensor, gaze: torch.Tensor | None, composition_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(depths, masks seg = softmax over the depths [B, seg_dim, c, c], the fused features
+        feat = sum_c seg_c * features_c [B, coarse_channels, c, c]).
+
+        composition_mask [B, seg_dim] keeps only some classes (the masks renormalised). A class's
+        1x1 feature head commutes with its per-pixel mask weight, so feat is one product over every
+        class's last layer, [W_1 .. W_C] [seg_1 h_1; ..; seg_C h_C] + [b_1 .. b_C] seg, and the
+        per-class features [seg_dim, B, coarse_channels, c, c] are never built.
+        """
+        depths, hidden = self.local_hidden(latent, gaze)
+        seg = depths.softmax(dim=1)
+        if composition_mask is not None:
+            seg = seg * composition_mask[:, :, None, None]
+            seg = seg / (seg.sum(dim=1, keepdim=True) + 1e-8)
+        (batch, classes), weights = seg.shape[:2], seg.flatten(2)  # [B, C, P]
+        heads = [net.to_feat for net in self.local_nets]
+        matrix = torch.cat([head.conv.matrix() for head in heads], dim=1)  # [K, C * in]
+        bias = torch.cat([head.bias.view(-1, 1) for head in heads], dim=1)  # [K, C]
+        scaled = hidden.view(classes, batch, -1, weights.shape[2]) * weights.transpose(0, 1)[:, :, None]
+        scaled = scaled.transpose(0, 1).reshape(batch, -1, weights.shape[2])  # [B, C * in, P]
+        feat = torch.baddbmm(torch.matmul(bias, weights), matrix.expand(batch, -1, -1), scaled)
+        return depths, seg, feat.view(batch, -1, *seg.shape[2:])
 
     def local_outputs(self, latent: torch.Tensor, gaze: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(depth [B,1,c,c], features [B,coarse_channels,c,c]) of every local generator."""
@@ -296,12 +327,7 @@ class Generator(nn.Module):
         one-hot row, the image of one part alone.
         """
         latent = self.expand(latent)
-        depths, features = self.local_fields(latent, gaze)
-        seg = depths.softmax(dim=1)
-        if composition_mask is not None:
-            seg = seg * composition_mask[:, :, None, None]
-            seg = seg / (seg.sum(dim=1, keepdim=True) + 1e-8)
-        feat = (features * seg.transpose(0, 1)[:, :, None]).sum(dim=0)  # sum over classes of mask * features
+        depths, seg, feat = self.composed_fields(latent, gaze, composition_mask)
         seg_coarse = 2 * seg - 1
         if noise is None and not randomize_noise:
             noise = self.render_net.fixed_noise()
