@@ -46,7 +46,7 @@ from gcgan_cli.core.visualize import sample_grid
 from gcgan_cli.data import gaze_db
 from gcgan_cli.data.atomic import write_atomic
 from gcgan_cli.data.png import encode_png
-from gcgan_cli.device import place, resolve_device
+from gcgan_cli.device import place, place_images, resolve_device
 from gcgan_cli.errors import CheckpointError, DatasetError, TrainingDiverged, UsageError
 from gcgan_cli.outputs import reporting_disk_full
 
@@ -518,8 +518,8 @@ class Trainer:
 
     def _batch(self) -> Batch:
         item = next(self.loader)
-        image = item["image"].to(self.device, non_blocking=True)
-        mask = item["mask"].to(self.device, non_blocking=True).mul_(2).sub_(1)  # one-hot {0,1} -> {-1,+1}
+        image = place_images(item["image"], self.device)
+        mask = place_images(item["mask"], self.device).mul_(2).sub_(1)  # one-hot {0,1} -> {-1,+1}
         gaze = (
             item["gaze"].to(self.device, non_blocking=True) if self.config.stage == 1 else None
         )  # stage 2 reads no labels
