@@ -1,12 +1,13 @@
 """Sampling throughput: batched passes against one image per forward pass (the reference's way),
 and against a base revision, in alternating fresh processes (benchmarks/harness.py).
 
-    python benchmarks/sample.py [--configs tiny64,small64,ref256] [--batch 32] [--n 64] [--device cpu|cuda]
+    python benchmarks/sample.py [--configs tiny64,small64,ref256] [--batch 32] [--n 512] [--device cpu|cuda]
                                 [--baseline REV] [--processes 3] [--threads N] [--compile]
 
 Every variant renders the same n truncated latents through `core.synthesis.render` with G_ema-style
 fixed noise on a randomly initialised generator (speed does not depend on the weights), once to warm
-up and once timed; img/s = n / that time, the image moved to the CPU as `gcgan sample` does.
+up and once timed (n = 512: a timed pass of 64 on the CPU varied 2x between processes); img/s =
+n / that time, the image moved to the CPU as `gcgan sample` does.
 Rows: batch 1 against `--batch` in the working tree; with --baseline, REV against the working tree at
 `--batch`; each with the peak memory (CUDA max_memory_allocated, or the process's max RSS on CPU).
 With --compile the working tree's `--batch` variant renders through torch.compile (`gcgan sample
@@ -58,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny64,small64,ref256" if torch.cuda.is_available() else "tiny64,small64")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="the working tree renders through torch.compile")
     harness.add_arguments(parser)

@@ -65,7 +65,9 @@ class ReferenceStyle(Trainer):
     def _run_phase(self, phase, batch):
         super()._run_phase(phase, batch)
         if phase.name == "D" and batch.gaze is not None:  # D(real, wrong gaze): computed, never used
-            self.d_train(batch.image, batch.mask, wrong_gazes(self.gaze_labels, batch.gaze, 15.0))
+            self.d_train(
+                batch.image, batch.mask, wrong_gazes(self.gaze_labels, batch.gaze, self.config.mismatch_min_deg)
+            )
 
 
 def make_db(root: Path, size: int) -> Path:

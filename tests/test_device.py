@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gcgan_cli.device import resolve_device
+from gcgan_cli.device import place, place_images, resolve_device
 from gcgan_cli.errors import UsageError
 
 
@@ -50,3 +50,13 @@ def test_auto_never_picks_mps(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     expected = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     assert resolve_device("auto") == expected
+
+
+def test_batches_take_the_layout_of_the_networks_on_the_cpu():
+    """place() and place_images() agree, so a network's first convolution reads a batch without a copy."""
+    cpu = torch.device("cpu")
+    conv = place(torch.nn.Conv2d(3, 4, 3), cpu)
+    batch = place_images(torch.rand(2, 3, 8, 8), cpu)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+    assert conv(batch).is_contiguous(memory_format=torch.channels_last)
