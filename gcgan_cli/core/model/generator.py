@@ -25,6 +25,7 @@ from gcgan_cli.core.model.layers import (
     EqualLinear,
     FixedStyledConv,
     FullyConnectedLayer,
+    ModulatedConv1x1,
     PixelNorm,
     PositionEmbedding,
     StyledConv1x1,
@@ -100,6 +101,25 @@ class LocalGenerator(nn.Module):
                 if self.config.detach_texture:
                     x = x.detach()
         return depth, self.to_feat(x)
+
+
+def style_groups(local_nets: nn.ModuleList) -> list[list[int]]:
+    """The classes whose styles have one width (the gaze classes' are wider), in class order."""
+    widths = [net.linears[0].conv.modulation.weight.shape[1] for net in local_nets]
+    return [[c for c, w in enumerate(widths) if w == width] for width in dict.fromkeys(widths)]
+
+
+def sample_weights(convs: list[ModulatedConv1x1], styles: torch.Tensor, gain: float) -> torch.Tensor:
+    """The per-sample demodulated weights [G, B, out, in] times `gain` of G same-shape modulated 1x1 layers at
+    their styles [G, B, style], each layer's modulation as one batched product: W_{o,i} s_{b,i} / sqrt(in),
+    normalised per (b, o). The layers apply them as one matrix product per sample, which never scales the
+    activations themselves."""
+    modulation = convs[0].modulation
+    matrix = torch.stack([conv.modulation.weight for conv in convs]) * modulation.scale  # [G, in, style]
+    bias = torch.stack([conv.modulation.bias for conv in convs]) * modulation.lr_mul  # [G, in]
+    s = torch.baddbmm(bias[:, None], styles, matrix.transpose(1, 2)) * convs[0].scale  # [G, B, in]
+    weight = torch.stack([conv.weight for conv in convs])[:, None] * s[:, :, None]  # [G, B, out, in]
+    return weight * (torch.rsqrt(weight.pow(2).sum(dim=3, keepdim=True) + 1e-8) * gain)
 
 
 def _heads(heads: list[ToRGB], x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -263,12 +283,22 @@ class Generator(nn.Module):
         styles = [
             net.layer_styles(latent[:, c * layers : (c + 1) * layers], gaze) for c, net in enumerate(self.local_nets)
         ]
+        groups = style_groups(self.local_nets)
+        group_styles = [torch.stack([styles[c] for c in group]) for group in groups]  # [G, B, layers, style]
+        order = [c for group in groups for c in group]
+        rows = None if order == sorted(order) else [order.index(c) for c in range(classes)]  # back to class order
         x = self.pos_embed(self.grid).flatten(2)[0]  # [C, H*W]: the same for every class and sample
         depths = latent.new_zeros(batch, 1, size * size)
         for layer in range(layers):
             styled = [net.linears[layer] for net in self.local_nets]
             gain = activation_gain(styled[0].activate)
-            weight = torch.cat([s.conv.sample_weights(style[:, layer], gain) for s, style in zip(styled, styles)])
+            weight = torch.cat(
+                [
+                    sample_weights([styled[c].conv for c in group], style[:, :, layer], gain)
+                    for group, style in zip(groups, group_styles)
+                ]
+            )  # [C (grouped order), B, out, in]
+            weight = (weight if rows is None else weight[rows]).flatten(0, 1)
             bias = (torch.stack([s.activate.bias for s in styled]) * gain).repeat_interleave(batch, dim=0)[:, :, None]
             if layer == 0:  # one product [classes * batch * out, in] @ [in, H*W]
                 x = torch.addmm(bias.flatten(0, 1), weight.flatten(0, 1), x).view(classes * batch, -1, x.shape[1])

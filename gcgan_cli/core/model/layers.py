@@ -77,13 +77,6 @@ class ModulatedConv1x1(nn.Module):
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.scale = 1 / math.sqrt(in_ch)
 
-    def sample_weights(self, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        """The per-sample demodulated weights [B, out, in] times `gain`: forward as one matrix
-        product per sample, which never scales the activations themselves."""
-        s = self.modulation(style) * self.scale
-        weight = self.weight[None] * s[:, None, :]
-        return weight * (torch.rsqrt(weight.pow(2).sum(dim=2, keepdim=True) + 1e-8) * gain)
-
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         s = self.modulation(style) * self.scale  # [B, in]
         w = self.weight  # [out, in]
