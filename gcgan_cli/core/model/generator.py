@@ -192,6 +192,10 @@ class Generator(nn.Module):
             LocalGenerator(config, depth_head=c > 0, gaze=c in gaze_ids) for c in range(config.seg_dim)
         )
         self.render_net = RenderNet(config)
+        self.style_groups = style_groups(self.local_nets)
+        order = [c for group in self.style_groups for c in group]
+        # Where the groups reorder the classes, the rows of their concatenation in class order.
+        self.grouped_rows = None if order == sorted(order) else [order.index(c) for c in range(config.seg_dim)]
         self.register_buffer("expansion", torch.tensor(expansion_rows(config)), persistent=False)
         axis = torch.linspace(-1, 1, config.coarse_size)
         grid = torch.stack([axis[None, :].expand(config.coarse_size, -1), axis[:, None].expand(-1, config.coarse_size)])
@@ -283,10 +287,8 @@ class Generator(nn.Module):
         styles = [
             net.layer_styles(latent[:, c * layers : (c + 1) * layers], gaze) for c, net in enumerate(self.local_nets)
         ]
-        groups = style_groups(self.local_nets)
+        groups, rows = self.style_groups, self.grouped_rows
         group_styles = [torch.stack([styles[c] for c in group]) for group in groups]  # [G, B, layers, style]
-        order = [c for group in groups for c in group]
-        rows = None if order == sorted(order) else [order.index(c) for c in range(classes)]  # back to class order
         x = self.pos_embed(self.grid).flatten(2)[0]  # [C, H*W]: the same for every class and sample
         depths = latent.new_zeros(batch, 1, size * size)
         for layer in range(layers):

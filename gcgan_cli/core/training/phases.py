@@ -109,7 +109,7 @@ def d_passes_labelled(t: Trainer, batch: Batch) -> Passes:
     fake_logits = t.main.d_train(*t.augment(fake.image, fake.seg), fake_gaze)
     real, mask = t.augment(batch.image, batch.mask)
     gaze = batch.gaze
-    mismatched = config_weight("d_gaze_mismatch")(t) > 0
+    mismatched = D_MISMATCH.weight(t) > 0
     if mismatched:
         gaze = torch.stack([gaze, conditioning.wrong_gazes(t.gaze_labels, gaze, t.config.mismatch_min_deg)])
     estimate = None

@@ -287,7 +287,7 @@ def build_networks(plan: RunPlan, device: torch.device) -> Networks:
 def build_optimisers(config: TrainConfig, nets: Networks) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for G's trainable parameters and for D, with the learning rate and betas scaled for the lazy
     regularisation interval (c = N / (N + 1)). The fused update (one kernel over all parameters) is the same
-    math as the per-parameter loop; with these networks' hundreds of small tensors it is 4-5x faster on the CPU."""
+    math as the per-parameter loop; with these networks' hundreds of small tensors it is 3-5x faster on the CPU."""
     g_ratio = config.g_reg_every / (config.g_reg_every + 1)
     d_ratio = config.d_reg_every / (config.d_reg_every + 1)
     g_params = [p for p in nets.g.parameters() if p.requires_grad]
